@@ -1,0 +1,1 @@
+"""Graded early-warning rules (levels I-IV) and their validation."""

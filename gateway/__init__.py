@@ -1,0 +1,1 @@
+"""MQTT -> Kafka gateway: validates telemetry and produces it to Kafka."""

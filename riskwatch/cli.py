@@ -1,0 +1,109 @@
+"""The ``riskwatch`` command line.
+
+Expected failures print ``ErrorName: message`` on stderr and exit with 1; a
+usage error exits with 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from riskwatch.errors import RiskwatchError
+from riskwatch.services import SERVICE_NAMES, Stack
+from riskwatch.settings import Settings, load_settings
+
+_CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except RiskwatchError as exc:
+            click.echo(f"{type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        obj["settings"] = load_settings(obj.get("config"))
+    settings: Settings = obj["settings"]
+    return settings
+
+
+@click.group(cls=_Cli, context_settings=_CONTEXT)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RISKWATCH_CONFIG",
+    help="TOML settings file; environment variables RISKWATCH_* override it.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    help="Level of the operator log on stderr.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
+    """riskwatch: IoT risk monitoring for enterprise safety supervision."""
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    ctx.ensure_object(dict)["config"] = config
+
+
+@cli.group(context_settings=_CONTEXT)
+def services() -> None:
+    """Install, start, check and stop Mosquitto, Kafka and InfluxDB."""
+
+
+_names = click.argument("names", nargs=-1, type=click.Choice(SERVICE_NAMES))
+
+
+@services.command()
+@_names
+@click.pass_context
+def up(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Install (once) and start the services; running healthy ones are left alone.
+
+    Without NAMES, all of them: mosquitto, kafka, influxdb.
+    """
+    Stack(_settings(ctx), report=click.echo).up(names)
+    _print_status(Stack(_settings(ctx)), names)
+
+
+@services.command()
+@_names
+@click.pass_context
+def down(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Stop the services that `up` started (by their pid files)."""
+    Stack(_settings(ctx), report=click.echo).down(names)
+
+
+@services.command()
+@_names
+@click.pass_context
+def status(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Show each service, its address, pid and health; exit 3 if any is not healthy."""
+    if not _print_status(Stack(_settings(ctx)), names):
+        sys.exit(3)
+
+
+def _print_status(stack: Stack, names: tuple[str, ...]) -> bool:
+    rows = stack.status(names)
+    click.echo(f"{'service':<10} {'address':<22} {'pid':>8}  health")
+    for row in rows:
+        pid = str(row.pid) if row.pid is not None else "-"
+        click.echo(f"{row.name:<10} {row.address:<22} {pid:>8}  {row.health}")
+    return all(row.health == "healthy" for row in rows)
+
+
+def main() -> None:
+    cli(prog_name="riskwatch")

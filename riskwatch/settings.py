@@ -1,0 +1,181 @@
+"""Process settings: one frozen object, built at start-up from the environment.
+
+Sources, highest priority first:
+
+1. environment variables with the prefix ``RISKWATCH_``; nested fields use a
+   double underscore, e.g. ``RISKWATCH_KAFKA__PORT=19092``;
+2. an optional TOML file named by ``--config`` or ``RISKWATCH_CONFIG``, with one
+   table per section (``[mqtt]``, ``[kafka]``, ``[influxdb]``);
+3. the defaults below, which run everything on 127.0.0.1.
+
+Secrets left unset (MQTT passwords, the InfluxDB admin password and operator
+token) are generated on first use and kept under ``<run_dir>/secrets``; see
+:mod:`riskwatch.secrets`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from riskwatch.errors import ConfigError
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "riskwatch"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MqttSettings(_Section):
+    """Mosquitto broker and its accounts.
+
+    ``device_accounts`` maps an MQTT username to the enterprise id whose topic
+    prefix (``<topic_root>/<enterprise>/#``) that user may publish under, and
+    nothing else. The gateway user may read all telemetry.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    topic_root: str = "riskwatch/v1"
+    gateway_username: str = "riskwatch-gateway"
+    gateway_password: SecretStr | None = None
+    device_accounts: dict[str, str] = Field(
+        default_factory=lambda: {"device-e001": "E001", "device-e002": "E002"}
+    )
+    device_passwords: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("device_accounts")
+    @classmethod
+    def _check_accounts(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, enterprise in value.items():
+            if not re.match(_ID_PATTERN, user):
+                raise ValueError(f"username {user!r} must match {_ID_PATTERN}")
+            if not re.match(_ID_PATTERN, enterprise):
+                raise ValueError(
+                    f"enterprise id {enterprise!r} of user {user!r} must match "
+                    f"{_ID_PATTERN}"
+                )
+        return value
+
+
+class KafkaSettings(_Section):
+    """Single-node KRaft broker (combined broker and controller)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 9092
+    controller_port: Port = 9093
+    version: str = "3.9.1"
+    heap_mb: int = Field(default=768, ge=256, le=8192)
+    readings_partitions: int = Field(default=8, ge=1, le=1024)
+    default_partitions: int = Field(default=4, ge=1, le=1024)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class InfluxSettings(_Section):
+    """InfluxDB 2.x OSS, built from source once and cached."""
+
+    host: str = "127.0.0.1"
+    port: Port = 8086
+    version: str = "2.9.1"
+    org: str = "riskwatch"
+    bucket: str = "telemetry"
+    retention_days: int = Field(default=30, ge=1, le=36500)
+    admin_username: str = "riskwatch-admin"
+    admin_password: SecretStr | None = None
+    token: SecretStr | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Everything one riskwatch process needs to know; frozen once built."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RISKWATCH_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    run_dir: Path = Field(default_factory=lambda: Path.cwd() / ".riskwatch")
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+
+    @field_validator("run_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML source reads nothing unless load_settings() named a file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build the settings once, at start-up.
+
+    Args:
+        config_file: optional TOML file; ``RISKWATCH_CONFIG`` is used when None.
+
+    Raises:
+        ConfigError: the file is missing, or a value is invalid (the message
+            names the field and the reason).
+    """
+    if config_file is None and os.environ.get("RISKWATCH_CONFIG"):
+        config_file = Path(os.environ["RISKWATCH_CONFIG"])
+    try:
+        if config_file is None:
+            return Settings()
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+
+        class _FromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=config_file)
+
+        return _FromFile()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

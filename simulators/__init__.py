@@ -1,0 +1,1 @@
+"""Realistic meter and sensor feeds with labelled anomalies."""

@@ -1,0 +1,1 @@
+"""Faust stream jobs: storage, statistics, detection and warnings."""
