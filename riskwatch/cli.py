@@ -105,5 +105,14 @@ def _print_status(stack: Stack, names: tuple[str, ...]) -> bool:
     return all(row.health == "healthy" for row in rows)
 
 
+# Commands of the other packages: one line each, added by their owners.
+# registry
+# gateway
+# worker
+# rules
+# simulators
+# demo
+
+
 def main() -> None:
     cli(prog_name="riskwatch")

@@ -116,6 +116,45 @@ class InfluxSettings(_Section):
         return f"http://{self.host}:{self.port}"
 
 
+class GatewaySettings(_Section):
+    """The MQTT -> Kafka gateway.
+
+    Several gateways split the load through an MQTT shared subscription when
+    ``shared_group`` is set; each needs its own ``client_id``.
+    """
+
+    client_id: str = Field(default="riskwatch-gateway-1", pattern=_ID_PATTERN)
+    shared_group: str | None = Field(default="riskwatch", pattern=_ID_PATTERN)
+    session_expiry_s: int = Field(default=86400, ge=0)
+    # MQTT v5 Receive Maximum: unacknowledged QoS 1 messages the broker may
+    # have in flight to us, i.e. the gateway's bounded in-flight window.
+    receive_maximum: int = Field(default=1000, ge=1, le=65535)
+    max_payload_bytes: int = Field(default=65536, ge=256)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    produce_attempts: int = Field(default=5, ge=1, le=100)
+    produce_backoff_s: float = Field(default=0.5, gt=0)
+
+
+class WorkerSettings(_Section):
+    """The Faust stream-processing worker."""
+
+    app_id: str = Field(default="riskwatch-worker", pattern=_ID_PATTERN)
+    web_port: Port = 6066
+    rules_dir: Path | None = None  # None: the default rules shipped in alert_rules
+    authority: str = "Municipal Market Supervision and Work Safety Office"
+    silent_after_s: float = Field(default=900.0, gt=0)
+    influx_batch: int = Field(default=2000, ge=1)
+    influx_flush_s: float = Field(default=1.0, gt=0)
+
+
+class PlatformSettings(_Section):
+    """The supervision platform that receives warnings by HTTP POST."""
+
+    webhook_url: str | None = "http://127.0.0.1:8787/warnings"
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything one riskwatch process needs to know; frozen once built."""
 
@@ -132,6 +171,9 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
 
     @field_validator("run_dir", "cache_dir")
     @classmethod

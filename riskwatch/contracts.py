@@ -1,0 +1,430 @@
+"""The data contracts of riskwatch, as pydantic models: their single source.
+
+docs/contracts.md describes the same contracts for people; when the two
+disagree, this module is right and the document is a bug.
+
+Wire formats:
+
+* MQTT topics ``<root>/<enterprise>/<device>/telemetry`` (readings) and
+  ``<root>/<enterprise>/<device>/status`` (``online``/``offline``, retained,
+  also the last will), with ``root`` = ``riskwatch/v1``.
+* Telemetry payload: :class:`TelemetryPayload` (JSON, UTF-8).
+* Kafka readings record: :class:`ReadingRecord`, keyed by ``<enterprise>/<device>``.
+* Kafka dead-letter record: :class:`DeadLetter`.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+NS_PER_S = 1_000_000_000
+# Readings dated before this are not real device times (an unset RTC, a
+# counter mistaken for a timestamp).
+EARLIEST_NS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
+
+
+class Metric(StrEnum):
+    """What a reading measures; each has one canonical unit."""
+
+    POWER_KW = "power_kw"
+    ENERGY_KWH = "energy_kwh"
+    WATER_M3 = "water_m3"
+    GAS_M3 = "gas_m3"
+    TEMPERATURE_C = "temperature_c"
+    PRESSURE_MPA = "pressure_mpa"
+    COMBUSTIBLE_GAS_LEL = "combustible_gas_lel"
+    TOXIC_GAS_PPM = "toxic_gas_ppm"
+    LEVEL_PCT = "level_pct"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    unit: str
+    counter: bool  # a cumulative register (meter reading), not an instant value
+    accepted_units: frozenset[str]
+    description: str
+
+
+def _info(unit: str, counter: bool, description: str, *aliases: str) -> MetricInfo:
+    return MetricInfo(unit, counter, frozenset({unit, *aliases}), description)
+
+
+METRICS: dict[Metric, MetricInfo] = {
+    Metric.POWER_KW: _info("kW", False, "active power"),
+    Metric.ENERGY_KWH: _info("kWh", True, "active energy register"),
+    Metric.WATER_M3: _info("m3", True, "water volume register", "m³"),
+    Metric.GAS_M3: _info("m3", True, "gas volume register", "m³"),
+    Metric.TEMPERATURE_C: _info("°C", False, "temperature", "degC", "C", "℃"),
+    Metric.PRESSURE_MPA: _info("MPa", False, "gauge pressure"),
+    Metric.COMBUSTIBLE_GAS_LEL: _info(
+        "%LEL", False, "combustible gas, percent of the lower explosive limit"
+    ),
+    Metric.TOXIC_GAS_PPM: _info("ppm", False, "toxic gas concentration"),
+    Metric.LEVEL_PCT: _info("%", False, "tank level"),
+}
+
+
+class PayloadError(ValueError):
+    """A telemetry message that cannot be accepted.
+
+    Attributes:
+        field: dotted path of the offending field (``payload`` for the whole).
+        reason: why, with the value received and what is allowed.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# Timestamps ----------------------------------------------------------------
+
+
+def epoch_to_ns(number: float) -> int:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds -> nanoseconds.
+
+    The unit is told apart by magnitude, which is unambiguous for any date
+    between 1973 and 5138: seconds < 1e11 <= milliseconds < 1e14 <=
+    microseconds < 1e17 <= nanoseconds.
+
+    >>> epoch_to_ns(1_700_000_000), epoch_to_ns(1_700_000_000_000)
+    (1700000000000000000, 1700000000000000000)
+    """
+    magnitude = abs(number)
+    if magnitude < 1e11:
+        return round(number * NS_PER_S)
+    if magnitude < 1e14:
+        return round(number * 1_000_000)
+    if magnitude < 1e17:
+        return round(number * 1_000)
+    return int(number)
+
+
+def parse_timestamp(value: object) -> int:
+    """A device timestamp (ISO 8601 with offset, or epoch s/ms/us/ns, as a
+    number or a numeric string) -> epoch nanoseconds.
+
+    Raises:
+        ValueError: not a timestamp, no UTC offset, or before 2000-01-01.
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected ISO 8601 or epoch time, got {value!r}")
+    ns: int
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"timestamp must be finite, got {value!r}")
+        ns = epoch_to_ns(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"timestamp must be finite, got {value!r}")
+            ns = int(text) if text.isdigit() and number >= 1e17 else epoch_to_ns(number)
+        else:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(
+                    f"expected ISO 8601 or epoch time, got {value!r}"
+                ) from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"ISO 8601 time {value!r} has no UTC offset")
+            delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+            ns = (delta.days * 86400 + delta.seconds) * NS_PER_S + (
+                delta.microseconds * 1000
+            )
+    else:
+        raise ValueError(f"expected ISO 8601 or epoch time, got {type(value).__name__}")
+    if ns < EARLIEST_NS:
+        raise ValueError(f"timestamp {value!r} is before 2000-01-01")
+    return ns
+
+
+def _finite_number(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"value must be finite, got {value!r}")
+    return number
+
+
+FiniteFloat = Annotated[float, BeforeValidator(_finite_number)]
+
+
+# MQTT payload -----------------------------------------------------------------
+
+
+class MetricValue(BaseModel):
+    """One measured quantity in a telemetry message."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: Metric
+    value: FiniteFloat
+    unit: str
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_matches(cls, unit: str, info: ValidationInfo) -> str:
+        metric = info.data.get("metric")
+        if metric is None:
+            return unit
+        accepted = METRICS[metric].accepted_units
+        if unit not in accepted:
+            raise ValueError(
+                f"unit {unit!r} is not valid for {metric.value}; "
+                f"use {METRICS[metric].unit!r}"
+            )
+        return METRICS[metric].unit
+
+
+class TelemetryPayload(BaseModel):
+    """The JSON body of a telemetry message.
+
+    Example::
+
+        {"ts": "2026-12-03T10:00:00+08:00", "seq": 42,
+         "metrics": [{"metric": "power_kw", "value": 12.5, "unit": "kW"}]}
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ts: Annotated[int, BeforeValidator(parse_timestamp)]
+    seq: int | None = Field(default=None, ge=0)
+    metrics: list[MetricValue] = Field(min_length=1, max_length=64)
+
+    @field_validator("metrics")
+    @classmethod
+    def _one_value_per_metric(cls, metrics: list[MetricValue]) -> list[MetricValue]:
+        seen: set[Metric] = set()
+        for item in metrics:
+            if item.metric in seen:
+                raise ValueError(f"metric {item.metric.value} appears twice")
+            seen.add(item.metric)
+        return metrics
+
+
+@dataclass(frozen=True)
+class TopicAddress:
+    enterprise: str
+    device: str
+    kind: Literal["telemetry", "status"]
+
+
+def parse_topic(topic: str, root: str) -> TopicAddress:
+    """``<root>/<enterprise>/<device>/<kind>`` -> its parts.
+
+    Raises:
+        PayloadError: field ``topic``, when the topic does not have that shape.
+    """
+    prefix = root.rstrip("/") + "/"
+    parts = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
+    if len(parts) != 3 or parts[2] not in ("telemetry", "status"):
+        raise PayloadError(
+            "topic", f"{topic!r} is not {prefix}<enterprise>/<device>/telemetry|status"
+        )
+    enterprise, device, kind = parts
+    for name, value in (("enterprise", enterprise), ("device", device)):
+        if not _ID_RE.match(value):
+            raise PayloadError("topic", f"{name} id {value!r} must match {ID_PATTERN}")
+    return TopicAddress(enterprise, device, kind)  # type: ignore[arg-type]
+
+
+def telemetry_topic(root: str, enterprise: str, device: str) -> str:
+    return f"{root.rstrip('/')}/{enterprise}/{device}/telemetry"
+
+
+def status_topic(root: str, enterprise: str, device: str) -> str:
+    return f"{root.rstrip('/')}/{enterprise}/{device}/status"
+
+
+def parse_payload(
+    raw: bytes, *, now_ns: int, max_skew_s: float, max_bytes: int
+) -> TelemetryPayload:
+    """Validate one telemetry message body.
+
+    Raises:
+        PayloadError: naming the first offending field and the reason.
+    """
+    if len(raw) > max_bytes:
+        raise PayloadError("payload", f"{len(raw)} bytes exceeds the {max_bytes} limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("payload", f"not UTF-8 (byte {exc.start})") from None
+    try:
+        payload = TelemetryPayload.model_validate_json(text)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "payload"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "json_invalid":
+            message = message.replace("Invalid JSON", "invalid JSON")
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        elif err["type"] == "enum":
+            got = err.get("input")
+            message = f"unknown metric {got!r}; known: " + ", ".join(
+                m.value for m in Metric
+            )
+        raise PayloadError(field, message) from None
+    if payload.ts > now_ns + max_skew_s * NS_PER_S:
+        ahead = (payload.ts - now_ns) / NS_PER_S
+        raise PayloadError(
+            "ts", f"{ahead:.0f}s in the future (allowed skew {max_skew_s:.0f}s)"
+        )
+    return payload
+
+
+# Kafka records ----------------------------------------------------------------
+
+
+class Measurement(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: Metric
+    value: float
+
+
+class ReadingRecord(BaseModel):
+    """One accepted telemetry message, as produced to the readings topic.
+
+    A reading is identified by (device, metric, ts_ns): storing the same one
+    twice (a QoS 1 redelivery, a retained message) leaves one point.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    enterprise: str
+    device: str
+    ts_ns: int
+    seq: int | None = None
+    metrics: list[Measurement]
+    received_ns: int
+    retained: bool = False
+
+    @property
+    def key(self) -> bytes:
+        return record_key(self.enterprise, self.device)
+
+
+def record_key(enterprise: str, device: str) -> bytes:
+    """Kafka key of a device: keeps each device's readings on one partition."""
+    return f"{enterprise}/{device}".encode()
+
+
+class DeadLetter(BaseModel):
+    """A message riskwatch could not accept, kept with the reason."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    source: str  # e.g. "mqtt" or "kafka:<topic>"
+    topic: str
+    field: str
+    reason: str
+    payload_b64: str
+    received_ns: int
+    stage: str  # which component rejected it, e.g. "gateway"
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        source: str,
+        topic: str,
+        error: PayloadError,
+        payload: bytes,
+        received_ns: int,
+        stage: str,
+    ) -> DeadLetter:
+        return cls(
+            source=source,
+            topic=topic,
+            field=error.field,
+            reason=error.reason,
+            payload_b64=base64.b64encode(payload).decode("ascii"),
+            received_ns=received_ns,
+            stage=stage,
+        )
+
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_b64)
+
+
+def to_json_bytes(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+# Scored readings: the input of the rules --------------------------------------
+
+
+class Finding(BaseModel):
+    """What one detector concluded about one reading, with its evidence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    detector: str  # e.g. "robust_z", "stuck", "silent", "rate_of_change"
+    score: float = Field(ge=0.0, le=1.0)
+    observed: float | None = None
+    expected: float | None = None
+    low: float | None = None  # band of normal values, where the detector has one
+    high: float | None = None
+    detail: str = ""
+
+
+class Observation(BaseModel):
+    """A reading after the stream jobs scored it, or a missing reading.
+
+    ``value`` is what was scored: the measured value for instant metrics, the
+    consumption rate per hour for counters (``rate`` is True), None when
+    ``kind`` is ``silence`` (no data for ``silent_s`` seconds).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    enterprise: str
+    device: str
+    metric: Metric
+    kind: Literal["reading", "silence"] = "reading"
+    ts_ns: int
+    value: float | None
+    unit: str
+    rate: bool = False
+    score: float = Field(ge=0.0, le=1.0)
+    learning: bool = False  # the device's baseline is still forming
+    silent_s: float | None = None
+    findings: list[Finding] = Field(default_factory=list)

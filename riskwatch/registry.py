@@ -1,0 +1,196 @@
+"""The enterprise registry: who is supervised, where, by whom, under which orders.
+
+A registry file (YAML) lists enterprises; ``riskwatch registry load FILE``
+validates it and publishes one record per enterprise, keyed by its id, to the
+compacted registry topic. Stream jobs read that topic as a global table, so an
+edited registry takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from riskwatch.contracts import ID_PATTERN, Metric
+from riskwatch.errors import ConfigError
+
+
+class Industry(StrEnum):
+    HAZARDOUS_CHEMICALS = "hazardous_chemicals"
+    SPECIAL_EQUIPMENT = "special_equipment"
+    FOOD = "food"
+    DRUG = "drug"
+    MANUFACTURING = "manufacturing"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GridOfficer(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    phone: str | None = None
+
+
+class WorkingHours(_Model):
+    """Hours of work on the given ISO weekdays (1 = Monday) in local time.
+
+    ``end`` before ``start`` means a shift that runs past midnight.
+    """
+
+    days: list[int] = Field(min_length=1)
+    start: time
+    end: time
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, days: list[int]) -> list[int]:
+        bad = [d for d in days if not 1 <= d <= 7]
+        if bad:
+            raise ValueError(f"weekdays are 1 (Monday) to 7 (Sunday), got {bad}")
+        return sorted(set(days))
+
+    def covers(self, local: datetime) -> bool:
+        clock = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return local.isoweekday() in self.days and self.start <= clock < self.end
+        # Overnight shift: the evening belongs to the day it started on, the
+        # early morning to the day before.
+        if clock >= self.start:
+            return local.isoweekday() in self.days
+        yesterday = (local - timedelta(days=1)).isoweekday()
+        return clock < self.end and yesterday in self.days
+
+
+class ShutdownOrder(_Model):
+    """An order to stop production over a period (``end`` None: until lifted)."""
+
+    order_id: str = Field(pattern=ID_PATTERN)
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    reason: str = Field(min_length=1)
+    authority: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ShutdownOrder:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end {self.end} is not after start {self.start}")
+        return self
+
+    def active_at(self, moment: datetime) -> bool:
+        return self.start <= moment and (self.end is None or moment < self.end)
+
+
+class Device(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    metrics: list[Metric] = Field(min_length=1)
+    description: str = ""
+
+
+class Enterprise(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    industry: Industry
+    district: str = Field(pattern=ID_PATTERN)
+    grid: str = Field(pattern=ID_PATTERN)
+    risk_class: Literal["A", "B", "C", "D"]
+    hazardous_chemicals: bool = False
+    status: Literal["operating", "closed"] = "operating"
+    licensed: bool = True
+    timezone: str = "Asia/Shanghai"
+    working_hours: list[WorkingHours] = Field(default_factory=list)
+    shutdown_orders: list[ShutdownOrder] = Field(default_factory=list)
+    officer: GridOfficer
+    devices: list[Device] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}") from None
+        return zone
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(ZoneInfo(self.timezone))
+
+    def working_at(self, moment: datetime) -> bool:
+        local = self.local(moment)
+        return any(hours.covers(local) for hours in self.working_hours)
+
+    def shutdown_order_at(self, moment: datetime) -> ShutdownOrder | None:
+        return next((o for o in self.shutdown_orders if o.active_at(moment)), None)
+
+    def local_date(self, moment: datetime) -> date:
+        return self.local(moment).date()
+
+
+class Registry(_Model):
+    enterprises: list[Enterprise] = Field(default_factory=list)
+
+    @field_validator("enterprises")
+    @classmethod
+    def _unique_ids(cls, enterprises: list[Enterprise]) -> list[Enterprise]:
+        seen: set[str] = set()
+        for enterprise in enterprises:
+            if enterprise.id in seen:
+                raise ValueError(f"enterprise id {enterprise.id!r} appears twice")
+            seen.add(enterprise.id)
+        return enterprises
+
+    def by_id(self) -> dict[str, Enterprise]:
+        return {e.id: e for e in self.enterprises}
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and validate a registry file.
+
+    Raises:
+        ConfigError: naming the file, the enterprise (index and id) and the
+            field of every problem.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such registry file") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(path, data, exc)) from None
+
+
+def _describe_errors(path: Path, data: object, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} problem(s)"]
+    enterprises = data.get("enterprises") if isinstance(data, dict) else None
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] == "enterprises" and isinstance(loc[1], int):
+            index = loc[1]
+            ident = "?"
+            if isinstance(enterprises, list) and index < len(enterprises):
+                entry = enterprises[index]
+                ident = str(entry.get("id", "?")) if isinstance(entry, dict) else "?"
+            field = ".".join(str(p) for p in loc[2:]) or "(the entry)"
+            where = f"enterprise #{index} ({ident}) field {field}"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
