@@ -67,6 +67,10 @@ class MqttSettings(_Section):
         default_factory=lambda: {"device-e001": "E001", "device-e002": "E002"}
     )
     device_passwords: dict[str, SecretStr] = Field(default_factory=dict)
+    # May write telemetry for every enterprise: for the fleet simulator and the
+    # replayer. Set to null in production so that no such account exists.
+    simulator_username: str | None = "riskwatch-simulator"
+    simulator_password: SecretStr | None = None
 
     @field_validator("device_accounts")
     @classmethod

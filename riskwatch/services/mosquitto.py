@@ -50,6 +50,15 @@ class Mosquitto(Service):
             f"mqtt-{user}", mqtt_settings.gateway_password
         )
 
+    def simulator_credentials(self) -> tuple[str, str]:
+        mqtt_settings = self.settings.mqtt
+        user = mqtt_settings.simulator_username
+        if user is None:
+            raise KeyError("no simulator account: mqtt.simulator_username is null")
+        return user, self.secrets.get_or_create(
+            f"mqtt-{user}", mqtt_settings.simulator_password
+        )
+
     def device_credentials(self, username: str) -> tuple[str, str]:
         mqtt_settings = self.settings.mqtt
         if username not in mqtt_settings.device_accounts:
@@ -95,6 +104,12 @@ class Mosquitto(Service):
         ]
         for user, enterprise in sorted(self.settings.mqtt.device_accounts.items()):
             lines += ["", f"user {user}", f"topic write {root}/{enterprise}/#"]
+        if self.settings.mqtt.simulator_username is not None:
+            lines += [
+                "",
+                f"user {self.settings.mqtt.simulator_username}",
+                f"topic write {root}/#",
+            ]
         return "\n".join(lines) + "\n"
 
     def config_text(self) -> str:
