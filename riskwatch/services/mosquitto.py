@@ -159,6 +159,8 @@ class Mosquitto(Service):
             self.device_credentials(u)
             for u in sorted(self.settings.mqtt.device_accounts)
         ]
+        if self.settings.mqtt.simulator_username is not None:
+            accounts.append(self.simulator_credentials())
         path = self.folder / "passwd"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

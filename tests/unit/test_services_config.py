@@ -24,6 +24,15 @@ def test_acl_gives_the_gateway_reads_and_devices_only_their_prefix(tmp_path):
     assert blocks[1] == ["user m-1", "topic write riskwatch/v1/E001/#"]
     assert blocks[2] == ["user m-2", "topic write riskwatch/v1/E002/#"]
     assert "read" not in "".join(blocks[1] + blocks[2])
+    assert blocks[3] == ["user riskwatch-simulator", "topic write riskwatch/v1/#"]
+
+
+def test_no_simulator_account_when_disabled(tmp_path):
+    settings = Settings(run_dir=tmp_path, mqtt={"simulator_username": None})
+    service = Mosquitto(settings, print)
+    assert "simulator" not in service.acl_text()
+    with pytest.raises(KeyError, match="no simulator account"):
+        service.simulator_credentials()
 
 
 def test_broker_config_denies_anonymous_and_persists(tmp_path):
