@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from riskwatch.clictx import settings_of
 from riskwatch.errors import RiskwatchError
 from riskwatch.services import SERVICE_NAMES, Stack
-from riskwatch.settings import Settings, load_settings
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
@@ -26,14 +26,6 @@ class _Cli(click.Group):
         except RiskwatchError as exc:
             click.echo(f"{type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = load_settings(obj.get("config"))
-    settings: Settings = obj["settings"]
-    return settings
 
 
 @click.group(cls=_Cli, context_settings=_CONTEXT)
@@ -75,8 +67,8 @@ def up(ctx: click.Context, names: tuple[str, ...]) -> None:
 
     Without NAMES, all of them: mosquitto, kafka, influxdb.
     """
-    Stack(_settings(ctx), report=click.echo).up(names)
-    _print_status(Stack(_settings(ctx)), names)
+    Stack(settings_of(ctx), report=click.echo).up(names)
+    _print_status(Stack(settings_of(ctx)), names)
 
 
 @services.command()
@@ -84,7 +76,7 @@ def up(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.pass_context
 def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Stop the services that `up` started (by their pid files)."""
-    Stack(_settings(ctx), report=click.echo).down(names)
+    Stack(settings_of(ctx), report=click.echo).down(names)
 
 
 @services.command()
@@ -92,7 +84,7 @@ def down(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.pass_context
 def status(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Show each service, its address, pid and health; exit 3 if any is not healthy."""
-    if not _print_status(Stack(_settings(ctx)), names):
+    if not _print_status(Stack(settings_of(ctx)), names):
         sys.exit(3)
 
 
@@ -107,7 +99,9 @@ def _print_status(stack: Stack, names: tuple[str, ...]) -> bool:
 
 # Commands of the other packages: one line each, added by their owners.
 # registry
-# gateway
+from gateway.cli import gateway  # noqa: E402
+
+cli.add_command(gateway)
 # worker
 # rules
 # simulators

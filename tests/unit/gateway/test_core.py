@@ -1,0 +1,296 @@
+import asyncio
+import json
+
+import pytest
+
+from gateway.core import Gateway
+from gateway.mqtt_adapter import Inbound
+from gateway.sink import MemorySink, SinkError
+from riskwatch.contracts import DeadLetter, ReadingRecord
+from riskwatch.settings import GatewaySettings
+from riskwatch.topics import DEAD_LETTER, READINGS
+
+ROOT = "riskwatch/v1"
+NOW_NS = 1_764_726_000 * 1_000_000_000
+
+
+def _msg(payload, topic=f"{ROOT}/E001/PT-101/telemetry", mid=1, **kw):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Inbound(
+        topic=topic,
+        payload=body,
+        mid=mid,
+        qos=1,
+        retain=kw.get("retain", False),
+        dup=kw.get("dup", False),
+        received_ns=NOW_NS,
+        generation=1,
+    )
+
+
+def _good(value=1.5, ts=1_764_725_000, seq=None):
+    body = {
+        "ts": ts,
+        "metrics": [{"metric": "pressure_mpa", "value": value, "unit": "MPa"}],
+    }
+    if seq is not None:
+        body["seq"] = seq
+    return body
+
+
+class Harness:
+    def __init__(self, sink=None, **settings):
+        self.sink = sink or MemorySink()
+        self.acked = []
+        self.sleeps = []
+        self.ack_result = True
+
+        async def fake_sleep(seconds):
+            self.sleeps.append(seconds)
+            await asyncio.sleep(0)
+
+        def ack(message):
+            if self.ack_result:
+                self.acked.append(message.mid)
+            return self.ack_result
+
+        self.gateway = Gateway(
+            GatewaySettings(**{"produce_attempts": 3, **settings}),
+            topic_root=ROOT,
+            sink=self.sink,
+            ack=ack,
+            clock_ns=lambda: NOW_NS,
+            sleep=fake_sleep,
+        )
+
+    def run(self, messages, until=None):
+        async def main():
+            task = asyncio.create_task(self.gateway.run())
+            for m in messages:
+                self.gateway.deliver(m)
+            if until is None:
+                await asyncio.wait_for(self.gateway.drain(), 5)
+            else:
+                await until(self)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        asyncio.run(main())
+
+    def topics(self):
+        return [topic for topic, _, _ in self.sink.records]
+
+    def dead_letters(self):
+        return [
+            DeadLetter.model_validate_json(v)
+            for t, _, v in self.sink.records
+            if t == DEAD_LETTER
+        ]
+
+
+def test_valid_message_becomes_a_keyed_reading_and_is_acked_after_kafka():
+    h = Harness()
+    h.run([_msg(_good(seq=7), mid=11)])
+    [(topic, key, value)] = h.sink.records
+    assert topic == READINGS
+    assert key == b"E001/PT-101"
+    record = ReadingRecord.model_validate_json(value)
+    assert (record.enterprise, record.device, record.seq) == ("E001", "PT-101", 7)
+    assert record.ts_ns == 1_764_725_000 * 1_000_000_000
+    assert [(m.metric.value, m.value) for m in record.metrics] == [
+        ("pressure_mpa", 1.5)
+    ]
+    assert h.acked == [11]
+    c = h.gateway.counters
+    assert (c.received, c.produced, c.dead_lettered, c.acked) == (1, 1, 0, 1)
+
+
+BAD = [
+    (
+        "nan",
+        {
+            "ts": 1_764_725_000,
+            "metrics": [{"metric": "power_kw", "value": "NaN", "unit": "kW"}],
+        },
+        "metrics.0.value",
+        "finite",
+    ),
+    (
+        "infinity",
+        b'{"ts": 1764725000, "metrics": '
+        b'[{"metric": "power_kw", "value": Infinity, "unit": "kW"}]}',
+        "metrics.0.value",
+        "finite",
+    ),
+    (
+        "unknown metric",
+        {
+            "ts": 1_764_725_000,
+            "metrics": [{"metric": "voltage", "value": 1, "unit": "V"}],
+        },
+        "metrics.0.metric",
+        "unknown metric 'voltage'",
+    ),
+    (
+        "unknown unit",
+        {
+            "ts": 1_764_725_000,
+            "metrics": [{"metric": "power_kw", "value": 1, "unit": "W"}],
+        },
+        "metrics.0.unit",
+        "unit 'W' is not valid for power_kw",
+    ),
+    (
+        "missing timestamp",
+        {"metrics": [{"metric": "power_kw", "value": 1, "unit": "kW"}]},
+        "ts",
+        "required field is missing",
+    ),
+    ("future timestamp", _good(ts=1_764_726_000 + 3600), "ts", "3600s in the future"),
+    (
+        "too large",
+        b'{"ts": 1764725000, "pad": "' + b"x" * 70_000 + b'"}',
+        "payload",
+        "exceeds the 65536 limit",
+    ),
+    ("not utf-8", b'{"ts": "\xff\xfe"}', "payload", "not UTF-8"),
+    ("not json", b"{ts: 1}", "payload", "invalid JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "field", "reason"), BAD, ids=[b[0] for b in BAD]
+)
+def test_rejections_go_to_dead_letter_with_field_and_reason(
+    name, payload, field, reason
+):
+    h = Harness()
+    bad = _msg(payload, mid=2)
+    h.run([_msg(_good(1.0), mid=1), bad, _msg(_good(3.0), mid=3)])
+    assert h.topics() == [READINGS, DEAD_LETTER, READINGS]
+    [letter] = h.dead_letters()
+    assert letter.field == field
+    assert reason in letter.reason
+    assert letter.payload() == bad.payload
+    assert letter.topic == bad.topic
+    good = [
+        ReadingRecord.model_validate_json(v)
+        for t, _, v in h.sink.records
+        if t == READINGS
+    ]
+    assert [r.metrics[0].value for r in good] == [1.0, 3.0]
+    assert h.acked == [1, 2, 3]
+
+
+def test_malformed_topic_is_dead_lettered():
+    h = Harness()
+    h.run([_msg(_good(), topic=f"{ROOT}/E001/telemetry")])
+    [letter] = h.dead_letters()
+    assert letter.field == "topic"
+    assert h.acked == [1]
+
+
+def test_status_messages_are_acked_and_not_forwarded():
+    h = Harness()
+    h.run([_msg(b"offline", topic=f"{ROOT}/E001/PT-101/status", mid=5)])
+    assert h.sink.records == []
+    assert h.acked == [5]
+    assert h.gateway.counters.status_messages == 1
+
+
+def test_transient_produce_failure_is_retried_with_backoff():
+    sink = MemorySink()
+    sink.fail_next = [SinkError("broker away"), SinkError("broker away")]
+    h = Harness(sink)
+    h.run([_msg(_good(), mid=1)])
+    assert h.topics() == [READINGS]
+    assert h.acked == [1]
+    assert h.gateway.counters.produce_retries == 2
+    assert len(h.sleeps) == 2
+    assert h.sleeps[0] < h.sleeps[1], "backoff grows"
+
+
+def test_message_that_cannot_be_produced_is_dead_lettered_after_bounded_attempts():
+    sink = MemorySink()
+    sink.fail_topics[READINGS] = SinkError("record rejected")
+    h = Harness(sink)
+    h.run([_msg(_good(), mid=4)])
+    [letter] = h.dead_letters()
+    assert letter.field == "kafka"
+    assert "not produced after 3 attempt(s)" in letter.reason
+    assert h.acked == [4]
+    assert h.gateway.counters.dead_lettered == 1
+
+
+def test_non_retryable_error_is_dead_lettered_at_once():
+    sink = MemorySink()
+    sink.fail_topics[READINGS] = SinkError("too large", retryable=False)
+    h = Harness(sink)
+    h.run([_msg(_good(), mid=4)])
+    assert "after 1 attempt(s)" in h.dead_letters()[0].reason
+
+
+def test_nothing_is_acked_while_kafka_is_down_and_all_is_acked_after():
+    sink = MemorySink()
+    down = SinkError("kafka down")
+    sink.fail_topics = {READINGS: down, DEAD_LETTER: down}
+    h = Harness(sink)
+
+    async def outage_then_recovery(h):
+        while len(h.sleeps) < 10:  # many retries, bounded by the fake clock
+            await asyncio.sleep(0)
+        assert h.acked == []
+        sink.fail_topics = {}
+        await asyncio.wait_for(h.gateway.drain(), 5)
+
+    h.run([_msg(_good(), mid=1), _msg(_good(2.0), mid=2)], until=outage_then_recovery)
+    assert h.acked == [1, 2]
+    # The first message had exhausted its attempts and went to dead letter;
+    # the second, which never failed on its own, is a normal reading.
+    assert h.topics() == [DEAD_LETTER, READINGS]
+
+
+def test_acks_follow_arrival_order_when_produces_finish_out_of_order():
+    class SlowFirst(MemorySink):
+        async def send(self, topic, key, value):
+            delay = 0.05 if not self.records and not getattr(self, "seen", False) else 0
+            self.seen = True
+
+            async def result():
+                await asyncio.sleep(delay)
+                self.records.append((topic, key, value))
+
+            return result()
+
+    h = Harness(SlowFirst())
+    h.run([_msg(_good(v), mid=i) for i, v in enumerate([1.0, 2.0, 3.0], start=1)])
+    assert h.acked == [1, 2, 3]
+
+
+def test_stale_connection_ack_is_skipped_and_counted():
+    h = Harness()
+    h.ack_result = False
+    h.run([_msg(_good(), mid=1)])
+    assert h.gateway.counters.ack_skipped == 1
+    assert h.gateway.counters.produced == 1
+
+
+def test_redelivered_and_retained_messages_are_counted():
+    h = Harness()
+    h.run([_msg(_good(), mid=1, dup=True), _msg(_good(), mid=2, retain=True)])
+    c = h.gateway.counters
+    assert (c.redelivered, c.retained, c.produced) == (1, 1, 2)
+    records = [ReadingRecord.model_validate_json(v) for _, _, v in h.sink.records]
+    assert [r.retained for r in records] == [False, True]
+
+
+def test_overflow_leaves_the_message_unacknowledged():
+    h = Harness(receive_maximum=1)
+    gw = h.gateway
+
+    async def main():
+        for i in range(200):
+            gw.deliver(_msg(_good(), mid=i))
+
+    asyncio.run(main())
+    assert gw.counters.overflow == 200 - 101
