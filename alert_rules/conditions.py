@@ -1,0 +1,406 @@
+"""Conditions: what a rule tests on one observation.
+
+Every condition answers :meth:`test` with three values: True (it holds),
+False (it does not) or None (*no evidence*: the observation has no value, the
+enterprise is unknown, its working hours are not registered). Combinators use
+three-valued logic, so a missing value never counts as meeting a condition,
+nor as clearing one.
+
+In a rule file a condition is a mapping with exactly one key::
+
+    above: 25                      # value > 25 (the metric's unit)
+    below: 0.1                     # value < 0.1
+    score: {at_least: 0.9, detectors: [robust_z]}
+    fired: [stuck]                 # a finding of one of these detectors
+    silent: 30m                    # a silence observation, silent >= 30 min
+    context: shutdown_order        # see ContextName
+    all: [<condition>, ...]
+    any: [<condition>, ...]
+    not: <condition>
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag
+
+from alert_rules._base import StrictModel, format_duration, parse_duration
+from riskwatch.contracts import NS_PER_S, Finding, FiniteFloat, Observation
+from riskwatch.registry import Enterprise
+
+ContextName = Literal[
+    "shutdown_order",
+    "closed",
+    "unlicensed",
+    "working_hours",
+    "outside_working_hours",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """An observation with what the registry knows about its enterprise.
+
+    Attributes:
+        observation: the scored reading or silence.
+        enterprise: the device's enterprise; None when it is not registered.
+        moment: the observation's event time (device clock), UTC.
+    """
+
+    observation: Observation
+    enterprise: Enterprise | None
+    moment: datetime
+
+    @classmethod
+    def of(cls, observation: Observation, enterprise: Enterprise | None) -> Context:
+        seconds, ns = divmod(observation.ts_ns, NS_PER_S)
+        moment = datetime.fromtimestamp(seconds, tz=UTC) + timedelta(
+            microseconds=ns // 1000
+        )
+        return cls(observation, enterprise, moment)
+
+
+class _Condition(StrictModel):
+    tag: ClassVar[str]
+
+    def test(self, ctx: Context) -> bool | None:
+        """True, False, or None for no evidence either way."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The condition in words, for summaries and warning items."""
+        raise NotImplementedError
+
+    def thresholds(self) -> Iterator[float]:
+        """Value thresholds inside this condition (the expected-value bound)."""
+        return iter(())
+
+    def uses_value(self) -> bool:
+        """Whether the condition compares the observation's value."""
+        return False
+
+    def findings(self, ctx: Context) -> list[Finding]:
+        """The findings this condition relied on, as evidence."""
+        return []
+
+
+def _value(ctx: Context) -> float | None:
+    obs = ctx.observation
+    return obs.value if obs.kind == "reading" else None
+
+
+class Above(_Condition):
+    """The value is strictly above a threshold, in the metric's unit."""
+
+    tag: ClassVar[str] = "above"
+    above: FiniteFloat
+
+    def test(self, ctx: Context) -> bool | None:
+        value = _value(ctx)
+        return None if value is None else value > self.above
+
+    def describe(self) -> str:
+        return f"value above {self.above:g}"
+
+    def thresholds(self) -> Iterator[float]:
+        yield self.above
+
+    def uses_value(self) -> bool:
+        return True
+
+
+class Below(_Condition):
+    """The value is strictly below a threshold, in the metric's unit."""
+
+    tag: ClassVar[str] = "below"
+    below: FiniteFloat
+
+    def test(self, ctx: Context) -> bool | None:
+        value = _value(ctx)
+        return None if value is None else value < self.below
+
+    def describe(self) -> str:
+        return f"value below {self.below:g}"
+
+    def thresholds(self) -> Iterator[float]:
+        yield self.below
+
+    def uses_value(self) -> bool:
+        return True
+
+
+class ScoreSpec(StrictModel):
+    """``at_least`` in (0, 1]; ``detectors`` empty means the combined score."""
+
+    at_least: float = Field(gt=0.0, le=1.0)
+    detectors: list[str] = Field(default_factory=list)
+
+
+class Score(_Condition):
+    """The anomaly score is at or above ``at_least``.
+
+    Without ``detectors`` the observation's combined score is compared; with
+    them, the highest score among findings of those detectors (0 when none).
+    A silence observation is no evidence, unless it carries a finding of a
+    named detector.
+    """
+
+    tag: ClassVar[str] = "score"
+    score: ScoreSpec
+
+    def _relevant(self, ctx: Context) -> list[Finding]:
+        if not self.score.detectors:
+            return list(ctx.observation.findings)
+        names = set(self.score.detectors)
+        return [f for f in ctx.observation.findings if f.detector in names]
+
+    def test(self, ctx: Context) -> bool | None:
+        found = self._relevant(ctx)
+        if ctx.observation.kind == "silence" and not found:
+            return None  # no reading, so nothing was scored
+        if not self.score.detectors:
+            return ctx.observation.score >= self.score.at_least
+        return max((f.score for f in found), default=0.0) >= self.score.at_least
+
+    def describe(self) -> str:
+        of = "/".join(self.score.detectors) or "combined"
+        return f"{of} score at least {self.score.at_least:g}"
+
+    def findings(self, ctx: Context) -> list[Finding]:
+        return [f for f in self._relevant(ctx) if f.score >= self.score.at_least]
+
+
+class Fired(_Condition):
+    """A detector named here reported a finding with a score above zero.
+
+    On a silence observation without such a finding: no evidence.
+    """
+
+    tag: ClassVar[str] = "fired"
+    fired: list[str] = Field(min_length=1)
+
+    def test(self, ctx: Context) -> bool | None:
+        if self.findings(ctx):
+            return True
+        # A silence carries no verdict of the other detectors.
+        return None if ctx.observation.kind == "silence" else False
+
+    def describe(self) -> str:
+        return "detector " + " or ".join(self.fired) + " fired"
+
+    def findings(self, ctx: Context) -> list[Finding]:
+        names = set(self.fired)
+        return [
+            f for f in ctx.observation.findings if f.detector in names and f.score > 0
+        ]
+
+
+def _silent_for(value: object) -> timedelta:
+    if value is True:
+        return timedelta(0)
+    if value is False:
+        raise ValueError("use true or a duration such as '30m', got false")
+    return parse_duration(value)
+
+
+class Silent(_Condition):
+    """The device sent no data for the metric (a ``silence`` observation).
+
+    ``silent: true`` accepts any silence the stream jobs report (they report
+    after ``worker.silent_after_s``); a duration also requires ``silent_s`` to
+    be at least that long.
+    """
+
+    tag: ClassVar[str] = "silent"
+    silent: Annotated[timedelta, BeforeValidator(_silent_for)]
+
+    def test(self, ctx: Context) -> bool | None:
+        obs = ctx.observation
+        if obs.kind != "silence":
+            return False
+        return (obs.silent_s or 0.0) >= self.silent.total_seconds()
+
+    def describe(self) -> str:
+        if not self.silent:
+            return "device silent"
+        return f"device silent for at least {format_duration(self.silent)}"
+
+
+class InContext(_Condition):
+    """A fact from the registry at the observation's event time.
+
+    ``shutdown_order``: an order is active; ``closed``: the enterprise is
+    registered as closed; ``unlicensed``: it holds no licence;
+    ``working_hours`` / ``outside_working_hours``: inside or outside its
+    registered hours (no evidence when none are registered).
+    """
+
+    tag: ClassVar[str] = "context"
+    context: ContextName
+
+    def test(self, ctx: Context) -> bool | None:
+        enterprise = ctx.enterprise
+        if enterprise is None:
+            return None
+        if self.context == "shutdown_order":
+            return enterprise.shutdown_order_at(ctx.moment) is not None
+        if self.context == "closed":
+            return enterprise.status == "closed"
+        if self.context == "unlicensed":
+            return not enterprise.licensed
+        if not enterprise.working_hours:
+            return None
+        working = enterprise.working_at(ctx.moment)
+        return working if self.context == "working_hours" else not working
+
+    def describe(self) -> str:
+        return {
+            "shutdown_order": "during a shutdown order",
+            "closed": "site registered as closed",
+            "unlicensed": "site without a licence",
+            "working_hours": "inside working hours",
+            "outside_working_hours": "outside working hours",
+        }[self.context]
+
+
+class AllOf(_Condition):
+    """Every condition holds (False if one is False, else None if one is None)."""
+
+    tag: ClassVar[str] = "all"
+    all_: list[Condition] = Field(alias="all", min_length=1)
+
+    def test(self, ctx: Context) -> bool | None:
+        verdicts = [c.test(ctx) for c in self.all_]
+        if False in verdicts:
+            return False
+        return None if None in verdicts else True
+
+    def describe(self) -> str:
+        return " and ".join(_grouped(c) for c in self.all_)
+
+    def thresholds(self) -> Iterator[float]:
+        for c in self.all_:
+            yield from c.thresholds()
+
+    def uses_value(self) -> bool:
+        return any(c.uses_value() for c in self.all_)
+
+    def findings(self, ctx: Context) -> list[Finding]:
+        return [f for c in self.all_ for f in c.findings(ctx)]
+
+
+class AnyOf(_Condition):
+    """One condition holds (True if one is True, else None if one is None)."""
+
+    tag: ClassVar[str] = "any"
+    any_: list[Condition] = Field(alias="any", min_length=1)
+
+    def test(self, ctx: Context) -> bool | None:
+        verdicts = [c.test(ctx) for c in self.any_]
+        if True in verdicts:
+            return True
+        return None if None in verdicts else False
+
+    def describe(self) -> str:
+        return " or ".join(_grouped(c) for c in self.any_)
+
+    def thresholds(self) -> Iterator[float]:
+        for c in self.any_:
+            yield from c.thresholds()
+
+    def uses_value(self) -> bool:
+        return any(c.uses_value() for c in self.any_)
+
+    def findings(self, ctx: Context) -> list[Finding]:
+        return [f for c in self.any_ if c.test(ctx) for f in c.findings(ctx)]
+
+
+class Not(_Condition):
+    """The condition does not hold (None stays None)."""
+
+    tag: ClassVar[str] = "not"
+    not_: Condition = Field(alias="not")
+
+    def test(self, ctx: Context) -> bool | None:
+        verdict = self.not_.test(ctx)
+        return None if verdict is None else not verdict
+
+    def describe(self) -> str:
+        return f"not {_grouped(self.not_)}"
+
+    def uses_value(self) -> bool:
+        return self.not_.uses_value()
+
+
+def _grouped(condition: _Condition) -> str:
+    text = condition.describe()
+    return f"({text})" if isinstance(condition, AllOf | AnyOf) else text
+
+
+_KINDS: tuple[type[_Condition], ...] = (
+    Above,
+    Below,
+    Score,
+    Fired,
+    Silent,
+    InContext,
+    AllOf,
+    AnyOf,
+    Not,
+)
+TAGS = tuple(kind.tag for kind in _KINDS)
+
+
+def _shape(data: Any) -> Any:  # noqa: ANN401 - raw YAML of any shape
+    """Reject anything but a mapping with exactly one condition key."""
+    if isinstance(data, BaseModel):
+        return data
+    allowed = ", ".join(TAGS)
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"a condition is a mapping with one key ({allowed}), got {data!r}"
+        )
+    keys = list(data)
+    if len(keys) != 1 or keys[0] not in TAGS:
+        got = ", ".join(repr(k) for k in keys) or "no key"
+        raise ValueError(
+            f"a condition has exactly one key, one of: {allowed}; got {got}"
+        )
+    return data
+
+
+def _tag_of(data: Any) -> str | None:  # noqa: ANN401 - raw YAML or a model
+    if isinstance(data, _Condition):
+        return data.tag
+    if isinstance(data, dict) and len(data) == 1:
+        return str(next(iter(data)))
+    return None
+
+
+Condition = Annotated[
+    Annotated[Above, Tag("above")]
+    | Annotated[Below, Tag("below")]
+    | Annotated[Score, Tag("score")]
+    | Annotated[Fired, Tag("fired")]
+    | Annotated[Silent, Tag("silent")]
+    | Annotated[InContext, Tag("context")]
+    | Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[Not, Tag("not")],
+    Discriminator(_tag_of),
+    BeforeValidator(_shape),
+]
+"""Any condition, parsed from its one-key mapping."""
+
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+Not.model_rebuild()
+
+
+def negate(verdict: bool | None) -> bool | None:
+    """Three-valued not."""
+    return None if verdict is None else not verdict

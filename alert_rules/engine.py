@@ -1,0 +1,395 @@
+"""The rule engine: observations in, warning records out, state kept by the caller.
+
+The engine is pure and deterministic. It does no I/O and reads no clock: every
+time it uses comes from the observations (event time) or from the optional
+``now`` the caller passes. The caller keeps one state per device (a small
+JSON-serialisable dict) and hands it back with the next observation of the
+same device, which is what a Faust table keyed by ``<enterprise>/<device>``
+does.
+
+Per rule and metric stream the engine runs this state machine, in event time::
+
+    (idle) --when holds--> pending --held `for`--> open  (emits status open)
+    open --clear holds--> clearing --held `clear_for`--> (idle) (emits resolved)
+    clearing --clear fails--> open
+
+A run (pending or clearing) is broken, and starts again at the next reading
+that qualifies, by a reading that does not qualify, by a reading with no
+evidence (a silence for a value rule) or by two qualifying readings more than
+``max_gap`` apart: a gap in the data is not evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alert_rules._base import to_ns
+from alert_rules.conditions import Context, negate
+from alert_rules.rule import Rule, ScopeKind
+from alert_rules.warning import (
+    AuditEntry,
+    Evidence,
+    Officer,
+    WarningItem,
+    WarningRecord,
+    WarningScope,
+    WarningStatus,
+    warning_id,
+)
+from riskwatch.contracts import METRICS, NS_PER_S, Observation
+from riskwatch.errors import ConfigError
+from riskwatch.registry import Enterprise
+
+logger = logging.getLogger(__name__)
+
+ENGINE_ACTOR = "riskwatch-rules"
+"""The ``by`` of the audit entries the engine writes."""
+
+_DETAIL_CHARS = 200  # keeps each stored track small whatever detectors write
+
+
+class _Track(BaseModel):
+    """Where one rule stands on one metric stream of the device.
+
+    Times are epoch nanoseconds, event time. ``issued`` is the caller's
+    ``now`` when one was given, else the detection time.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    phase: Literal["pending", "open", "clearing"]
+    start: int
+    last: int
+    clear_start: int | None = None
+    detected: int | None = None
+    issued: int | None = None
+    observed: float | None = None
+    expected: float | None = None
+    unit: str = ""
+    said: str = ""
+
+
+class _DeviceState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    last_seen: dict[str, int] = Field(default_factory=dict)
+    tracks: dict[str, _Track] = Field(default_factory=dict)
+
+
+def _moment(ns: int) -> datetime:
+    seconds, rest = divmod(ns, NS_PER_S)
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(
+        microseconds=rest // 1000
+    )
+
+
+def _ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return to_ns(delta)
+
+
+def subject_of(observation: Observation) -> str:
+    """The subject of a device-scope warning: one metric stream of one device."""
+    return f"{observation.enterprise}/{observation.device}/{observation.metric.value}"
+
+
+class RuleEngine:
+    """Evaluates device-scope rules on observations, one device at a time.
+
+    Args:
+        rules: the rules, e.g. from :func:`alert_rules.load_rules`. Disabled
+            rules and rules of another scope (enterprise, grid, district:
+            accepted by the model, not evaluated yet) are skipped.
+        authority: the issuing authority written on every warning.
+
+    Raises:
+        ConfigError: two rules share an id.
+
+    Example:
+        >>> from alert_rules import RuleEngine, load_rules
+        >>> engine = RuleEngine(load_rules(None), authority="Work Safety Office")
+        >>> state: dict[str, object] = {}
+        >>> # state, records = engine.evaluate(observation, enterprise, state)
+    """
+
+    def __init__(self, rules: Sequence[Rule], authority: str) -> None:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.id in seen:
+                raise ConfigError(f"rule id {rule.id!r} appears twice")
+            seen.add(rule.id)
+        self.authority = authority
+        self.rules = tuple(rules)
+        self._active = tuple(
+            r for r in rules if r.enabled and r.scope == ScopeKind.DEVICE
+        )
+        self._ids = frozenset(r.id for r in self._active)
+        for rule in rules:
+            if rule.enabled and rule.scope != ScopeKind.DEVICE:
+                logger.warning(
+                    "rule not evaluated rule=%s scope=%s reason=%s",
+                    rule.id,
+                    rule.scope.value,
+                    "only device scope is implemented",
+                )
+
+    def evaluate(
+        self,
+        observation: Observation,
+        enterprise: Enterprise | None,
+        state: dict[str, Any] | None,
+        *,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, Any], list[WarningRecord]]:
+        """Apply one observation of a device.
+
+        Args:
+            observation: the scored reading or silence.
+            enterprise: its enterprise from the registry, None if unknown.
+            state: what this method returned for the same device last time;
+                ``{}`` or None for a device never seen. Not modified.
+            now: issue time to write on new records; None uses the event time
+                of the observation that made the record (fully deterministic).
+
+        Returns:
+            The device's new state (JSON-serialisable: it survives
+            ``json.loads(json.dumps(state))`` unchanged; bounded by rules x
+            metrics) and the warning records to publish: ``open`` when a rule
+            fires, ``resolved`` (same id) when its clear condition has held.
+            An observation not newer than the last one of the same device
+            and metric changes nothing and yields nothing.
+        """
+        current = self._load(state, observation)
+        metric = observation.metric.value
+        last = current.last_seen.get(metric)
+        if last is not None and observation.ts_ns <= last:
+            logger.debug(
+                "late observation ignored device=%s metric=%s ts_ns=%d last_ns=%d",
+                observation.device,
+                metric,
+                observation.ts_ns,
+                last,
+            )
+            return current.model_dump(), []
+        current.last_seen[metric] = observation.ts_ns
+        ctx = Context.of(observation, enterprise)
+        records: list[WarningRecord] = []
+        for rule in self._active:
+            if not rule.select.matches(observation, enterprise):
+                continue
+            key = f"{rule.id}|{metric}"
+            track, record = self._step(rule, ctx, current.tracks.get(key), now)
+            if track is None:
+                current.tracks.pop(key, None)
+            else:
+                current.tracks[key] = track
+            if record is not None:
+                records.append(record)
+        return current.model_dump(), records
+
+    # State ---------------------------------------------------------------
+
+    def _load(
+        self, state: dict[str, Any] | None, observation: Observation
+    ) -> _DeviceState:
+        try:
+            current = _DeviceState.model_validate(state or {})
+        except ValidationError as exc:
+            # A state this version cannot read is dropped rather than stopping
+            # the device's stream; its open warnings are forgotten.
+            logger.warning(
+                "unreadable rule state reset device=%s errors=%d",
+                observation.device,
+                exc.error_count(),
+            )
+            return _DeviceState()
+        for key in [k for k in current.tracks if k.split("|")[0] not in self._ids]:
+            track = current.tracks.pop(key)
+            if track.phase != "pending":
+                logger.warning(
+                    "open warning dropped with its rule device=%s track=%s",
+                    observation.device,
+                    key,
+                )
+        return current
+
+    # The state machine ---------------------------------------------------
+
+    def _step(
+        self,
+        rule: Rule,
+        ctx: Context,
+        track: _Track | None,
+        now: datetime | None,
+    ) -> tuple[_Track | None, WarningRecord | None]:
+        ts = ctx.observation.ts_ns
+        gap = to_ns(rule.max_gap)
+        fires = rule.when.test(ctx)
+        if track is None or track.phase == "pending":
+            if fires is not True:
+                return None, None
+            if track is None or ts - track.last > gap:
+                track = _Track(phase="pending", start=ts, last=ts)
+            else:
+                track.last = ts
+            if ts - track.start < to_ns(rule.for_):
+                return track, None
+            return track, self._open(rule, ctx, track, now)
+        clears = rule.clear.test(ctx) if rule.clear is not None else negate(fires)
+        if clears is not True:
+            track.phase, track.clear_start, track.last = "open", None, ts
+            return track, None
+        if track.phase == "open" or ts - track.last > gap:
+            track.phase, track.clear_start = "clearing", ts
+        track.last = ts
+        if ts - (track.clear_start or ts) < to_ns(rule.clear_for):
+            return track, None
+        record = self._record(rule, ctx, track, resolved_ns=ts, now=now)
+        logger.info(
+            "warning resolved warning=%s rule=%s device=%s metric=%s",
+            record.id,
+            rule.id,
+            record.device_id,
+            record.metric.value,
+        )
+        return None, record
+
+    def _open(
+        self, rule: Rule, ctx: Context, track: _Track, now: datetime | None
+    ) -> WarningRecord:
+        obs = ctx.observation
+        track.phase = "open"
+        track.detected = obs.ts_ns
+        track.issued = _ns(now) if now is not None else obs.ts_ns
+        findings = rule.when.findings(ctx)
+        info = METRICS[obs.metric]
+        if obs.kind == "silence":
+            track.observed, track.unit = obs.silent_s, "s"
+            silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
+            said = f"no {info.description} data from device {obs.device} for {silent}"
+        else:
+            track.observed, track.unit = obs.value, obs.unit
+            said = f"{info.description} {obs.value:g} {obs.unit} on device {obs.device}"
+            thresholds = list(rule.when.thresholds())
+            if thresholds:
+                track.expected = thresholds[0]
+            else:
+                expected = [f.expected for f in findings if f.expected is not None]
+                track.expected = expected[0] if expected else None
+        details = "; ".join(f.detail for f in findings if f.detail)
+        said = f"{rule.title}: {said}" + (f" ({details})" if details else "")
+        track.said = said[: _DETAIL_CHARS * 2]
+        record = self._record(rule, ctx, track, resolved_ns=None, now=now)
+        logger.info(
+            "warning opened warning=%s rule=%s level=%s device=%s metric=%s start=%s",
+            record.id,
+            rule.id,
+            rule.level.value,
+            record.device_id,
+            record.metric.value,
+            record.start_time.isoformat(),
+        )
+        return record
+
+    # Records -------------------------------------------------------------
+
+    def _record(
+        self,
+        rule: Rule,
+        ctx: Context,
+        track: _Track,
+        *,
+        resolved_ns: int | None,
+        now: datetime | None,
+    ) -> WarningRecord:
+        obs, enterprise = ctx.observation, ctx.enterprise
+        detected = _moment(track.detected if track.detected is not None else obs.ts_ns)
+        issued = _moment(track.issued) if track.issued is not None else detected
+        history = [
+            AuditEntry(
+                at=issued,
+                status=WarningStatus.OPEN,
+                by=ENGINE_ACTOR,
+                comment=f"rule {rule.id}: {rule.when.describe()}",
+            )
+        ]
+        status = WarningStatus.OPEN
+        valid_until = issued + rule.valid_for
+        resolved: datetime | None = None
+        if resolved_ns is not None:
+            # The update is issued when the clear was confirmed; it is no
+            # longer valid from then on.
+            resolved = _moment(resolved_ns)
+            status, valid_until = WarningStatus.RESOLVED, now or resolved
+            clear = rule.clear.describe() if rule.clear else "condition no longer met"
+            history.append(
+                AuditEntry(
+                    at=valid_until,
+                    status=status,
+                    by=ENGINE_ACTOR,
+                    comment=f"cleared: {clear}",
+                )
+            )
+        item = WarningItem(
+            observed=track.said,
+            expected=rule.expected,
+            observed_value=track.observed,
+            expected_value=track.expected,
+            unit=track.unit,
+            evidence=Evidence.model_validate(
+                {
+                    "device": obs.device,
+                    "metric": obs.metric,
+                    "from": _moment(track.start),
+                    "to": resolved or detected,
+                }
+            ),
+            action=rule.action,
+        )
+        return WarningRecord(
+            id=warning_id(rule.id, subject_of(obs), track.start),
+            rule_id=rule.id,
+            title=rule.title,
+            level=rule.level,
+            colour=rule.level.colour,
+            status=status,
+            scope=WarningScope(
+                kind=ScopeKind.DEVICE, id=obs.device, name=_device_name(ctx)
+            ),
+            start_time=_moment(track.start),
+            detection_time=detected,
+            issue_time=issued if resolved is None else valid_until,
+            valid_until=valid_until,
+            resolved_time=resolved,
+            items=[item],
+            enterprise_id=obs.enterprise,
+            enterprise_name=enterprise.name if enterprise else None,
+            device_id=obs.device,
+            metric=obs.metric,
+            district=enterprise.district if enterprise else None,
+            grid=enterprise.grid if enterprise else None,
+            officer=Officer(
+                id=enterprise.officer.id,
+                name=enterprise.officer.name,
+                phone=enterprise.officer.phone,
+            )
+            if enterprise
+            else None,
+            authority=self.authority,
+            history=history,
+        )
+
+
+def _device_name(ctx: Context) -> str:
+    obs, enterprise = ctx.observation, ctx.enterprise
+    if enterprise is None:
+        return obs.device
+    device = next((d for d in enterprise.devices if d.id == obs.device), None)
+    label = device.description if device and device.description else obs.device
+    return f"{enterprise.name} / {label}"

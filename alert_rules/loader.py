@@ -1,0 +1,165 @@
+"""Reading rule files: every problem is reported with its file, rule and field."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from alert_rules.errors import FieldError, RuleError, RuleProblem
+from alert_rules.rule import Rule, RuleFile
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS_DIR = Path(__file__).with_name("defaults")
+"""The default rules shipped with riskwatch (package data)."""
+
+
+@dataclass
+class RuleCheck:
+    """What :func:`check_rules` found.
+
+    Attributes:
+        files: the rule files read, in order.
+        rules: the valid rules, in file order.
+        problems: every problem; the rules are only usable when empty.
+    """
+
+    files: list[Path] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
+
+
+def check_rules(directory: Path | None = None) -> RuleCheck:
+    """Read and validate every ``*.yaml`` file under a directory (recursively).
+
+    Args:
+        directory: where the rule files are; None reads the shipped defaults.
+
+    Returns:
+        The rules and every problem found, without raising for bad files.
+        A rule id used twice (in one file or in two) is a problem.
+    """
+    directory = DEFAULTS_DIR if directory is None else directory
+    check = RuleCheck()
+    if not directory.is_dir():
+        problem = RuleProblem(directory, None, None, "no such directory")
+        check.problems.append(problem)
+        return check
+    check.files = sorted(directory.rglob("*.yaml"))
+    if not check.files:
+        message = "no *.yaml rule files in this directory"
+        check.problems.append(RuleProblem(directory, None, None, message))
+    seen: dict[str, Path] = {}
+    for path in check.files:
+        rules, problems = _read_file(path)
+        check.problems.extend(problems)
+        for index, rule in rules:
+            if rule.id in seen:
+                message = f"rule id {rule.id!r} is already used in {seen[rule.id]}"
+                where = f"#{index} ({rule.id})"
+                check.problems.append(RuleProblem(path, where, "id", message))
+                continue
+            seen[rule.id] = path
+            check.rules.append(rule)
+    return check
+
+
+def load_rules(directory: Path | None = None) -> list[Rule]:
+    """The rules of a directory, or the shipped defaults when None.
+
+    Raises:
+        RuleError: a :class:`~riskwatch.errors.ConfigError` listing every
+            problem with its file, rule and field.
+    """
+    check = check_rules(directory)
+    if check.problems:
+        raise RuleError(check.problems)
+    logger.info(
+        "rules loaded rules=%d files=%d dir=%s",
+        len(check.rules),
+        len(check.files),
+        directory or DEFAULTS_DIR,
+    )
+    return check.rules
+
+
+def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        message = "not valid YAML: " + " ".join(str(exc).split())
+        return [], [RuleProblem(path, None, None, message)]
+    if not isinstance(data, dict) or "rules" not in data:
+        got = type(data).__name__ if data is not None else "an empty file"
+        message = f"expected a mapping with a 'rules' list, got {got}"
+        return [], [RuleProblem(path, None, None, message)]
+    try:
+        parsed = RuleFile.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(path, data, err) for err in exc.errors(include_url=False)]
+        return _valid_rules(data), problems
+    return list(enumerate(parsed.rules)), []
+
+
+def _valid_rules(data: dict[str, Any]) -> list[tuple[int, Rule]]:
+    """The rules of a file that has problems which are themselves valid.
+
+    Keeps duplicate-id checking meaningful across files with some bad rules.
+    """
+    entries = data.get("rules")
+    if not isinstance(entries, list):
+        return []
+    valid = []
+    for index, entry in enumerate(entries):
+        try:
+            valid.append((index, Rule.model_validate(entry)))
+        except ValidationError:
+            continue
+    return valid
+
+
+def _problem(path: Path, data: dict[str, Any], err: Any) -> RuleProblem:  # noqa: ANN401
+    loc = list(err["loc"])
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):
+        loc.extend(cause.field.split("."))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    received = err.get("input")
+    if err["type"] not in ("value_error", "missing") and not isinstance(
+        received, dict | list
+    ):
+        message += f" (got {received!r})"
+    if err["type"] == "missing":
+        message = "required field is missing"
+    if len(loc) < 2 or loc[0] != "rules" or not isinstance(loc[1], int):
+        field_name = _field_path(loc) or None
+        return RuleProblem(path, None, field_name, message)
+    index = loc[1]
+    entries = data.get("rules")
+    ident = "?"
+    if isinstance(entries, list) and index < len(entries):
+        entry = entries[index]
+        if isinstance(entry, dict) and entry.get("id") is not None:
+            ident = str(entry["id"])
+    field_name = _field_path(loc[2:]) or None
+    return RuleProblem(path, f"#{index} ({ident})", field_name, message)
+
+
+def _field_path(loc: list[Any]) -> str:
+    """Pydantic's error location as the path a rule author would write.
+
+    Drops the union tags pydantic inserts: a condition ``{above: x}`` is
+    located as ``when.above.above``, shown as ``when.above``.
+    """
+    parts: list[str] = []
+    for part in loc:
+        text = str(part)
+        if parts and parts[-1] == text:
+            continue
+        parts.append(text)
+    return ".".join(parts)

@@ -1,0 +1,187 @@
+"""The rule model: who a rule applies to, when it fires, when it clears."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from alert_rules._base import Duration, StrictModel, format_duration
+from alert_rules.conditions import Condition
+from alert_rules.errors import FieldError
+from riskwatch.contracts import ID_PATTERN, METRICS, Metric, Observation
+from riskwatch.registry import Enterprise, Industry
+
+
+class Level(StrEnum):
+    """Warning levels, I the most severe, with their colours."""
+
+    I = "I"  # noqa: E741 - the official name of the level
+    II = "II"
+    III = "III"
+    IV = "IV"
+
+    @property
+    def colour(self) -> Colour:
+        return _COLOURS[self]
+
+
+Colour = Literal["red", "orange", "yellow", "blue"]
+_COLOURS: dict[Level, Colour] = {
+    Level.I: "red",
+    Level.II: "orange",
+    Level.III: "yellow",
+    Level.IV: "blue",
+}
+
+
+class ScopeKind(StrEnum):
+    """What a warning is about. Only ``device`` is evaluated so far."""
+
+    DEVICE = "device"
+    ENTERPRISE = "enterprise"
+    GRID = "grid"
+    DISTRICT = "district"
+
+
+def value_unit(metric: Metric) -> str:
+    """The unit of an observation's value: per hour for counters.
+
+    >>> value_unit(Metric.WATER_M3), value_unit(Metric.POWER_KW)
+    ('m3/h', 'kW')
+    """
+    info = METRICS[metric]
+    return f"{info.unit}/h" if info.counter else info.unit
+
+
+# Units that measure the same quantity, for checking one threshold over several
+# metrics: an energy register's rate in kWh per hour is a power in kW.
+_SAME_UNIT = {"kWh/h": "kW"}
+
+
+class Selector(StrictModel):
+    """Which observations a rule looks at; an empty list means any.
+
+    Selectors on the enterprise (industries, risk classes, the
+    hazardous-chemicals flag) never match a device whose enterprise is not in
+    the registry.
+    """
+
+    metrics: list[Metric] = Field(default_factory=list)
+    industries: list[Industry] = Field(default_factory=list)
+    risk_classes: list[Literal["A", "B", "C", "D"]] = Field(default_factory=list)
+    hazardous_chemicals: bool | None = None
+    enterprises: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)
+
+    def matches(self, observation: Observation, enterprise: Enterprise | None) -> bool:
+        """Whether the rule applies to this observation and enterprise."""
+        if self.metrics and observation.metric not in self.metrics:
+            return False
+        if self.enterprises and observation.enterprise not in self.enterprises:
+            return False
+        if self.devices and observation.device not in self.devices:
+            return False
+        needs_registry = (
+            self.industries or self.risk_classes or self.hazardous_chemicals is not None
+        )
+        if not needs_registry:
+            return True
+        if enterprise is None:
+            return False
+        return (
+            (not self.industries or enterprise.industry in self.industries)
+            and (not self.risk_classes or enterprise.risk_class in self.risk_classes)
+            and (
+                self.hazardous_chemicals is None
+                or enterprise.hazardous_chemicals == self.hazardous_chemicals
+            )
+        )
+
+
+class Rule(StrictModel):
+    """One graded early-warning rule.
+
+    Attributes:
+        id: stable identifier; part of every warning id, so never reuse one.
+        title: short name shown on the warning.
+        description: longer explanation for the rule reference.
+        level: I (red) to IV (blue).
+        scope: what a warning is about; only ``device`` is evaluated yet (a
+            warning per device and metric).
+        enabled: False keeps the rule in the file but never evaluates it.
+        select: which observations the rule considers.
+        when: the condition that must hold to fire.
+        for_: (``for`` in YAML) how long, in event time, the condition must
+            hold on consecutive readings before the warning opens; default 0,
+            fire on the first reading.
+        max_gap: readings further apart than this break a ``for`` or
+            ``clear_for`` run: a gap in the data is not evidence. Default 10m.
+        clear: the condition that resolves the warning; default: ``when``
+            no longer holds. Use a lower bound than ``when`` for hysteresis.
+        clear_for: how long ``clear`` must hold before resolving; default 0.
+        valid_for: validity of an open warning after its issue; default 24h.
+        action: the recommended action, for the warning item.
+        expected: what is expected instead, in words (with the unit).
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    title: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    level: Level
+    scope: ScopeKind = ScopeKind.DEVICE
+    enabled: bool = True
+    select: Selector = Field(default_factory=Selector)
+    when: Condition
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    max_gap: Duration = timedelta(minutes=10)
+    clear: Condition | None = None
+    clear_for: Duration = timedelta(0)
+    valid_for: Duration = timedelta(hours=24)
+    action: str = Field(min_length=1)
+    expected: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if self.max_gap <= timedelta(0):
+            raise FieldError("max_gap", "max_gap must be longer than 0s")
+        if self.valid_for <= timedelta(0):
+            raise FieldError("valid_for", "valid_for must be longer than 0s")
+        uses_value = self.when.uses_value() or (
+            self.clear is not None and self.clear.uses_value()
+        )
+        if uses_value:
+            if not self.select.metrics:
+                raise FieldError(
+                    "select.metrics",
+                    "a rule comparing values (above/below) must list its "
+                    "metrics, since thresholds have units",
+                )
+            units = {value_unit(m) for m in self.select.metrics}
+            if len({_SAME_UNIT.get(u, u) for u in units}) > 1:
+                raise FieldError(
+                    "select.metrics",
+                    "a rule comparing values must select metrics of one unit, "
+                    f"got {', '.join(sorted(units))}",
+                )
+        return self
+
+    def summary(self) -> str:
+        """One line: id, level, scope, condition and timing."""
+        text = f"{self.id} [{self.level.value} {self.level.colour}] {self.scope}: "
+        text += self.when.describe()
+        if self.for_:
+            text += f" for {format_duration(self.for_)}"
+        if self.clear is not None:
+            text += f"; clears on {self.clear.describe()}"
+        if self.clear_for:
+            text += f" for {format_duration(self.clear_for)}"
+        return text + ("" if self.enabled else " (disabled)")
+
+
+class RuleFile(StrictModel):
+    """The content of one rule file: ``rules:`` and a list of rules."""
+
+    rules: list[Rule] = Field(min_length=1)

@@ -1,0 +1,165 @@
+"""The warning record: what riskwatch publishes when a rule fires or clears.
+
+A record is JSON-serialisable (:meth:`WarningRecord.to_json`) and carries its
+whole audit history, so each published version stands alone: the ``open``
+version has one history entry, the ``resolved`` update of the same ``id`` has
+two. Times are UTC and in event time (device clocks) except ``issue_time`` and
+the history's ``at``, which are when riskwatch issued the version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from alert_rules.rule import Colour, Level, ScopeKind
+from riskwatch.contracts import Metric
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+
+class WarningStatus(StrEnum):
+    """Lifecycle of a warning; issue 5 adds acknowledged, disposed, closed."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class WarningScope(_Record):
+    """What the warning is about: kind, registry id and a readable name."""
+
+    kind: ScopeKind
+    id: str
+    name: str
+
+
+class Evidence(_Record):
+    """The readings behind an item: one device's metric over a time range."""
+
+    device: str
+    metric: Metric
+    from_: AwareDatetime = Field(alias="from")
+    to: AwareDatetime
+
+
+class WarningItem(_Record):
+    """One observed fact, what was expected instead, and what to do.
+
+    Attributes:
+        observed: what was observed, in words.
+        expected: what is expected instead, in words.
+        observed_value: the value that set the warning off, in ``unit``
+            (None for a silence).
+        expected_value: the threshold crossed, or the detector's expected
+            value, in ``unit``; None when neither exists.
+        unit: unit of both values (per hour for counter rates, ``s`` for a
+            silence).
+        evidence: where the readings are.
+        action: the recommended action.
+    """
+
+    observed: str
+    expected: str
+    observed_value: float | None
+    expected_value: float | None
+    unit: str
+    evidence: Evidence
+    action: str
+
+
+class Officer(_Record):
+    """The grid officer in charge of the enterprise."""
+
+    id: str
+    name: str
+    phone: str | None = None
+
+
+class AuditEntry(_Record):
+    """One status transition: when, to which status, by whom, and why."""
+
+    at: AwareDatetime
+    status: WarningStatus
+    by: str
+    comment: str = ""
+
+
+class WarningRecord(_Record):
+    """A graded early warning, as published (see the module docstring).
+
+    ``id`` is :func:`warning_id` of the rule, the subject and the start time,
+    so every retry, restart and update carries the same id.
+    """
+
+    v: int = 1
+    id: str
+    rule_id: str
+    title: str
+    level: Level
+    colour: Colour
+    status: WarningStatus
+    scope: WarningScope
+    start_time: AwareDatetime
+    detection_time: AwareDatetime
+    issue_time: AwareDatetime
+    valid_until: AwareDatetime
+    resolved_time: AwareDatetime | None = None
+    items: list[WarningItem] = Field(min_length=1)
+    enterprise_id: str
+    enterprise_name: str | None
+    device_id: str
+    metric: Metric
+    district: str | None
+    grid: str | None
+    officer: Officer | None
+    authority: str
+    history: list[AuditEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WarningRecord:
+        if self.colour != self.level.colour:
+            raise ValueError(
+                f"colour {self.colour!r} does not match level {self.level.value} "
+                f"({self.level.colour})"
+            )
+        if self.history[-1].status != self.status:
+            raise ValueError(
+                f"status {self.status.value!r} differs from the last history "
+                f"entry {self.history[-1].status.value!r}"
+            )
+        return self
+
+    def to_json(self) -> str:
+        """The record as JSON text."""
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WarningRecord:
+        """Parse a record produced by :meth:`to_json`."""
+        return cls.model_validate_json(text)
+
+
+def warning_id(rule_id: str, subject: str, start_ns: int) -> str:
+    """The stable id of a warning.
+
+    Args:
+        rule_id: the rule that fired.
+        subject: what it is about (``<enterprise>/<device>/<metric>`` for a
+            device rule).
+        start_ns: event time of the first reading that met the condition.
+
+    >>> warning_id("gas-red", "E001/G1/combustible_gas_lel", 0)
+    'rw-706553cb95a39a10dafcff51'
+    """
+    digest = hashlib.sha256(f"{rule_id}|{subject}|{start_ns}".encode()).hexdigest()
+    return f"rw-{digest[:24]}"
