@@ -103,7 +103,9 @@ from gateway.cli import gateway  # noqa: E402
 
 cli.add_command(gateway)
 # worker
-# rules
+from alert_rules.cli import rules  # noqa: E402
+
+cli.add_command(rules)
 # simulators
 # demo
 
