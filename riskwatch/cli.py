@@ -106,7 +106,11 @@ cli.add_command(gateway)
 from alert_rules.cli import rules  # noqa: E402
 
 cli.add_command(rules)
-# simulators
+from simulators.cli import receiver, replay, simulate  # noqa: E402
+
+cli.add_command(simulate)
+cli.add_command(replay)
+cli.add_command(receiver)
 # demo
 
 
