@@ -1,0 +1,225 @@
+"""Rule files: validation messages name file, rule and field; the CLI lists all."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from textwrap import dedent
+
+import pytest
+from click.testing import CliRunner
+
+from alert_rules import RuleError, check_rules, load_rules
+from alert_rules._base import parse_duration
+from riskwatch.cli import cli
+from riskwatch.errors import ConfigError
+
+GOOD = """\
+rules:
+  - id: gas-orange
+    title: Combustible gas above 25 %LEL
+    level: II
+    select: {metrics: [combustible_gas_lel]}
+    when: {above: 25}
+    clear: {below: 20}
+    action: ventilate
+    expected: below 25 %LEL
+  - id: stuck
+    title: Stuck
+    level: IV
+    when: {fired: [stuck]}
+    action: inspect
+    expected: varying readings
+"""
+
+BROKEN = """\
+rules:
+  - id: gas-orange
+    title: Combustible gas above 25 %LEL
+    level: V
+    select: {metrics: [combustible_gas_lel]}
+    when: {above: 25}
+    action: ventilate
+    expected: below 25 %LEL
+  - id: stuck
+    title: Stuck
+    level: IV
+    when: {fired: [stuck], above: 3}
+    for: 5 minutes
+    action: inspect
+    expected: varying readings
+"""
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(dedent(text), encoding="utf-8")
+    return path
+
+
+def test_check_names_file_rule_and_field_of_every_error(tmp_path):
+    path = _write(tmp_path, "broken.yaml", BROKEN)
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "RuleError: 3 problem(s)" in result.output
+    lines = [line.strip() for line in result.output.splitlines()[1:]]
+    assert lines[0].startswith(f"{path}: rule #0 (gas-orange) field level: ")
+    assert "'I', 'II', 'III' or 'IV'" in lines[0]
+    assert "(got 'V')" in lines[0]
+    assert lines[1].startswith(f"{path}: rule #1 (stuck) field when: ")
+    assert "exactly one key" in lines[1]
+    assert "'fired', 'above'" in lines[1]
+    assert lines[2].startswith(f"{path}: rule #1 (stuck) field for: ")
+    assert "'5 minutes'" in lines[2]
+
+
+def test_check_prints_a_summary_when_fine(tmp_path):
+    _write(tmp_path, "gas.yaml", GOOD)
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"2 rule(s) in 1 file(s) under {tmp_path}" in result.output
+    assert "gas-orange [II orange] device: value above 25" in result.output
+    assert "clears on value below 20" in result.output
+
+
+def test_check_without_directory_checks_the_shipped_rules(default_rules):
+    result = CliRunner().invoke(cli, ["rules", "check"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(default_rules)} rule(s) in " in result.output
+
+
+def test_rules_commands_have_help():
+    for args in (["rules", "--help"], ["rules", "check", "--help"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0
+        assert "Usage:" in result.output
+
+
+def test_load_rules_raises_a_config_error_listing_problems(tmp_path):
+    path = _write(tmp_path, "broken.yaml", BROKEN)
+    with pytest.raises(RuleError) as caught:
+        load_rules(tmp_path)
+    assert isinstance(caught.value, ConfigError)
+    problems = caught.value.problems
+    assert [(p.file, p.rule, p.field) for p in problems] == [
+        (path, "#0 (gas-orange)", "level"),
+        (path, "#1 (stuck)", "when"),
+        (path, "#1 (stuck)", "for"),
+    ]
+
+
+def test_files_are_read_recursively_and_ids_are_unique_across_them(tmp_path):
+    _write(tmp_path, "a.yaml", GOOD)
+    (tmp_path / "site").mkdir()
+    second = _write(tmp_path / "site", "b.yaml", GOOD)
+    check = check_rules(tmp_path)
+    assert len(check.files) == 2
+    assert [(p.file, p.rule, p.field) for p in check.problems] == [
+        (second, "#0 (gas-orange)", "id"),
+        (second, "#1 (stuck)", "id"),
+    ]
+    assert "already used in" in check.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "field", "fragment"),
+    [
+        ("rules: [\n", None, None, "not valid YAML"),
+        ("", None, None, "expected a mapping with a 'rules' list"),
+        ("rules: []\n", None, "rules", "at least 1 item"),
+        (
+            "rules:\n  - {id: x, title: t, level: I, when: {fired: [s]},"
+            " action: a, expected: e, colour: red}\n",
+            "#0 (x)",
+            None,
+            "unknown key(s) 'colour'; allowed: ",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I, when: {above: 3},"
+            " action: a, expected: e}\n",
+            "#0 (x)",
+            "select.metrics",
+            "must list its metrics",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I, when: {above: 3},"
+            " select: {metrics: [power_kw, temperature_c]},"
+            " action: a, expected: e}\n",
+            "#0 (x)",
+            "select.metrics",
+            "metrics of one unit, got kW, °C",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I, when: {above: 3},"
+            " select: {metrics: [power_kw, energy_kwh]},"
+            " action: a, expected: e, max_gap: 0}\n",
+            "#0 (x)",
+            "max_gap",
+            "longer than 0s",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I,"
+            " when: {all: [{context: shut}]}, action: a, expected: e}\n",
+            "#0 (x)",
+            "when.all.0.context",
+            "(got 'shut')",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I,"
+            " when: {score: {at_least: 1.5}}, action: a, expected: e}\n",
+            "#0 (x)",
+            "when.score.at_least",
+            "less than or equal to 1",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I, scope: city,"
+            " when: {silent: false}, action: a, expected: e}\n",
+            "#0 (x)",
+            "scope",
+            "'device', 'enterprise', 'grid' or 'district'",
+        ),
+        (
+            "rules:\n  - {id: 'bad id', title: t, level: I,"
+            " when: {silent: true}, action: a, expected: e}\n",
+            "#0 (bad id)",
+            "id",
+            "should match pattern",
+        ),
+    ],
+)
+def test_error_cases(tmp_path, text, rule, field, fragment):
+    path = _write(tmp_path, "r.yaml", text)
+    problems = check_rules(tmp_path).problems
+    assert problems, "expected a problem"
+    first = problems[0]
+    assert (first.file, first.rule, first.field) == (path, rule, field)
+    assert fragment in first.message
+
+
+def test_an_empty_or_missing_directory_is_a_problem(tmp_path):
+    assert "no *.yaml rule files" in check_rules(tmp_path).problems[0].message
+    missing = tmp_path / "none"
+    assert check_rules(missing).problems[0].message == "no such directory"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (90, 90),
+        ("90s", 90),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("2d", 172800),
+        ("250ms", 0.25),
+        (0, 0),
+    ],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["5 minutes", "", "m5", -1, True, None, "1w"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)

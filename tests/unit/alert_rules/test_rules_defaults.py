@@ -1,0 +1,166 @@
+"""Every shipped rule loads, fires on its anomaly and stays quiet on normal data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from alert_rules import DEFAULTS_DIR, Level
+from riskwatch.contracts import Finding
+
+ORDER = {
+    "order_id": "SO-1",
+    "start": datetime(2026, 12, 1, tzinfo=UTC),
+    "reason": "hazard found on inspection",
+    "authority": "District Emergency Bureau",
+}
+
+
+def _robust(score):
+    return Finding(detector="robust_z", score=score, observed=9.0, expected=2.0)
+
+
+def _stuck():
+    return Finding(detector="stuck", score=1.0, detail="same value for 2 h")
+
+
+# rule id -> (enterprise overrides, metric, anomaly, normal); each sequence is
+# a list of (minute, value, extra observation keywords).
+SCENARIOS = {
+    "spike-or-drop": (
+        {},
+        "temperature_c",
+        [(0, 20, {}), (1, 90, {"score": 0.95, "findings": [_robust(0.95)]})],
+        [
+            (m, 20 + m % 3, {"score": 0.1, "findings": [_robust(0.1)]})
+            for m in range(60)
+        ],
+    ),
+    "stuck-sensor": (
+        {},
+        "pressure_mpa",
+        [(0, 0.8, {}), (5, 0.8, {"findings": [_stuck()]})],
+        [(m, 0.8 + m / 1000, {}) for m in range(60)],
+    ),
+    "combustible-gas-orange": (
+        {},
+        "combustible_gas_lel",
+        [(0, 2, {}), (1, 30, {})],
+        [(m, 3.0, {}) for m in range(60)],
+    ),
+    "combustible-gas-red": (
+        {},
+        "combustible_gas_lel",
+        [(0, 2, {}), (1, 30, {}), (2, 55, {})],
+        [(m, 24.0, {}) for m in range(60)],
+    ),
+    "toxic-gas-orange": (
+        {},
+        "toxic_gas_ppm",
+        [(0, 1, {}), (1, 30, {})],
+        [(m, 5.0, {}) for m in range(60)],
+    ),
+    "toxic-gas-red": (
+        {},
+        "toxic_gas_ppm",
+        [(0, 1, {}), (1, 60, {})],
+        [(m, 24.0, {}) for m in range(60)],
+    ),
+    "hazchem-pressure-limit": (
+        {},
+        "pressure_mpa",
+        [(m, 1.8, {}) for m in range(3)],
+        [(m, 1.2, {}) for m in range(60)],
+    ),
+    "hazchem-temperature-limit": (
+        {},
+        "temperature_c",
+        [(m, 160, {}) for m in range(7)],
+        [(m, 85.0, {}) for m in range(60)],
+    ),
+    "power-during-shutdown-order": (
+        {"shutdown_orders": [ORDER]},
+        "power_kw",
+        [(m, 120, {}) for m in range(0, 20, 5)],
+        [(m, 1.5, {}) for m in range(0, 120, 5)],
+    ),
+    "load-at-closed-or-unlicensed-site": (
+        {"status": "closed"},
+        "power_kw",
+        [(m, 80, {}) for m in range(0, 35, 5)],
+        [(m, 1.0, {}) for m in range(0, 120, 5)],
+    ),
+    "device-silent": (
+        {},
+        "power_kw",
+        [(0, 50, {}), (20, None, {"silent_s": 1200})],
+        [(m, 50, {}) for m in range(0, 120, 5)],
+    ),
+    "safety-sensor-silent": (
+        {},
+        "combustible_gas_lel",
+        [(0, 1, {}), (40, None, {"silent_s": 2400})],
+        [(0, 1, {}), (20, None, {"silent_s": 1200})],
+    ),
+}
+
+
+def test_every_default_loads_with_unique_ids(default_rules):
+    ids = [rule.id for rule in default_rules]
+    assert len(ids) == len(set(ids)) >= 12
+    assert all(rule.enabled for rule in default_rules)
+
+
+def test_every_default_rule_has_a_scenario(default_rules):
+    assert {rule.id for rule in default_rules} == set(SCENARIOS)
+
+
+def test_every_level_choice_is_explained_in_a_comment(default_rules):
+    text = "\n".join(p.read_text() for p in DEFAULTS_DIR.glob("*.yaml"))
+    for level in Level:
+        assert f"# Level {level.value} (" in text
+    assert text.count("# Level ") == len(default_rules)
+
+
+def test_gas_levels(default_rules):
+    by_id = {rule.id: rule for rule in default_rules}
+    assert by_id["combustible-gas-orange"].level == Level.II
+    assert by_id["combustible-gas-red"].level == Level.I
+
+
+def _observations(make_obs, metric, sequence):
+    return [
+        make_obs(metric, value, minute, **extra) for minute, value, extra in sequence
+    ]
+
+
+@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
+def test_default_rule_fires_on_its_anomaly(
+    rule_id, default_rules, make_obs, make_enterprise, run
+):
+    overrides, metric, anomaly, _ = SCENARIOS[rule_id]
+    enterprise = make_enterprise(**overrides)
+    records = run(default_rules, _observations(make_obs, metric, anomaly), enterprise)
+    fired = [r for r in records if r.rule_id == rule_id]
+    assert [r.status.value for r in fired] == ["open"], records
+
+
+@pytest.mark.parametrize("rule_id", sorted(SCENARIOS))
+def test_default_rule_is_quiet_on_normal_data(
+    rule_id, default_rules, make_obs, make_enterprise, run
+):
+    overrides, metric, _, normal = SCENARIOS[rule_id]
+    enterprise = make_enterprise(**overrides)
+    records = run(default_rules, _observations(make_obs, metric, normal), enterprise)
+    assert [r for r in records if r.rule_id == rule_id] == []
+
+
+def test_load_rule_needs_an_unlicensed_or_closed_site(
+    default_rules, make_obs, make_enterprise, run
+):
+    sequence = [make_obs("power_kw", 80, m) for m in range(0, 40, 5)]
+    operating = run(default_rules, sequence, make_enterprise())
+    assert operating == []
+    unlicensed = run(default_rules, sequence, make_enterprise(licensed=False))
+    assert [r.rule_id for r in unlicensed] == ["load-at-closed-or-unlicensed-site"]

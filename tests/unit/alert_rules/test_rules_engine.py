@@ -1,0 +1,333 @@
+"""The engine's state machine: event time, gaps, hysteresis, ids, state, order."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alert_rules import RuleEngine, WarningRecord, warning_id
+from alert_rules.engine import subject_of
+from riskwatch.contracts import NS_PER_S
+
+# The same origin as the make_obs fixture's minute 0.
+T0 = datetime(2026, 12, 3, tzinfo=UTC)
+T0_NS = int(T0.timestamp()) * NS_PER_S
+AUTHORITY = "Test Work Safety Office"
+
+
+def _moment(minute):
+    return T0 + timedelta(minutes=minute)
+
+
+def test_minute_zero_is_t0(make_obs):
+    assert make_obs("power_kw", 1, 0).ts_ns == T0_NS
+
+
+@pytest.fixture
+def gas_rule(make_rule):
+    return make_rule(
+        """
+        id: gas
+        level: II
+        select: {metrics: [combustible_gas_lel]}
+        when: {above: 25}
+        for: 5m
+        clear: {below: 20}
+        clear_for: 3m
+        """
+    )
+
+
+def _gas(make_obs, pairs):
+    return [make_obs("combustible_gas_lel", v, m) for m, v in pairs]
+
+
+def test_for_is_counted_in_event_time(gas_rule, make_obs, run):
+    pairs = [(0, 5), (1, 30), (2, 31), (3, 32), (4, 33), (5, 34), (6, 35)]
+    records = run([gas_rule], _gas(make_obs, pairs))
+    assert len(records) == 1
+    record = records[0]
+    assert record.status.value == "open"
+    assert record.start_time == _moment(1)  # first reading over the threshold
+    assert record.detection_time == _moment(6)  # 5 minutes of event time later
+    assert record.issue_time == record.detection_time
+    item = record.items[0]
+    assert (item.observed_value, item.expected_value, item.unit) == (35, 25, "%LEL")
+    assert (item.evidence.from_, item.evidence.to) == (_moment(1), _moment(6))
+
+
+def test_processing_time_does_not_count(gas_rule, make_obs):
+    # Readings 1 minute apart in event time, evaluated hours apart: no warning.
+    engine = RuleEngine([gas_rule], AUTHORITY)
+    state = {}
+    for minute in range(4):
+        later = _moment(0) + timedelta(hours=minute)
+        obs = make_obs("combustible_gas_lel", 40, minute)
+        state, records = engine.evaluate(obs, None, state, now=later)
+        assert records == []
+
+
+def test_now_sets_the_issue_time_only(gas_rule, make_obs):
+    engine = RuleEngine([gas_rule.model_copy(update={"for_": timedelta(0)})], "X")
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    _, records = engine.evaluate(
+        make_obs("combustible_gas_lel", 40, 0), None, {}, now=now
+    )
+    assert records[0].start_time == records[0].detection_time == _moment(0)
+    assert records[0].issue_time == now
+    assert records[0].valid_until == now + timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        # Two readings over the threshold 20 minutes apart: a gap, not evidence.
+        [(0, 30), (20, 30)],
+        # Readings every 4 minutes, but one missing for 12 minutes in the run.
+        [(0, 30), (4, 30), (16, 30), (19, 30)],
+    ],
+)
+def test_a_gap_does_not_satisfy_for(gas_rule, make_obs, run, pairs):
+    assert run([gas_rule], _gas(make_obs, pairs)) == []
+
+
+def test_a_gap_restarts_the_run(gas_rule, make_obs, run):
+    pairs = [(0, 30), (20, 30), (22, 30), (25, 30)]
+    records = run([gas_rule], _gas(make_obs, pairs))
+    assert [r.start_time for r in records] == [_moment(20)]
+
+
+def test_a_silence_breaks_the_run(gas_rule, make_obs, run):
+    observations = _gas(make_obs, [(0, 30), (2, 30)])
+    observations.append(make_obs("combustible_gas_lel", None, 3, silent_s=60))
+    observations += _gas(make_obs, [(4, 30), (6, 30)])
+    assert run([gas_rule], observations) == []
+
+
+def test_a_reading_under_the_threshold_restarts_for(gas_rule, make_obs, run):
+    pairs = [(0, 30), (2, 30), (3, 10), (4, 30), (8, 30), (9, 30)]
+    records = run([gas_rule], _gas(make_obs, pairs))
+    assert [r.start_time for r in records] == [_moment(4)]
+
+
+def test_hysteresis_gives_one_warning_for_a_hovering_value(gas_rule, make_obs, run):
+    hover = [(m, 24.5 if m % 2 else 25.5) for m in range(0, 60)]
+    rule = gas_rule.model_copy(update={"for_": timedelta(0)})
+    records = run([rule], _gas(make_obs, hover))
+    assert [r.status.value for r in records] == ["open"]
+
+
+def test_without_hysteresis_the_same_value_flaps(make_rule, make_obs, run):
+    rule = make_rule("{select: {metrics: [combustible_gas_lel]}, when: {above: 25}}")
+    hover = [(m, 24.5 if m % 2 else 25.5) for m in range(0, 10)]
+    records = run([rule], _gas(make_obs, hover))
+    assert len(records) == 10  # open, resolved, open, ...: what hysteresis avoids
+
+
+def test_clear_must_hold_for_clear_for(gas_rule, make_obs, run):
+    rule = gas_rule.model_copy(update={"for_": timedelta(0)})
+    pairs = [(0, 40), (1, 10), (2, 10), (3, 30), (4, 10), (5, 10), (6, 10), (7, 10)]
+    records = run([rule], _gas(make_obs, pairs))
+    assert [r.status.value for r in records] == ["open", "resolved"]
+    opened, resolved = records
+    assert resolved.id == opened.id
+    assert resolved.resolved_time == _moment(7)  # 3 minutes after minute 4
+    assert resolved.start_time == opened.start_time == _moment(0)
+    assert [h.status.value for h in resolved.history] == ["open", "resolved"]
+    assert resolved.history[0] == opened.history[0]
+    assert resolved.items[0].evidence.to == _moment(7)
+    assert resolved.valid_until == _moment(7)
+
+
+def test_the_id_is_stable_across_retries_and_restarts(gas_rule, make_obs):
+    observations = _gas(make_obs, [(m, 40) for m in range(6)])
+    engine = RuleEngine([gas_rule], AUTHORITY)
+    state = {}
+    for obs in observations[:-1]:
+        state, _ = engine.evaluate(obs, None, state)
+    saved = json.loads(json.dumps(state))
+    _, first = engine.evaluate(observations[-1], None, state)
+    # A retry of the same observation from a fresh engine (a restarted worker)
+    # with the state recovered from the changelog gives the same record.
+    _, again = RuleEngine([gas_rule], AUTHORITY).evaluate(observations[-1], None, saved)
+    assert len(first) == 1
+    assert first == again
+    assert first[0].id == warning_id("gas", subject_of(observations[0]), T0_NS)
+
+
+def test_the_input_state_is_not_modified(gas_rule, make_obs):
+    engine = RuleEngine([gas_rule], AUTHORITY)
+    state, _ = engine.evaluate(make_obs("combustible_gas_lel", 40, 0), None, {})
+    before = json.dumps(state)
+    engine.evaluate(make_obs("combustible_gas_lel", 40, 1), None, state)
+    assert json.dumps(state) == before
+
+
+def test_state_round_trips_through_json_and_stays_small(
+    default_rules, make_obs, make_enterprise, run
+):
+    states = []
+    observations = []
+    for minute in range(2000):
+        for metric, value in (
+            ("combustible_gas_lel", 30 + minute % 7),
+            ("power_kw", 9),
+        ):
+            observations.append(make_obs(metric, value, minute))
+    run(default_rules, observations, make_enterprise(), states)
+    assert len(json.dumps(states[-1])) < 2000
+    assert set(states[-1]) == {"v", "last_seen", "tracks"}
+
+
+def test_older_readings_do_not_retrigger(gas_rule, make_obs, run):
+    rule = gas_rule.model_copy(update={"for_": timedelta(0), "clear_for": timedelta(0)})
+    observations = _gas(make_obs, [(10, 40), (11, 10), (5, 40), (8, 40), (11, 40)])
+    records = run([rule], observations)
+    assert [(r.status.value, r.start_time) for r in records] == [
+        ("open", _moment(10)),
+        ("resolved", _moment(10)),
+    ]
+
+
+def test_order_is_per_metric(gas_rule, make_obs, run):
+    rule = gas_rule.model_copy(update={"for_": timedelta(0)})
+    observations = [make_obs("power_kw", 1, 10), make_obs("combustible_gas_lel", 40, 5)]
+    assert len(run([rule], observations)) == 1
+
+
+def test_shutdown_rule_fires_only_while_an_order_is_active(
+    default_rules, make_obs, make_enterprise, run
+):
+    order = {
+        "order_id": "SO-7",
+        "start": _moment(60),
+        "end": _moment(180),
+        "reason": "fire exits blocked",
+        "authority": "District Emergency Bureau",
+    }
+    enterprise = make_enterprise(shutdown_orders=[order])
+    rules = [r for r in default_rules if r.id == "power-during-shutdown-order"]
+    observations = [make_obs("power_kw", 150, m) for m in range(0, 300, 5)]
+    records = run(rules, observations, enterprise)
+    assert [r.status.value for r in records] == ["open", "resolved"]
+    opened, resolved = records
+    assert opened.start_time == _moment(60)
+    assert opened.detection_time == _moment(75)  # for: 15m
+    assert resolved.resolved_time == _moment(190)  # lifted at 180, clear_for 10m
+    # The same load with no order at all: nothing.
+    assert run(rules, observations, make_enterprise()) == []
+
+
+def test_unknown_enterprise(default_rules, make_obs, run):
+    observations = [
+        make_obs("combustible_gas_lel", 60, 0),
+        make_obs("power_kw", 150, 0),
+        make_obs("pressure_mpa", 3.0, 0),
+        make_obs("pressure_mpa", 3.0, 2),
+    ]
+    records = run(default_rules, observations, None)
+    assert {r.rule_id for r in records} == {
+        "combustible-gas-orange",
+        "combustible-gas-red",
+    }
+    record = records[0]
+    assert record.enterprise_name is None
+    assert record.officer is None
+    assert record.scope.name == "D1"
+
+
+def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
+    enterprise = make_enterprise(
+        devices=[
+            {"id": "D1", "metrics": ["combustible_gas_lel"], "description": "tank farm"}
+        ]
+    )
+    records = run(default_rules, [make_obs("combustible_gas_lel", 55, 0)], enterprise)
+    red = next(r for r in records if r.rule_id == "combustible-gas-red")
+    assert (red.level.value, red.colour) == ("I", "red")
+    assert red.scope.model_dump() == {
+        "kind": "device",
+        "id": "D1",
+        "name": "Test Chemicals Co., Ltd. / tank farm",
+    }
+    assert (red.enterprise_id, red.device_id, red.district, red.grid) == (
+        "E1",
+        "D1",
+        "nanhu",
+        "nanhu-g1",
+    )
+    assert red.officer is not None
+    assert red.officer.phone == "+86 1"
+    assert red.authority == AUTHORITY
+    assert "55 %LEL" in red.items[0].observed
+    assert "Evacuate" in red.items[0].action
+    data = json.loads(red.to_json())
+    assert set(data["items"][0]["evidence"]) == {"device", "metric", "from", "to"}
+    assert data["start_time"] == "2026-12-03T00:00:00Z"
+    assert data["history"] == [
+        {
+            "at": "2026-12-03T00:00:00Z",
+            "status": "open",
+            "by": "riskwatch-rules",
+            "comment": "rule combustible-gas-red: value above 50",
+        }
+    ]
+    assert WarningRecord.from_json(red.to_json()) == red
+
+
+def test_a_record_with_a_wrong_colour_is_rejected(default_rules, make_obs, run):
+    records = run(default_rules, [make_obs("combustible_gas_lel", 55, 0)])
+    data = json.loads(records[0].to_json())
+    data["colour"] = "blue"
+    with pytest.raises(ValueError, match="does not match level"):
+        WarningRecord.model_validate(data)
+
+
+def test_opening_and_resolving_are_logged(gas_rule, make_obs, run, caplog):
+    rule = gas_rule.model_copy(update={"for_": timedelta(0), "clear_for": timedelta(0)})
+    with caplog.at_level(logging.INFO, logger="alert_rules.engine"):
+        records = run([rule], _gas(make_obs, [(0, 40), (1, 10)]))
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"warning opened warning={records[0].id} rule=gas level=II" in messages[0]
+    assert f"warning resolved warning={records[0].id} rule=gas" in messages[1]
+
+
+def test_an_unreadable_state_is_reset_with_a_warning(gas_rule, make_obs, caplog):
+    engine = RuleEngine([gas_rule], AUTHORITY)
+    with caplog.at_level(logging.WARNING):
+        state, _ = engine.evaluate(
+            make_obs("combustible_gas_lel", 1, 0), None, {"v": 99}
+        )
+    assert state["last_seen"] == {"combustible_gas_lel": T0_NS}
+    assert "unreadable rule state reset device=D1" in caplog.text
+
+
+def test_tracks_of_removed_rules_are_dropped(gas_rule, make_obs, caplog):
+    rule = gas_rule.model_copy(update={"for_": timedelta(0)})
+    state, _ = RuleEngine([rule], "X").evaluate(
+        make_obs("combustible_gas_lel", 40, 0), None, {}
+    )
+    assert state["tracks"]
+    with caplog.at_level(logging.WARNING):
+        state, _ = RuleEngine([], "X").evaluate(
+            make_obs("combustible_gas_lel", 40, 1), None, state
+        )
+    assert state["tracks"] == {}
+    assert "open warning dropped with its rule" in caplog.text
+
+
+def test_rules_of_other_scopes_are_skipped(make_rule, make_obs, caplog):
+    rule = make_rule("{scope: grid, when: {silent: true}}")
+    with caplog.at_level(logging.WARNING):
+        engine = RuleEngine([rule], "X")
+    assert "rule not evaluated rule=r1 scope=grid" in caplog.text
+    obs = make_obs("power_kw", None, 0, silent_s=900)
+    assert engine.evaluate(obs, None, {})[1] == []
+
+
+def test_duplicate_rule_ids_are_refused(gas_rule):
+    with pytest.raises(Exception, match="appears twice"):
+        RuleEngine([gas_rule, gas_rule], "X")
