@@ -16,7 +16,9 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 class StrictModel(BaseModel):
     """Frozen, and unknown keys are an error that lists the allowed ones."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, str_strip_whitespace=True
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -272,10 +272,13 @@ class RuleEngine:
         if obs.kind == "silence":
             track.observed, track.unit = obs.silent_s, "s"
             silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
-            said = f"no {info.description} data from device {obs.device} for {silent}"
+            said = f"device {obs.device} sent no {info.description} data for {silent}"
         else:
             track.observed, track.unit = obs.value, obs.unit
-            said = f"{info.description} {obs.value:g} {obs.unit} on device {obs.device}"
+            said = (
+                f"device {obs.device} measured {obs.value:g} {obs.unit} "
+                f"({info.description}{', rate' if obs.rate else ''})"
+            )
             thresholds = list(rule.when.thresholds())
             if thresholds:
                 track.expected = thresholds[0]
