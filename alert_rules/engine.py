@@ -78,7 +78,10 @@ class _DeviceState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     v: Literal[1] = 1
+    # Per metric: the last reading's event time (older readings are late) and
+    # the latest event time applied, silences included.
     last_seen: dict[str, int] = Field(default_factory=dict)
+    clock: dict[str, int] = Field(default_factory=dict)
     tracks: dict[str, _Track] = Field(default_factory=dict)
 
 
@@ -162,13 +165,20 @@ class RuleEngine:
             ``json.loads(json.dumps(state))`` unchanged; bounded by rules x
             metrics) and the warning records to publish: ``open`` when a rule
             fires, ``resolved`` (same id) when its clear condition has held.
-            An observation not newer than the last one of the same device
-            and metric changes nothing and yields nothing.
+            A reading not newer than the last reading of the same device
+            and metric changes nothing and yields nothing. A silence is never
+            late, and does not count as a reading; an observation dated
+            before the latest one applied (a silence dated by a worker clock
+            that differs from the device's) is applied at that latest time.
         """
         current = self._load(state, observation)
         metric = observation.metric.value
         last = current.last_seen.get(metric)
-        if last is not None and observation.ts_ns <= last:
+        if (
+            observation.kind == "reading"
+            and last is not None
+            and observation.ts_ns <= last
+        ):
             logger.debug(
                 "late observation ignored device=%s metric=%s ts_ns=%d last_ns=%d",
                 observation.device,
@@ -177,7 +187,10 @@ class RuleEngine:
                 last,
             )
             return current.model_dump(), []
-        current.last_seen[metric] = observation.ts_ns
+        if observation.kind == "reading":
+            current.last_seen[metric] = observation.ts_ns
+        observation = _placed(observation, current.clock.get(metric))
+        current.clock[metric] = observation.ts_ns
         ctx = Context.of(observation, enterprise)
         records: list[WarningRecord] = []
         for rule in self._active:
@@ -387,6 +400,21 @@ class RuleEngine:
             authority=self.authority,
             history=history,
         )
+
+
+def _placed(observation: Observation, clock_ns: int | None) -> Observation:
+    """The observation moved no earlier than the metric's last event time.
+
+    The stream jobs date a silence by the worker's clock and readings by the
+    device's. When the two differ, a silence can be dated before the reading
+    it follows, or after the reading that ends it. Placing each observation at
+    the latest time seen keeps the state machine's time monotonic, so no
+    duration is negative and no warning resolves before it started. Readings
+    in order are never moved.
+    """
+    if clock_ns is None or observation.ts_ns >= clock_ns:
+        return observation
+    return observation.model_copy(update={"ts_ns": clock_ns})
 
 
 def _device_name(ctx: Context) -> str:

@@ -179,7 +179,7 @@ def test_state_round_trips_through_json_and_stays_small(
             observations.append(make_obs(metric, value, minute))
     run(default_rules, observations, make_enterprise(), states)
     assert len(json.dumps(states[-1])) < 2000
-    assert set(states[-1]) == {"v", "last_seen", "tracks"}
+    assert set(states[-1]) == {"v", "last_seen", "clock", "tracks"}
 
 
 def test_older_readings_do_not_retrigger(gas_rule, make_obs, run):
@@ -196,6 +196,41 @@ def test_order_is_per_metric(gas_rule, make_obs, run):
     rule = gas_rule.model_copy(update={"for_": timedelta(0)})
     observations = [make_obs("power_kw", 1, 10), make_obs("combustible_gas_lel", 40, 5)]
     assert len(run([rule], observations)) == 1
+
+
+@pytest.fixture
+def silent_rule(default_rules):
+    return [r for r in default_rules if r.id == "device-silent"]
+
+
+def test_a_silence_dated_before_the_last_reading_still_counts(
+    silent_rule, make_obs, run
+):
+    # The device clock runs 10 minutes ahead of the worker's.
+    observations = [
+        make_obs("power_kw", 5, 30),
+        make_obs("power_kw", None, 25, silent_s=900),
+        make_obs("power_kw", 5, 50),
+    ]
+    records = run(silent_rule, observations)
+    assert [r.status.value for r in records] == ["open", "resolved"]
+    assert records[0].start_time == _moment(30)
+    assert records[1].resolved_time == _moment(50)
+
+
+def test_a_silence_ends_with_the_next_reading_whatever_its_clock(
+    silent_rule, make_obs, run
+):
+    # The device clock runs 10 minutes behind: its next reading is dated
+    # before the silence, yet after its last reading.
+    observations = [
+        make_obs("power_kw", 5, 0),
+        make_obs("power_kw", None, 25, silent_s=900),
+        make_obs("power_kw", 5, 20),
+    ]
+    records = run(silent_rule, observations)
+    assert [r.status.value for r in records] == ["open", "resolved"]
+    assert records[1].resolved_time == records[1].start_time == _moment(25)
 
 
 def test_shutdown_rule_fires_only_while_an_order_is_active(
