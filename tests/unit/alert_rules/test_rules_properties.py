@@ -91,7 +91,7 @@ def _evaluate(sequence):
     return records
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     items=st.lists(observations(), max_size=80),
     swaps=st.lists(st.integers(0, 79), max_size=10),
@@ -111,14 +111,14 @@ def test_never_two_open_warnings_for_one_rule_and_subject(items, swaps):
             assert record.start_time <= record.detection_time <= record.resolved_time
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=st.lists(observations(), max_size=60))
 def test_evaluation_is_deterministic(items):
     sequence = sorted(items, key=lambda o: o.ts_ns)
     assert _evaluate(sequence) == _evaluate(sequence)
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=st.lists(observations(), min_size=1, max_size=60))
 def test_ids_derive_from_rule_subject_and_start(items):
     for record in _evaluate(sorted(items, key=lambda o: o.ts_ns)):
