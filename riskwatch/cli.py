@@ -98,11 +98,15 @@ def _print_status(stack: Stack, names: tuple[str, ...]) -> bool:
 
 
 # Commands of the other packages: one line each, added by their owners.
-# registry
+from riskwatch.registry_cli import registry  # noqa: E402
+
+cli.add_command(registry)
 from gateway.cli import gateway  # noqa: E402
 
 cli.add_command(gateway)
-# worker
+from stream_jobs.cli import worker  # noqa: E402
+
+cli.add_command(worker)
 from alert_rules.cli import rules  # noqa: E402
 
 cli.add_command(rules)

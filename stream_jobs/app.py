@@ -1,0 +1,341 @@
+"""The Faust worker: agents over the readings topic, state in tables.
+
+Agents:
+
+* ``store``: readings -> InfluxDB, in batches (``stream.take``); Faust acks a
+  batch only after the write returned, so a crash re-processes it, and the
+  points, timed by the device, overwrite themselves.
+* ``score``: readings -> per-device statistics (changelog-backed table
+  ``device-state``), counter rates, detector scores, rules -> observations on
+  the anomalies topic, warnings on the warnings topic.
+* ``silence``: a timer finds devices not heard from for
+  ``worker.silent_after_s`` of event time and sends their keys to an internal
+  topic co-partitioned with the table; this agent then evaluates the rules on
+  the silence, so the table is only written on the partition that owns it.
+* ``deliver``: warnings -> InfluxDB and the supervision platform's webhook.
+
+Every agent keeps Faust's default concurrency of 1: with more, faust can
+commit an offset past a message still in flight (faust-streaming #606).
+
+Event time: silence is measured against the worker's watermark, the newest
+device timestamp it has seen, so an accelerated replay behaves like real time,
+and a whole feed going quiet does not make every device "silent".
+
+Scale-out: more workers with the same ``app_id`` share the readings
+partitions, and the table partitions with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from pydantic import BaseModel, ValidationError
+
+from alert_rules import RuleEngine, load_rules
+from riskwatch.contracts import (
+    DeadLetter,
+    Observation,
+    PayloadError,
+    ReadingRecord,
+    to_json_bytes,
+)
+from riskwatch.secrets import SecretStore
+from riskwatch.settings import Settings
+from riskwatch.topics import ANOMALIES, DEAD_LETTER, READINGS, WARNINGS
+from stream_jobs.delivery import WebhookClient
+from stream_jobs.processing import Rules, process_reading, silence
+from stream_jobs.registry_view import RegistryView
+from stream_jobs.storage import (
+    InfluxWriter,
+    PointWriter,
+    reading_points,
+    warning_point,
+)
+
+log = logging.getLogger(__name__)
+
+SILENCE_SCAN_S = 10.0
+DERIVED_FLUSH_S = 1.0
+DERIVED_BUFFER_MAX = 50_000
+STATS_S = 30.0
+
+
+def parse_record(value: bytes) -> ReadingRecord | PayloadError:
+    try:
+        return ReadingRecord.model_validate_json(value)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        return PayloadError(".".join(map(str, err["loc"])) or "record", err["msg"])
+
+
+class StreamWorker:
+    """The Faust app of one worker process and what its agents share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules: Rules | None = None,
+        writer_factory: Callable[[], PointWriter] | None = None,
+    ) -> None:
+        self.settings = settings
+        w = settings.worker
+        self.rules: Rules = rules or RuleEngine(
+            load_rules(w.rules_dir), authority=w.authority
+        )
+        token = SecretStore(settings.run_dir / "secrets").get_or_create(
+            "influxdb-operator-token", settings.influxdb.token
+        )
+        self._make_writer = writer_factory or (
+            lambda: InfluxWriter(
+                settings.influxdb.url,
+                token,
+                settings.influxdb.org,
+                settings.influxdb.bucket,
+            )
+        )
+        self._writer: PointWriter | None = None
+        self.registry = RegistryView(settings.kafka.bootstrap)
+        self.webhook = WebhookClient(settings.platform)
+        self.watermark_ns = 0
+        self.derived: list[Any] = []
+        self.counters = {
+            "stored": 0,
+            "scored": 0,
+            "duplicates": 0,
+            "warnings": 0,
+            "rejected": 0,
+            "derived_dropped": 0,
+            "delivered": 0,
+        }
+        self.app = self._build_app()
+
+    @property
+    def writer(self) -> PointWriter:
+        # Created on first use, inside the worker's event loop.
+        if self._writer is None:
+            self._writer = self._make_writer()
+        return self._writer
+
+    def _build_app(self) -> faust.App:
+        s, w = self.settings, self.settings.worker
+        partitions = s.kafka.readings_partitions
+        app = faust.App(
+            w.app_id,
+            broker=f"kafka://{s.kafka.bootstrap}",
+            store="memory://",
+            web_enabled=False,
+            topic_replication_factor=1,
+            topic_partitions=partitions,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            table_standby_replicas=0,
+        )
+
+        def topic(
+            name: str, *, partitions: int | None = None, internal: bool = False
+        ) -> faust.TopicT:
+            # Keys and values stay bytes: riskwatch's pydantic models parse
+            # them, so one bad record is dead-lettered, not an agent crash.
+            return app.topic(
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=partitions,
+                internal=internal,
+            )
+
+        readings = topic(READINGS, partitions=partitions)
+        self.anomalies = topic(ANOMALIES)
+        self.warnings = topic(WARNINGS)
+        self.dead_letter = topic(DEAD_LETTER)
+        self.silences = topic(
+            f"{w.app_id}-silence", partitions=partitions, internal=True
+        )
+        # key_type=bytes makes faust read the changelog keys back raw, as
+        # they were written (it derives the changelog codec from key_type).
+        self.device_state = app.Table(
+            "device-state",
+            partitions=partitions,
+            key_type=bytes,
+        )
+        app.agent(readings, name="store")(self._store)
+        app.agent(readings, name="score")(self._score)
+        app.agent(self.silences, name="silence")(self._on_silence)
+        app.agent(self.warnings, name="deliver")(self._deliver)
+        app.task(self._follow_registry)
+        app.timer(SILENCE_SCAN_S)(self._find_silent)
+        app.timer(DERIVED_FLUSH_S)(self._flush_derived)
+        app.timer(STATS_S)(self._stats)
+        return app
+
+    # Agents ---------------------------------------------------------------
+
+    async def _follow_registry(self) -> None:
+        await self.registry.follow()
+
+    async def _store(self, stream: faust.StreamT[bytes]) -> None:
+        w = self.settings.worker
+        await self.registry.ready.wait()
+        async for batch in stream.take(w.influx_batch, within=w.influx_flush_s):
+            points = []
+            for value in batch:
+                record = parse_record(value)
+                if isinstance(record, PayloadError):
+                    continue  # the scoring agent dead-letters it, once
+                points.extend(
+                    reading_points(record, self.registry.get(record.enterprise))
+                )
+            await self.writer.write(points)
+            self.counters["stored"] += len(points)
+
+    async def _score(self, stream: faust.StreamT[bytes]) -> None:
+        await self.registry.ready.wait()
+        async for event in stream.events():
+            value: bytes = event.value
+            record = parse_record(value)
+            if isinstance(record, PayloadError):
+                await self._reject(value, record)
+                continue
+            key = record.key
+            outcome = process_reading(
+                record,
+                self.device_state.get(key),
+                self.registry.get(record.enterprise),
+                self.rules,
+            )
+            self.device_state[key] = outcome.state
+            self.watermark_ns = max(self.watermark_ns, record.ts_ns)
+            self.counters["scored"] += 1
+            self.counters["duplicates"] += outcome.duplicates
+            if len(self.derived) + len(outcome.points) <= DERIVED_BUFFER_MAX:
+                self.derived.extend(outcome.points)
+            else:
+                self.counters["derived_dropped"] += len(outcome.points)
+            await self._publish(outcome.warnings, outcome.observations)
+
+    async def _on_silence(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            key: bytes = event.key
+            now_ns = int(event.value)
+            state = self.device_state.get(key)
+            if not state or state["silent"] or state["last_ts"] is None:
+                continue
+            silent_s = (now_ns - state["last_ts"]) / 1e9
+            if silent_s < self.settings.worker.silent_after_s:
+                continue  # it spoke again since the timer looked
+            enterprise_id, device = key.decode().split("/", 1)
+            outcome = silence(
+                enterprise_id,
+                device,
+                state,
+                now_ns,
+                self.registry.get(enterprise_id),
+                self.rules,
+            )
+            self.device_state[key] = outcome.state
+            log.info(
+                "device silent enterprise=%s device=%s silent_s=%.0f",
+                enterprise_id,
+                device,
+                silent_s,
+            )
+            await self._publish(outcome.warnings, outcome.observations)
+
+    async def _deliver(self, stream: faust.StreamT[bytes]) -> None:
+        async for value in stream:
+            try:
+                body = json.loads(value)
+            except ValueError:
+                log.exception("undecodable record on %s skipped", WARNINGS)
+                continue
+            await self.writer.write([warning_point(body)])
+            if await self.webhook.post(body):
+                self.counters["delivered"] += 1
+
+    # Timers ---------------------------------------------------------------
+
+    async def _find_silent(self) -> None:
+        now_ns = self.watermark_ns
+        if not now_ns:
+            return
+        limit = self.settings.worker.silent_after_s
+        for key, state in list(self.device_state.items()):
+            if (
+                state
+                and not state["silent"]
+                and state["last_ts"] is not None
+                and (now_ns - state["last_ts"]) / 1e9 >= limit
+            ):
+                await self.silences.send(key=key, value=str(now_ns).encode())
+
+    async def _flush_derived(self) -> None:
+        if not self.derived:
+            return
+        batch = self.derived[:]
+        try:
+            await self.writer.write(batch)
+        except Exception as exc:  # noqa: BLE001 - kept for the next flush
+            log.warning("derived points write failed points=%s: %r", len(batch), exc)
+            return
+        del self.derived[: len(batch)]
+
+    async def _stats(self) -> None:
+        log.info(
+            "worker stats %s registry=%s watermark_ns=%s",
+            " ".join(f"{k}={v}" for k, v in self.counters.items()),
+            len(self.registry),
+            self.watermark_ns,
+        )
+
+    # Helpers --------------------------------------------------------------
+
+    async def _reject(self, value: bytes, error: PayloadError) -> None:
+        self.counters["rejected"] += 1
+        log.warning(
+            "record rejected topic=%s field=%s reason=%s",
+            READINGS,
+            error.field,
+            error.reason,
+        )
+        letter = DeadLetter.of(
+            source=f"kafka:{READINGS}",
+            topic=READINGS,
+            error=error,
+            payload=value,
+            received_ns=time.time_ns(),
+            stage="worker",
+        )
+        await self.dead_letter.send(key=b"worker", value=to_json_bytes(letter))
+
+    async def _publish(
+        self, warnings: list[BaseModel], observations: list[Observation]
+    ) -> None:
+        for observation in observations:
+            if observation.findings or observation.kind == "silence":
+                await self.anomalies.send(
+                    key=f"{observation.enterprise}/{observation.device}".encode(),
+                    value=to_json_bytes(observation),
+                )
+        for warning in warnings:
+            self.counters["warnings"] += 1
+            data = warning.model_dump(mode="json")
+            log.info(
+                "warning id=%s rule=%s level=%s status=%s enterprise=%s device=%s",
+                data.get("id"),
+                data.get("rule_id"),
+                data.get("level"),
+                data.get("status"),
+                data.get("enterprise_id"),
+                data.get("device_id"),
+            )
+            await self.warnings.send(
+                key=str(data.get("id")).encode(), value=to_json_bytes(warning)
+            )
