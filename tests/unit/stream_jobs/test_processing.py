@@ -1,0 +1,299 @@
+"""The scoring agent's work on one reading, without Kafka or Faust."""
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import riskwatch
+from alert_rules import RuleEngine, WarningRecord, WarningStatus, load_rules
+from riskwatch.contracts import Measurement, Metric, Observation, ReadingRecord
+from riskwatch.registry import load_registry
+from stream_jobs.detectors import LEARNING_READINGS
+from stream_jobs.processing import new_device_state, process_reading, silence
+
+S = 1_000_000_000
+T0_NS = 1_764_720_000 * S
+MIN = 60 * S
+SAMPLE_REGISTRY = Path(riskwatch.__file__).with_name("data") / "sample_registry.yaml"
+
+
+class FakeRules:
+    """Records what it is asked and counts calls in its state."""
+
+    def __init__(self):
+        self.seen: list[Observation] = []
+
+    def evaluate(self, observation, enterprise, state):
+        self.seen.append(observation)
+        return {**state, "calls": state.get("calls", 0) + 1}, []
+
+
+def reading(ts_ns, device="PT-101", enterprise="HC001", **values):
+    return ReadingRecord(
+        enterprise=enterprise,
+        device=device,
+        ts_ns=ts_ns,
+        metrics=[Measurement(metric=Metric(m), value=v) for m, v in values.items()],
+        received_ns=ts_ns,
+    )
+
+
+def feed(records, rules, state=None, enterprise=None):
+    outcomes = []
+    for record in records:
+        outcome = process_reading(record, state, enterprise, rules)
+        state = outcome.state
+        outcomes.append(outcome)
+    return state, outcomes
+
+
+@pytest.fixture(scope="module")
+def hc001():
+    return load_registry(SAMPLE_REGISTRY).by_id()["HC001"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return RuleEngine(load_rules(None), authority="Test Work Safety Office")
+
+
+# Counters ------------------------------------------------------------------
+
+
+def test_first_register_reading_gives_no_rate():
+    rules = FakeRules()
+    state, (outcome,) = feed([reading(T0_NS, energy_kwh=1000.0)], rules)
+    assert outcome.observations == []
+    assert outcome.points == []
+    assert rules.seen == []
+    assert state["counters"]["energy_kwh"] == {"value": 1000.0, "ts": T0_NS}
+
+
+def test_counter_readings_become_rates_per_hour():
+    rules = FakeRules()
+    registers = [1000.0, 1001.5, 1004.5, 1004.5]  # every 15 min
+    records = [
+        reading(T0_NS + i * 15 * MIN, energy_kwh=r) for i, r in enumerate(registers)
+    ]
+    _, _outcomes = feed(records, rules)
+    rates = [o.value for o in rules.seen]
+    # increase / 0.25 h
+    assert rates == pytest.approx([6.0, 12.0, 0.0])
+    assert all(o.rate and o.unit == "kWh/h" for o in rules.seen)
+    assert all(o.metric == Metric.ENERGY_KWH for o in rules.seen)
+
+
+def test_uneven_intervals_give_the_rate_over_each_interval():
+    rules = FakeRules()
+    times = [0, 10, 70]  # minutes
+    registers = [5.0, 6.0, 8.0]
+    records = [
+        reading(T0_NS + t * MIN, water_m3=r)
+        for t, r in zip(times, registers, strict=False)
+    ]
+    feed(records, rules)
+    assert [o.value for o in rules.seen] == pytest.approx([6.0, 2.0])
+    assert rules.seen[0].unit == "m3/h"
+
+
+@pytest.mark.parametrize(
+    ("registers", "event", "rate"),
+    [
+        ([99_990.0, 5.0], "rollover", 15.0 * 4),
+        ([5234.0, 2.0], "reset", 2.0 * 4),
+        ([1000.0, 999.9], None, 0.0),  # jitter: no consumption
+    ],
+)
+def test_reset_and_rollover_never_give_a_negative_rate(registers, event, rate, caplog):
+    rules = FakeRules()
+    records = [reading(T0_NS + i * 15 * MIN, gas_m3=r) for i, r in enumerate(registers)]
+    with caplog.at_level(logging.INFO, logger="stream_jobs.processing"):
+        _, outcomes = feed(records, rules)
+    assert rules.seen[-1].value == pytest.approx(rate)
+    assert rules.seen[-1].value >= 0.0
+    assert outcomes[-1].counter_events == ([event] if event else [])
+    if event:
+        assert f"counter {event} metric=gas_m3" in caplog.text
+
+
+def test_counter_points_carry_rate_and_score():
+    _, outcomes = feed(
+        [reading(T0_NS, energy_kwh=10.0), reading(T0_NS + 30 * MIN, energy_kwh=11.0)],
+        FakeRules(),
+    )
+    (point,) = outcomes[-1].points
+    line = point.to_line_protocol()
+    assert line.startswith("energy_kwh,")
+    assert "rate_per_h=2" in line
+    assert "score=0" in line
+    assert line.endswith(f" {T0_NS + 30 * MIN}")
+
+
+# Duplicates ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset_min", [0, -5])
+def test_duplicate_or_older_reading_is_dropped_and_counted(offset_min):
+    rules = FakeRules()
+    state, _ = feed(
+        [
+            reading(T0_NS, pressure_mpa=1.0, energy_kwh=10.0),
+            reading(T0_NS + 10 * MIN, pressure_mpa=1.1, energy_kwh=11.0),
+        ],
+        rules,
+    )
+    seen = len(rules.seen)
+    late = reading(T0_NS + (10 + offset_min) * MIN, pressure_mpa=9.0, energy_kwh=5.0)
+    outcome = process_reading(late, state, None, rules)
+    assert outcome.duplicates == 2
+    assert outcome.observations == []
+    assert outcome.points == []
+    assert len(rules.seen) == seen
+    # The late register did not move the counter either.
+    assert outcome.state["counters"] == state["counters"]
+    assert outcome.state["series"] == state["series"]
+
+
+def test_a_repeated_first_register_reading_is_a_duplicate():
+    rules = FakeRules()
+    state, _ = feed([reading(T0_NS, water_m3=3.0)], rules)
+    outcome = process_reading(reading(T0_NS, water_m3=3.0), state, None, rules)
+    assert outcome.duplicates == 1
+
+
+def test_only_the_stale_metric_of_a_reading_is_dropped():
+    rules = FakeRules()
+    state, _ = feed([reading(T0_NS + MIN, pressure_mpa=1.0)], rules)
+    outcome = process_reading(
+        reading(T0_NS + MIN, pressure_mpa=1.0, temperature_c=20.0), state, None, rules
+    )
+    assert outcome.duplicates == 1
+    assert [o.metric for o in outcome.observations] == [Metric.TEMPERATURE_C]
+
+
+def test_the_callers_state_is_not_changed():
+    rules = FakeRules()
+    state, _ = feed([reading(T0_NS, pressure_mpa=1.0, energy_kwh=1.0)], rules)
+    before = copy.deepcopy(state)
+    process_reading(
+        reading(T0_NS + MIN, pressure_mpa=2.0, energy_kwh=2.0), state, None, rules
+    )
+    assert state == before
+
+
+# Silence -------------------------------------------------------------------
+
+
+def test_silence_gives_one_observation_per_metric():
+    rules = FakeRules()
+    state, _ = feed(
+        [
+            reading(T0_NS, pressure_mpa=1.0, energy_kwh=5.0),
+            reading(T0_NS + MIN, pressure_mpa=1.0, energy_kwh=6.0, level_pct=50.0),
+        ],
+        rules,
+    )
+    rules.seen.clear()
+    now = T0_NS + 31 * MIN
+    outcome = silence("HC001", "PT-101", state, now, None, rules)
+    metrics = [o.metric for o in outcome.observations]
+    assert sorted(metrics) == sorted(
+        [Metric.PRESSURE_MPA, Metric.ENERGY_KWH, Metric.LEVEL_PCT]
+    )
+    assert rules.seen == outcome.observations
+    for obs in outcome.observations:
+        assert obs.kind == "silence"
+        assert obs.value is None
+        assert obs.ts_ns == now
+        assert obs.silent_s == pytest.approx(30 * 60)
+        assert (obs.enterprise, obs.device) == ("HC001", "PT-101")
+    assert outcome.state["silent"] is True
+    assert state["silent"] is False
+    # The next reading ends the silent spell.
+    after = process_reading(
+        reading(now + MIN, pressure_mpa=1.0), outcome.state, None, rules
+    )
+    assert after.state["silent"] is False
+
+
+# With the real rule engine -------------------------------------------------
+
+
+def spike_series(n=60, spike_at=45):
+    values = np.random.default_rng(3).normal(1.0, 0.01, n)
+    values[spike_at] = 2.0
+    return [
+        reading(T0_NS + i * MIN, pressure_mpa=float(v)) for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_spike_yields_a_warning_from_the_default_rules(engine, hc001, registered):
+    enterprise = hc001 if registered else None
+    records = spike_series()
+    _, outcomes = feed(records, engine, enterprise=enterprise)
+    warned = [(i, w) for i, o in enumerate(outcomes) for w in o.warnings]
+    assert [i for i, _ in warned] == [45]
+    warning = warned[0][1]
+    assert isinstance(warning, WarningRecord)
+    assert warning.rule_id == "spike-or-drop"
+    assert warning.status == WarningStatus.OPEN
+    assert warning.device_id == "PT-101"
+    assert warning.metric == Metric.PRESSURE_MPA
+    assert warning.district == (hc001.district if registered else None)
+    observation = outcomes[45].observations[0]
+    assert observation.score == 1.0
+    assert [f.detector for f in observation.findings] == ["robust_z"]
+
+
+def test_learning_readings_yield_no_warning_even_when_wild(engine):
+    values = [1.0, 100.0] * (LEARNING_READINGS // 2)
+    records = [reading(T0_NS + i * MIN, pressure_mpa=v) for i, v in enumerate(values)]
+    _, outcomes = feed(records, engine)
+    assert all(o.observations[0].learning for o in outcomes)
+    assert not any(o.warnings for o in outcomes)
+
+
+def test_silence_yields_a_device_silent_warning(engine, hc001):
+    state, _ = feed(spike_series(n=10, spike_at=5), engine, enterprise=hc001)
+    outcome = silence("HC001", "PT-101", state, T0_NS + 60 * MIN, hc001, engine)
+    rules = sorted(w.rule_id for w in outcome.warnings)
+    # 51 minutes silent: the general rule and the hazardous-chemicals one.
+    assert rules == ["device-silent", "safety-sensor-silent"]
+
+
+def test_state_is_json_round_trippable_and_restorable(engine, hc001):
+    records = spike_series()
+    state_once, outcomes_once = feed(records, engine, enterprise=hc001)
+    assert json.loads(json.dumps(state_once)) == state_once
+
+    state = None
+    outcomes = []
+    for record in records:
+        outcome = process_reading(record, state, hc001, engine)
+        state = json.loads(json.dumps(outcome.state))
+        outcomes.append(outcome)
+    assert state == state_once
+    assert [o.model_dump() for x in outcomes for o in x.observations] == [
+        o.model_dump() for x in outcomes_once for o in x.observations
+    ]
+    assert [w.model_dump() for x in outcomes for w in x.warnings] == [
+        w.model_dump() for x in outcomes_once for w in x.warnings
+    ]
+
+
+def test_state_with_counters_and_silence_is_json_round_trippable(engine):
+    state, _ = feed(
+        [
+            reading(T0_NS, energy_kwh=99_999.0, power_kw=3.0),
+            reading(T0_NS + MIN, energy_kwh=2.0, power_kw=3.0),
+        ],
+        engine,
+    )
+    outcome = silence("HC001", "PT-101", state, T0_NS + 30 * MIN, None, engine)
+    assert json.loads(json.dumps(outcome.state)) == outcome.state
+    assert new_device_state() == json.loads(json.dumps(new_device_state()))
