@@ -176,6 +176,7 @@ class Gateway:
             now_ns=self._clock_ns(),
             max_skew_s=self.settings.max_future_skew_s,
             max_bytes=self.settings.max_payload_bytes,
+            max_age_s=self.settings.max_age_s,
         )
         record = ReadingRecord(
             enterprise=address.enterprise,

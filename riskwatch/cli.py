@@ -115,7 +115,9 @@ from simulators.cli import receiver, replay, simulate  # noqa: E402
 cli.add_command(simulate)
 cli.add_command(replay)
 cli.add_command(receiver)
-# demo
+from riskwatch.demo_cli import demo  # noqa: E402
+
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import base64
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -36,9 +36,11 @@ from pydantic import (
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 NS_PER_S = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Readings dated before this are not real device times (an unset RTC, a
 # counter mistaken for a timestamp).
 EARLIEST_NS = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
+LATEST_NS = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp()) * NS_PER_S
 
 
 class Metric(StrEnum):
@@ -99,7 +101,7 @@ class PayloadError(ValueError):
 # Timestamps ----------------------------------------------------------------
 
 
-def epoch_to_ns(number: float) -> int:
+def epoch_to_ns(number: float | int) -> int:
     """Epoch seconds, milliseconds, microseconds or nanoseconds -> nanoseconds.
 
     The unit is told apart by magnitude, which is unambiguous for any date
@@ -110,6 +112,12 @@ def epoch_to_ns(number: float) -> int:
     (1700000000000000000, 1700000000000000000)
     """
     magnitude = abs(number)
+    if isinstance(number, int):
+        # Exact integer arithmetic: an integer epoch loses no nanosecond.
+        for limit, factor in ((10**11, NS_PER_S), (10**14, 10**6), (10**17, 10**3)):
+            if magnitude < limit:
+                return number * factor
+        return number
     if magnitude < 1e11:
         return round(number * NS_PER_S)
     if magnitude < 1e14:
@@ -124,43 +132,43 @@ def parse_timestamp(value: object) -> int:
     number or a numeric string) -> epoch nanoseconds.
 
     Raises:
-        ValueError: not a timestamp, no UTC offset, or before 2000-01-01.
+        ValueError: not a timestamp, no UTC offset, or outside 2000..2100.
     """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected ISO 8601 or epoch time, got {value!r}")
-    ns: int
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"timestamp must be finite, got {value!r}")
-        ns = epoch_to_ns(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            number = None
-        if number is not None:
-            if not math.isfinite(number):
-                raise ValueError(f"timestamp must be finite, got {value!r}")
-            ns = int(text) if text.isdigit() and number >= 1e17 else epoch_to_ns(number)
-        else:
-            try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(
-                    f"expected ISO 8601 or epoch time, got {value!r}"
-                ) from None
-            if parsed.tzinfo is None:
-                raise ValueError(f"ISO 8601 time {value!r} has no UTC offset")
-            delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-            ns = (delta.days * 86400 + delta.seconds) * NS_PER_S + (
-                delta.microseconds * 1000
-            )
+    if isinstance(value, str):
+        ns = _text_to_ns(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        ns = _number_to_ns(value)
     else:
-        raise ValueError(f"expected ISO 8601 or epoch time, got {type(value).__name__}")
+        raise ValueError(f"expected ISO 8601 or epoch time, got {value!r}")
     if ns < EARLIEST_NS:
         raise ValueError(f"timestamp {value!r} is before 2000-01-01")
+    if ns > LATEST_NS:
+        raise ValueError(f"timestamp {value!r} is after 2100-01-01")
     return ns
+
+
+def _number_to_ns(number: float | int) -> int:
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"timestamp must be finite, got {number!r}")
+    return epoch_to_ns(number)
+
+
+def _text_to_ns(value: str) -> int:
+    text = value.strip()
+    if text.removeprefix("-").isdigit():
+        return epoch_to_ns(int(text))  # exact: no detour through a float
+    try:
+        return _number_to_ns(float(text))
+    except ValueError as exc:
+        if "finite" in str(exc):
+            raise
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected ISO 8601 or epoch time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"ISO 8601 time {value!r} has no UTC offset")
+    return (parsed - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _finite_number(value: object) -> float:
@@ -173,7 +181,10 @@ def _finite_number(value: object) -> float:
             raise ValueError(f"expected a number, got {value!r}") from None
     if not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"value {value} is beyond the range of a float") from None
     if not math.isfinite(number):
         raise ValueError(f"value must be finite, got {value!r}")
     return number
@@ -270,7 +281,12 @@ def status_topic(root: str, enterprise: str, device: str) -> str:
 
 
 def parse_payload(
-    raw: bytes, *, now_ns: int, max_skew_s: float, max_bytes: int
+    raw: bytes,
+    *,
+    now_ns: int,
+    max_skew_s: float,
+    max_bytes: int,
+    max_age_s: float | None = None,
 ) -> TelemetryPayload:
     """Validate one telemetry message body.
 
@@ -299,10 +315,17 @@ def parse_payload(
                 m.value for m in Metric
             )
         raise PayloadError(field, message) from None
-    if payload.ts > now_ns + max_skew_s * NS_PER_S:
+    if payload.ts > now_ns + round(max_skew_s * NS_PER_S):
         ahead = (payload.ts - now_ns) / NS_PER_S
         raise PayloadError(
             "ts", f"{ahead:.0f}s in the future (allowed skew {max_skew_s:.0f}s)"
+        )
+    if max_age_s is not None and payload.ts < now_ns - round(max_age_s * NS_PER_S):
+        age_days = (now_ns - payload.ts) / NS_PER_S / 86400
+        raise PayloadError(
+            "ts",
+            f"{age_days:.1f} days old, older than the storage retention "
+            f"({max_age_s / 86400:.1f} days)",
         )
     return payload
 

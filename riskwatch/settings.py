@@ -15,10 +15,12 @@ token) are generated on first use and kept under ``<run_dir>/secrets``; see
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,11 +29,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -135,6 +139,9 @@ class GatewaySettings(_Section):
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
     max_payload_bytes: int = Field(default=65536, ge=256)
     max_future_skew_s: float = Field(default=300.0, ge=0)
+    # Readings older than this are dead-lettered: InfluxDB would refuse them
+    # anyway once they fall outside the bucket's retention (influxdb.retention_days).
+    max_age_s: float | None = Field(default=30 * 86400.0, gt=0)
     produce_attempts: int = Field(default=5, ge=1, le=100)
     produce_backoff_s: float = Field(default=0.5, gt=0)
 
@@ -143,6 +150,9 @@ class WorkerSettings(_Section):
     """The Faust stream-processing worker."""
 
     app_id: str = Field(default="riskwatch-worker", pattern=_ID_PATTERN)
+    # Where a new consumer group starts: "earliest" processes what is already
+    # on the topics; the demo uses "latest" with a fresh app_id.
+    offset_reset: Literal["earliest", "latest"] = "earliest"
     web_port: Port = 6066
     rules_dir: Path | None = None  # None: the default rules shipped in alert_rules
     authority: str = "Municipal Market Supervision and Work Safety Office"
@@ -184,6 +194,26 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        # All of these bind on this machine; two on one port means the second
+        # fails to start, far from the setting that caused it.
+        seen: dict[int, str] = {}
+        for field, port in (
+            ("mqtt.port", self.mqtt.port),
+            ("kafka.port", self.kafka.port),
+            ("kafka.controller_port", self.kafka.controller_port),
+            ("influxdb.port", self.influxdb.port),
+            ("worker.web_port", self.worker.web_port),
+        ):
+            if port in seen:
+                raise ValueError(
+                    f"{seen[port]} and {field} are both {port}; each service "
+                    "needs a port of its own"
+                )
+            seen[port] = field
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -204,8 +234,9 @@ def load_settings(config_file: Path | None = None) -> Settings:
         config_file: optional TOML file; ``RISKWATCH_CONFIG`` is used when None.
 
     Raises:
-        ConfigError: the file is missing, or a value is invalid (the message
-            names the field and the reason).
+        ConfigError: the file is missing, unreadable or not valid TOML, an
+            environment variable holds invalid JSON, or a value is invalid; the
+            message names the file, variable or field and the reason.
     """
     if config_file is None and os.environ.get("RISKWATCH_CONFIG"):
         config_file = Path(os.environ["RISKWATCH_CONFIG"])
@@ -221,7 +252,50 @@ def load_settings(config_file: Path | None = None) -> Settings:
         return _FromFile()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
+            if err["loc"]
+            else err["msg"]
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {config_file} is not valid TOML: {exc}"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config_file} cannot be read: {exc}") from exc
+    except SettingsError as exc:
+        raise ConfigError(_env_problem(exc)) from exc
+
+
+def _env_problem(exc: SettingsError) -> str:
+    """Name the variable behind a SettingsError, which names only the section.
+
+    pydantic-settings raises it when a variable of a nested section (``mqtt``)
+    holds text that is not JSON; its cause is the JSONDecodeError.
+    """
+    reason = str(exc.__cause__ or exc)
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return f"invalid environment variable: {reason}"
+    prefix = f"RISKWATCH_{match.group(1).upper()}"
+    candidates = sorted(
+        key
+        for key in os.environ
+        if key.upper() == prefix or key.upper().startswith(prefix + "__")
+    )
+    culprits = [key for key in candidates if not _is_json(os.environ[key])]
+    named = ", ".join(culprits or candidates) or prefix + "*"
+    return f"environment variable {named} is not valid JSON: {reason}"
+
+
+def _is_json(text: str) -> bool:
+    # Plain values ("19092", "E001") are no JSON documents but are not what
+    # failed: only values meant as JSON objects or lists are parsed as such.
+    if not text.lstrip().startswith(("{", "[")):
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

@@ -44,12 +44,18 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Series:
-    """A recorded series: strictly increasing epoch seconds and values."""
+    """A recorded series: strictly increasing epoch seconds and values.
+
+    ``skipped`` counts rows dropped because their timestamp did not advance
+    (a recorder whose clock jumped back); the pipeline would drop them as late
+    readings too, and they would overwrite stored points of the same time.
+    """
 
     times_s: FloatArray
     values: FloatArray
     source: str
     column: str
+    skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,9 @@ def read_series(
 
     Raises:
         ReplayInputError: the file or a column is missing, a row holds a bad
-            timestamp or value (the message names the line), timestamps do
-            not strictly increase, or there are no rows.
+            timestamp or value (the message names the line), or there are
+            no rows. Rows whose timestamp does not advance are skipped and
+            counted in ``Series.skipped``.
     """
     try:
         handle = path.open(newline="", encoding="utf-8")
@@ -112,6 +119,7 @@ def read_series(
         raise ReplayInputError(f"{path}: cannot open: {exc.strerror}") from None
     times: list[float] = []
     values: list[float] = []
+    skipped = 0
     with handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
@@ -140,15 +148,13 @@ def read_series(
             if not math.isfinite(value):
                 raise ReplayInputError(f"{path}:{line}: {column} is {value}")
             if times and ts <= times[-1]:
-                raise ReplayInputError(
-                    f"{path}:{line}: timestamp {row['timestamp']} is not after "
-                    "the previous row's"
-                )
+                skipped += 1
+                continue
             times.append(ts)
             values.append(value)
     if not times:
         raise ReplayInputError(f"{path}: no data rows")
-    return Series(np.array(times), np.array(values), str(path), column)
+    return Series(np.array(times), np.array(values), str(path), column, skipped)
 
 
 def time_shift(last_ts_s: float, now_s: float) -> float:

@@ -132,7 +132,7 @@ class StreamWorker:
             web_enabled=False,
             topic_replication_factor=1,
             topic_partitions=partitions,
-            consumer_auto_offset_reset="earliest",
+            consumer_auto_offset_reset=w.offset_reset,
             producer_acks=-1,
             table_standby_replicas=0,
         )

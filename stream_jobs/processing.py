@@ -113,7 +113,7 @@ def process_reading(
     return outcome
 
 
-def silence(  # noqa: PLR0917 - one caller, every argument needed
+def silence(
     enterprise_id: str,
     device: str,
     state: DeviceState,

@@ -72,6 +72,7 @@ class RegistryView:
         )
         await consumer.start()
         try:
+            await consumer.topics()  # fetches the cluster metadata
             partitions = [
                 TopicPartition(self._topic, p)
                 for p in sorted(consumer.partitions_for_topic(self._topic) or {0})

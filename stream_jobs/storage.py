@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -35,6 +35,7 @@ from riskwatch.registry import Enterprise
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def reading_tags(
@@ -141,4 +142,5 @@ def _to_ns(value: object) -> int:
     if isinstance(value, int | float):
         return int(value)
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return int(parsed.timestamp() * 1e9)
+    # Integer arithmetic: a float of epoch nanoseconds is off by up to 256 ns.
+    return (parsed - _EPOCH) // timedelta(microseconds=1) * 1000

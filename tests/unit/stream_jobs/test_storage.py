@@ -186,12 +186,6 @@ def test_warning_point_schema(spike_warning):
     assert abs(time_ns - _ns(issued)) < 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream_jobs.storage._to_ns converts the ISO issue time through a "
-    "float (timestamp() * 1e9), so a time with a fraction of a second lands "
-    "up to ~256 ns off: '...:00.250000Z' gives ...249999872 or similar",
-)
 def test_warning_point_time_is_exactly_the_issue_time(spike_warning):
     *_, time_ns = parse_line(warning_point(spike_warning).to_line_protocol())
     assert time_ns == _ns(datetime.fromisoformat(spike_warning["issue_time"]))

@@ -1,0 +1,525 @@
+"""``riskwatch demo``: the whole pipeline on real input, end to end.
+
+1. services up, sample registry published;
+2. a warning receiver (the supervision platform stand-in), a gateway and a
+   worker started; the worker gets a fresh consumer group and InfluxDB bucket
+   of its own, so the figures below count this run only;
+3. NAB's machine-temperature series (an industrial machine that failed)
+   replayed as device TT-101 of the hazardous-chemicals plant HC001, a
+   simulated fleet of other enterprises beside it, and a handful of malformed
+   messages;
+4. once the worker has caught up: a summary that checks
+   published = stored + dead-lettered, counts warnings by level, and says
+   whether a warning fell inside each labelled anomaly window of the replayed
+   series.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
+
+from riskwatch.contracts import Metric, telemetry_topic
+from riskwatch.errors import RiskwatchError
+from riskwatch.registry import Registry, load_registry
+from riskwatch.registry_cli import publish_registry, sample_registry_path
+from riskwatch.secrets import SecretStore
+from riskwatch.services import Stack
+from riskwatch.settings import Settings
+from riskwatch.timeouts import Deadline
+from riskwatch.topics import DEAD_LETTER, READINGS, WARNINGS
+from simulators.fleet import generate_fleet, select_enterprises, window_ending_now
+from simulators.publisher import Progress, connect_simulator, run_fleet
+from simulators.receiver import WarningReceiver
+from simulators.replay import read_series, run_replay
+
+log = logging.getLogger(__name__)
+
+Echo = Callable[[str], None]
+REPLAY_ENTERPRISE, REPLAY_DEVICE = "HC001", "TT-101"
+NAB_FILE = "realKnownCause/machine_temperature_system_failure.csv"
+
+
+class DemoError(RiskwatchError):
+    """The demo could not run, or its figures do not add up."""
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    nab_dir: Path
+    enterprises: int = 50
+    fleet_days: float = 1.0
+    step_s: float = 600.0
+    seed: int = 7
+    catch_up_timeout_s: float = 600.0
+
+
+@dataclass
+class DemoSummary:
+    published: int = 0
+    published_bad: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    warnings_by_level: Counter[str] = field(default_factory=Counter)
+    windows: list[tuple[datetime, datetime, bool]] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.published + self.published_bad == self.stored + self.dead_lettered
+
+
+def demo_settings(settings: Settings, run_id: str) -> dict[str, str]:
+    """Environment overrides that give this run its own consumer group,
+    bucket and gateway session; the NAB series is 79 days old, so the demo's
+    bucket keeps data for a year and its gateway accepts old readings."""
+    return {
+        "RISKWATCH_RUN_DIR": str(settings.run_dir),
+        "RISKWATCH_WORKER__APP_ID": f"riskwatch-demo-{run_id}",
+        "RISKWATCH_WORKER__OFFSET_RESET": "latest",
+        "RISKWATCH_WORKER__SILENT_AFTER_S": "3600",
+        "RISKWATCH_INFLUXDB__BUCKET": f"demo-{run_id}",
+        "RISKWATCH_GATEWAY__CLIENT_ID": f"riskwatch-demo-gateway-{run_id}",
+        # A group of its own: this gateway alone gets every message.
+        "RISKWATCH_GATEWAY__SHARED_GROUP": f"demo{run_id}",
+        "RISKWATCH_GATEWAY__SESSION_EXPIRY_S": "300",
+        "RISKWATCH_GATEWAY__MAX_AGE_S": str(400 * 86400),
+    }
+
+
+def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    folder = settings.run_dir / f"demo-{run_id}"
+    folder.mkdir(parents=True, exist_ok=True)
+    echo(f"== riskwatch demo {run_id} (logs in {folder})")
+    Stack(settings, report=echo).up()
+    registry = load_registry(sample_registry_path())
+    count = asyncio.run(publish_registry(registry, settings.kafka.bootstrap))
+    echo(f"registry: published {count} enterprises")
+    env = demo_settings(settings, run_id)
+    demo = settings.model_copy(
+        update={
+            "influxdb": settings.influxdb.model_copy(
+                update={"bucket": env["RISKWATCH_INFLUXDB__BUCKET"]}
+            ),
+        }
+    )
+    _create_bucket(demo)
+    bootstrap = settings.kafka.bootstrap
+    dead_start = asyncio.run(_end_offsets(bootstrap, DEAD_LETTER))
+    summary = DemoSummary()
+    with (
+        _receiver(settings, echo, folder) as receiver,
+        _process("gateway", env, folder, ready="mqtt subscribed") as _gw,
+        _process("worker", env, folder, ready="registry loaded") as _wk,
+    ):
+        baselines = {
+            topic: asyncio.run(_end_offsets(bootstrap, topic))
+            for topic in (READINGS, WARNINGS)
+        }
+        summary.published, windows = _publish(settings, plan, registry, echo)
+        summary.published_bad = _publish_bad(settings)
+        echo(
+            f"published {summary.published} readings and "
+            f"{summary.published_bad} malformed messages; waiting for the worker"
+        )
+        _wait_caught_up(
+            settings, env["RISKWATCH_WORKER__APP_ID"], baselines, plan, echo
+        )
+        summary.stored = _wait_stored(demo, echo)
+        summary.dead_lettered = asyncio.run(
+            _count_gateway_dead_letters(settings.kafka.bootstrap, dead_start)
+        )
+        warnings = list(receiver.warnings)
+    summary.warnings_by_level = Counter(
+        w.get("level", "?") for w in warnings if w.get("status") == "open"
+    )
+    summary.windows = [
+        (start, end, _warned_within(warnings, start, end)) for start, end in windows
+    ]
+    asyncio.run(
+        _drop_internal_topics(settings.kafka.bootstrap, env["RISKWATCH_WORKER__APP_ID"])
+    )
+    _print_summary(summary, echo)
+    return summary
+
+
+# Publishing -----------------------------------------------------------------
+
+
+def _publish(
+    settings: Settings, plan: DemoPlan, registry: Registry, echo: Echo
+) -> tuple[int, list[tuple[datetime, datetime]]]:
+    series = read_series(plan.nab_dir / NAB_FILE)
+    start, end = window_ending_now(plan.fleet_days)
+    fleet = generate_fleet(
+        select_enterprises(registry, plan.enterprises + 1),
+        start=start,
+        end=end,
+        step_s=plan.step_s,
+        seed=plan.seed,
+        exclude=frozenset({(REPLAY_ENTERPRISE, REPLAY_DEVICE)}),
+    )
+    echo(
+        f"fleet: {len(fleet.series)} devices of "
+        f"{len({s.enterprise for s in fleet.series})} enterprises, "
+        f"{fleet.message_count()} messages over {plan.fleet_days:g} day(s)"
+    )
+    results: dict[str, Any] = {}
+
+    def replay() -> None:
+        results["replay"] = run_replay(
+            series,
+            settings,
+            enterprise=REPLAY_ENTERPRISE,
+            device=REPLAY_DEVICE,
+            metric=Metric.TEMPERATURE_C,
+            progress=_every(5.0, echo, "replay"),
+        )
+
+    thread = threading.Thread(target=replay, name="demo-replay")
+    thread.start()
+    fleet_result = run_fleet(fleet, settings, progress=_every(5.0, echo, "fleet"))
+    thread.join()
+    if "replay" not in results:
+        raise DemoError("the replay failed; see the log above")
+    replayed = results["replay"]
+    echo(
+        f"replay: {replayed.published} readings of {NAB_FILE} as "
+        f"{REPLAY_ENTERPRISE}/{REPLAY_DEVICE}, shifted by {replayed.shift}; "
+        f"{series.skipped} row(s) skipped where the file's clock went back"
+    )
+    windows = [
+        (replayed.map_time(a), replayed.map_time(b))
+        for a, b in _nab_windows(plan.nab_dir)
+    ]
+    return fleet_result.published + replayed.published, windows
+
+
+def _publish_bad(settings: Settings) -> int:
+    """A few messages of each kind the gateway must reject."""
+    root = settings.mqtt.topic_root
+    topic = telemetry_topic(root, "HC002", "PT-DEMO")
+    now = int(time.time())
+    good_ts = b'"ts": %d' % now
+    metric = b'{"metric": "pressure_mpa", "value": 1.2, "unit": "MPa"}'
+    bad = [
+        b'{%s, "metrics": [{"metric": "pressure_mpa", "value": NaN, "unit": "MPa"}]}'
+        % good_ts,
+        b'{%s, "metrics": [{"metric": "voltage", "value": 230, "unit": "V"}]}'
+        % good_ts,
+        b'{"metrics": [%s]}' % metric,
+        b'{"ts": %d, "metrics": [%s]}' % (now + 86400, metric),
+        b"\xff\xfe not utf-8",
+        b"{not json",
+    ]
+    transport = connect_simulator(settings)
+    try:
+        for payload in bad:
+            transport.publish(topic, payload)
+        transport.flush(30.0)
+    finally:
+        transport.close()
+    return len(bad)
+
+
+def _every(seconds: float, echo: Echo, label: str) -> Callable[[Progress], None]:
+    last = [0.0]
+
+    def report(progress: Progress) -> None:
+        if time.monotonic() - last[0] >= seconds:
+            last[0] = time.monotonic()
+            echo(f"{label}: {progress.line()}")
+
+    return report
+
+
+# Waiting for the pipeline ------------------------------------------------------
+
+
+def _wait_caught_up(
+    settings: Settings,
+    group: str,
+    baselines: dict[str, dict[TopicPartition, int]],
+    plan: DemoPlan,
+    echo: Echo,
+) -> None:
+    deadline = Deadline(plan.catch_up_timeout_s)
+    last_report = 0.0
+    bootstrap = settings.kafka.bootstrap
+    while not deadline.expired():
+        lag = asyncio.run(_group_lag(bootstrap, group, READINGS, baselines[READINGS]))
+        behind = asyncio.run(
+            _group_lag(bootstrap, group, WARNINGS, baselines[WARNINGS])
+        )
+        if lag == 0 and behind == 0:
+            return
+        if time.monotonic() - last_report >= 5:
+            last_report = time.monotonic()
+            echo(
+                f"worker: readings not yet processed={lag} "
+                f"warnings not yet delivered={behind}"
+            )
+        time.sleep(1.0)
+    raise DemoError(
+        f"the worker did not catch up within {plan.catch_up_timeout_s:.0f}s"
+    )
+
+
+async def _group_lag(
+    bootstrap: str, group: str, topic: str, baseline: dict[TopicPartition, int]
+) -> int:
+    """Records on ``topic`` the group has not committed yet. A partition the
+    group never committed started at ``baseline`` (its end when the worker
+    joined, with offset reset "latest")."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    ends = await _end_offsets(bootstrap, topic)
+    lag = 0
+    for tp, end in ends.items():
+        done = committed[tp].offset if tp in committed else -1
+        lag += max(0, end - max(done, baseline.get(tp, 0)))
+    return lag
+
+
+async def _end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(topic, p["partition"]) for p in described["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def _count_gateway_dead_letters(
+    bootstrap: str, start: dict[TopicPartition, int]
+) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    count = 0
+    try:
+        end = await consumer.end_offsets(list(start))
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        remaining = {tp for tp in start if end[tp] > start[tp]}
+        while remaining:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if (
+                        record.offset < end[tp]
+                        and json.loads(record.value).get("stage") == "gateway"
+                    ):
+                        count += 1
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+            if not batches:
+                remaining = {
+                    tp for tp in remaining if await consumer.position(tp) < end[tp]
+                }
+    finally:
+        await consumer.stop()
+    return count
+
+
+def _wait_stored(settings: Settings, echo: Echo) -> int:
+    """Poll InfluxDB until the stored count stops changing."""
+    stable, last = 0, -1
+    deadline = Deadline(120)
+    while not deadline.expired() and stable < 3:
+        stored = count_stored_messages(settings)
+        stable = stable + 1 if stored == last else 0
+        last = stored
+        time.sleep(1.0)
+    echo(f"influxdb: {last} readings stored")
+    return last
+
+
+def count_stored_messages(settings: Settings) -> int:
+    """Distinct (enterprise, device, time) in the bucket: stored messages."""
+    s = settings.influxdb
+    token = SecretStore(settings.run_dir / "secrets").get_or_create(
+        "influxdb-operator-token", s.token
+    )
+    query = (
+        f'from(bucket: "{s.bucket}") |> range(start: 0) '
+        '|> filter(fn: (r) => r._field == "value") '
+        '|> group(columns: ["enterprise", "device"]) '
+        '|> unique(column: "_time") |> count()'
+    )
+    with InfluxDBClient(url=s.url, token=token, org=s.org, timeout=120_000) as client:
+        tables = client.query_api().query(query)
+    return sum(int(record.get_value()) for table in tables for record in table.records)
+
+
+def _create_bucket(settings: Settings) -> None:
+    s = settings.influxdb
+    token = SecretStore(settings.run_dir / "secrets").get_or_create(
+        "influxdb-operator-token", s.token
+    )
+    with InfluxDBClient(url=s.url, token=token, org=s.org) as client:
+        api = client.buckets_api()
+        if api.find_bucket_by_name(s.bucket) is None:
+            api.create_bucket(
+                bucket_name=s.bucket,
+                org=s.org,
+                retention_rules=BucketRetentionRules(
+                    type="expire", every_seconds=400 * 86400
+                ),
+            )
+
+
+async def _drop_internal_topics(bootstrap: str, app_id: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(app_id)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+# Processes -------------------------------------------------------------------
+
+
+@contextmanager
+def _process(
+    command: str, env: dict[str, str], folder: Path, *, ready: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``riskwatch <command>`` in the background, until its log says ``ready``."""
+    log_file = folder / f"{command}.log"
+    argv = [sys.executable, "-m", "riskwatch", "--log-level", "INFO", command]
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    try:
+        deadline = Deadline(120)
+        while ready.encode() not in log_file.read_bytes():
+            if proc.poll() is not None or deadline.expired():
+                raise DemoError(f"{command} did not start; see {log_file}")
+            time.sleep(0.5)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def _receiver(
+    settings: Settings, echo: Echo, folder: Path
+) -> Iterator[WarningReceiver]:
+    """The supervision-platform stand-in, on its own thread and event loop."""
+    url = settings.platform.webhook_url or "http://127.0.0.1:8787/warnings"
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    receiver = WarningReceiver(
+        host, int(port), out=folder / "warnings.jsonl", echo=echo
+    )
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(receiver.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="demo-receiver", daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise DemoError(f"the warning receiver did not start on {url}")
+    try:
+        yield receiver
+    finally:
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+# Summary -----------------------------------------------------------------------
+
+
+def _nab_windows(nab_dir: Path) -> list[tuple[datetime, datetime]]:
+    windows = json.loads((nab_dir / "combined_windows.json").read_text())
+    return [(_nab_time(a), _nab_time(b)) for a, b in windows.get(NAB_FILE, [])]
+
+
+def _nab_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _warned_within(
+    warnings: list[dict[str, Any]], start: datetime, end: datetime
+) -> bool:
+    for warning in warnings:
+        if warning.get("device_id") != REPLAY_DEVICE or warning.get("status") != "open":
+            continue
+        began = datetime.fromisoformat(str(warning.get("start_time")))
+        if start <= began <= end:
+            return True
+    return False
+
+
+def _print_summary(summary: DemoSummary, echo: Echo) -> None:
+    echo("== summary")
+    echo(f"published readings     {summary.published}")
+    echo(f"published malformed    {summary.published_bad}")
+    echo(f"stored in InfluxDB     {summary.stored}")
+    echo(f"dead-lettered          {summary.dead_lettered}")
+    verdict = "yes" if summary.balanced else "NO"
+    echo(
+        f"published = stored + dead-lettered: {verdict} "
+        f"({summary.published + summary.published_bad} = "
+        f"{summary.stored} + {summary.dead_lettered})"
+    )
+    levels = ", ".join(
+        f"{lvl}: {n}" for lvl, n in sorted(summary.warnings_by_level.items())
+    )
+    echo(f"warnings by level      {levels or 'none'}")
+    for start, end, hit in summary.windows:
+        echo(
+            f"labelled window {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC: "
+            f"{'warned' if hit else 'missed'}"
+        )
+
+
+__all__ = ["DemoPlan", "DemoSummary", "count_stored_messages", "run_demo"]
