@@ -92,3 +92,56 @@ def test_paths_are_made_absolute(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RISKWATCH_RUN_DIR", "rel/run")
     assert load_settings().run_dir == Path(tmp_path).resolve() / "rel" / "run"
+
+
+@pytest.mark.parametrize(
+    "variable", ["RISKWATCH_MQTT__DEVICE_ACCOUNTS", "RISKWATCH_MQTT", "RISKWATCH_KAFKA"]
+)
+def test_invalid_json_in_a_variable_names_the_variable(monkeypatch, variable):
+    monkeypatch.setenv("RISKWATCH_KAFKA__PORT", "19092")  # fine, not to be blamed
+    monkeypatch.setenv(variable, '{"meter-7": ')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(info.value).startswith(
+        f"environment variable {variable} is not valid JSON: Expecting value"
+    )
+
+
+def test_toml_syntax_error_names_the_file_and_the_line(tmp_path):
+    config = tmp_path / "broken.toml"
+    config.write_text("[kafka\nport = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert str(info.value) == (
+        f"config file {config} is not valid TOML: Expected ']' at the end of a "
+        "table declaration (at line 1, column 7)"
+    )
+
+
+def test_config_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    config = tmp_path / "latin1.toml"
+    config.write_bytes(b'[influxdb]\norg = "b\xe4ckerei"\n')
+    with pytest.raises(ConfigError, match=r"latin1\.toml"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RISKWATCH_KAFKA__PORT", "1883", "mqtt.port and kafka.port are both 1883"),
+        (
+            "RISKWATCH_INFLUXDB__PORT",
+            "9093",
+            "kafka.controller_port and influxdb.port are both 9093",
+        ),
+        (
+            "RISKWATCH_WORKER__WEB_PORT",
+            "8086",
+            "influxdb.port and worker.web_port are both 8086",
+        ),
+    ],
+)
+def test_two_services_on_one_port_are_refused(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=rf"invalid settings: .*{message}"):
+        load_settings()
