@@ -26,6 +26,18 @@ class SecretStore:
             raise ValueError(f"secret name {name!r} must be a plain file name")
         return self.folder / name
 
+    def get(self, name: str, configured: SecretStr | None = None) -> str | None:
+        """Return the configured value, else the stored one, else None.
+
+        Never writes: for read-only commands such as ``services status``.
+        """
+        if configured is not None:
+            return configured.get_secret_value()
+        try:
+            return self.path(name).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+
     def get_or_create(self, name: str, configured: SecretStr | None = None) -> str:
         """Return the configured value, else the stored one, else a new one."""
         if configured is not None:

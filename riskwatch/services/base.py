@@ -5,7 +5,6 @@ stop, all idempotent, all under one run folder.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import time
@@ -16,7 +15,18 @@ from pathlib import Path
 
 from riskwatch.errors import InstallError, ServiceError, StartupTimeout
 from riskwatch.secrets import SecretStore
-from riskwatch.services.process import PidFile, PidRecord, spawn, tail, terminate
+from riskwatch.services.process import (
+    Outcome,
+    PidFile,
+    PidRecord,
+    UnreadablePidFile,
+    clean_environ,
+    log_size,
+    seconds,
+    spawn,
+    tail,
+    terminate,
+)
 from riskwatch.settings import Settings
 from riskwatch.timeouts import Deadline, wait_until
 
@@ -31,7 +41,9 @@ class ServiceStatus:
     name: str
     address: str
     pid: int | None
-    health: str  # "healthy", "unhealthy" or "stopped"
+    # "healthy", "stopped", "unhealthy: <reason>", or "unknown: <reason>" when
+    # a port answers without a valid pid record of this run folder.
+    health: str
 
 
 def port_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -55,7 +67,9 @@ def run_step(
 ) -> None:
     """Run an install or build command, its output to ``log_file``.
 
-    Prints a heartbeat every 30 s so a long build is visibly alive.
+    Prints a heartbeat every 30 s so a long build is visibly alive. Without
+    ``env``, the command gets our environment minus the ``RISKWATCH_*``
+    variables, which may hold secrets.
 
     Raises:
         InstallError: the command failed or ran past ``timeout_s``; the message
@@ -65,13 +79,14 @@ def run_step(
     report(f"{label}: {' '.join(argv[:3])} ... (log: {log_file})")
     started = time.monotonic()
     deadline = Deadline(timeout_s)
+    log_start = log_size(log_file)
     with log_file.open("ab") as out:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
+            env=dict(env) if env is not None else clean_environ(),
             cwd=cwd,
         )
         next_beat = started + HEARTBEAT_S
@@ -80,7 +95,7 @@ def run_step(
                 proc.kill()
                 proc.wait()
                 raise InstallError(
-                    label, f"gave up after {timeout_s:.0f}s; see {log_file}"
+                    label, f"gave up after {seconds(timeout_s)}; see {log_file}"
                 )
             if time.monotonic() >= next_beat:
                 report(f"{label}: still running ({time.monotonic() - started:.0f}s)")
@@ -91,7 +106,7 @@ def run_step(
         raise InstallError(
             label,
             f"{argv[0]} exited with {proc.returncode} after {elapsed:.0f}s; "
-            f"log {log_file} ends with:\n{tail(log_file)}",
+            f"log {log_file} ends with:\n{tail(log_file, start=log_start)}",
         )
     report(f"{label}: done in {elapsed:.0f}s")
 
@@ -106,7 +121,9 @@ class Service(ABC):
         self.report = report
         self.secrets = SecretStore(settings.run_dir / "secrets")
         self.folder = settings.run_dir / self.name
-        self.pid_file = PidFile(self.folder / f"{self.name}.pid")
+        # Every command() names a path in this folder (a config file or the
+        # data path), which is how a record is told from one of another stack.
+        self.pid_file = PidFile(self.folder / f"{self.name}.pid", owner=self.folder)
         self.log_file = self.folder / f"{self.name}.log"
 
     # What each service supplies -------------------------------------------
@@ -118,6 +135,11 @@ class Service(ABC):
     @property
     @abstractmethod
     def port(self) -> int: ...
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port the server binds; all must be free before it starts."""
+        return (self.port,)
 
     @abstractmethod
     def install(self) -> None:
@@ -132,14 +154,25 @@ class Service(ABC):
         """The argv that runs the server in the foreground."""
 
     @abstractmethod
+    def problem(self) -> str | None:
+        """A quick check (a few seconds at most) that the server serves.
+
+        Read-only: it creates no secret or file. Returns None when healthy,
+        else why not, phrased for an operator.
+        """
+
     def healthy(self) -> bool:
-        """A quick check (a few seconds at most) that the server serves."""
+        return self.problem() is None
 
     def after_start(self) -> None:  # noqa: B027 - optional hook
         """Idempotent set-up that needs the running server (topics, users)."""
 
+    def reload(self, record: PidRecord) -> None:  # noqa: B027 - optional hook
+        """Apply changed settings to a server that is already running."""
+
     def environment(self) -> dict[str, str]:
-        return dict(os.environ)
+        """The server's environment: ours without the ``RISKWATCH_*`` secrets."""
+        return clean_environ()
 
     # Shared lifecycle ------------------------------------------------------
 
@@ -148,70 +181,143 @@ class Service(ABC):
         return f"{self.host}:{self.port}"
 
     def up(self) -> None:
-        record = self.pid_file.read()
+        """Start the server unless it runs; then the set-up after start.
+
+        The caller holds the run folder's lock (see :class:`Stack`).
+        """
+        record = self._read_pid_file("start")
         if record is not None:
-            if self.healthy():
+            self.reload(record)
+            problem = self.problem()
+            if problem is None:
                 self.report(f"{self.name}: already running (pid {record.pid})")
             else:
-                self.report(f"{self.name}: running (pid {record.pid}), waiting")
-                self._wait_healthy(record)
-        else:
-            if port_open(self.host, self.port):
-                raise ServiceError(
-                    self.name,
-                    f"port {self.address} is taken by a process riskwatch did "
-                    f"not start; stop it or choose another port in the settings",
+                self.report(
+                    f"{self.name}: running (pid {record.pid}) but {problem}; waiting"
                 )
+                self._wait_healthy(record, log_size(self.log_file))
+        else:
+            self._refuse_taken_ports()
+            self.pid_file.remove()  # stale: its process is gone or not ours
             self.install()
             self.prepare()
             self.report(f"{self.name}: starting on {self.address}")
-            record = spawn(
-                self.command(),
-                log_file=self.log_file,
-                pid_file=self.pid_file,
-                cwd=self.folder,
-                env=self.environment(),
-            )
+            log_start = log_size(self.log_file)
+            try:
+                record = spawn(
+                    self.command(),
+                    log_file=self.log_file,
+                    pid_file=self.pid_file,
+                    cwd=self.folder,
+                    env=self.environment(),
+                )
+            except ProcessLookupError as exc:
+                raise self._exited(log_start) from exc
             log.info("service=%s pid=%s started", self.name, record.pid)
-            self._wait_healthy(record)
+            self._wait_healthy(record, log_start)
             self.report(f"{self.name}: healthy (pid {record.pid})")
         self.after_start()
 
-    def _wait_healthy(self, record: PidRecord) -> None:
-        deadline = Deadline(self.settings.startup_timeout_s)
+    def _read_pid_file(self, action: str) -> PidRecord | None:
+        try:
+            return self.pid_file.read()
+        except UnreadablePidFile as exc:
+            busy = self._busy_ports()
+            state = (
+                f"port {self.host}:{busy[0]} still answers, so the server may "
+                f"still run: stop it by hand (`ss -ltnp` shows its pid), then "
+                if busy
+                else "no port of it answers: "
+            )
+            raise ServiceError(
+                self.name,
+                f"cannot {action}: {exc}; {state}remove {exc.path}",
+            ) from exc
+
+    def _busy_ports(self) -> list[int]:
+        return [p for p in self.ports if port_open(self.host, p)]
+
+    def _refuse_taken_ports(self) -> None:
+        for port in self._busy_ports():
+            raise ServiceError(
+                self.name,
+                f"port {self.host}:{port} is taken by a process not started from "
+                f"this run folder ({self.settings.run_dir}); stop it or choose "
+                f"another port in the settings",
+            )
+
+    def _exited(self, log_start: int) -> ServiceError:
+        return ServiceError(
+            self.name,
+            f"exited during start-up; log {self.log_file} ends with:\n"
+            f"{tail(self.log_file, start=log_start)}",
+        )
+
+    def _wait_healthy(self, record: PidRecord, log_start: int) -> None:
+        timeout_s = self.settings.startup_timeout_s
+        deadline = Deadline(timeout_s)
 
         def ready() -> bool:
             if not record.alive():
-                raise ServiceError(
-                    self.name,
-                    f"exited during start-up; log {self.log_file} ends with:\n"
-                    f"{tail(self.log_file)}",
-                )
+                # Never leave the record of a dead server behind: the next
+                # `up` would have to tell it from a live one.
+                self.pid_file.remove()
+                raise self._exited(log_start)
             return self.healthy()
 
         if not wait_until(ready, deadline, interval=0.5):
             raise StartupTimeout(
                 self.name,
-                f"not healthy on {self.address} after "
-                f"{self.settings.startup_timeout_s:.0f}s (pid {record.pid}); "
-                f"see {self.log_file}:\n{tail(self.log_file)}",
+                f"not healthy on {self.address} after {seconds(timeout_s)} "
+                f"(pid {record.pid}, still running; `riskwatch services down "
+                f"{self.name}` stops it); see {self.log_file}:\n"
+                f"{tail(self.log_file, start=log_start)}",
             )
 
     def down(self) -> None:
-        record = self.pid_file.read()
+        """Stop the recorded server; the caller holds the run folder's lock."""
+        record = self._read_pid_file("stop")
         if record is None:
             self.pid_file.remove()
-            self.report(f"{self.name}: not running")
+            busy = self._busy_ports()
+            note = (
+                f" (port {self.host}:{busy[0]} is held by a process not started "
+                f"from this run folder ({self.settings.run_dir}); left alone)"
+                if busy
+                else ""
+            )
+            self.report(f"{self.name}: not running{note}")
             return
-        graceful = terminate(record, timeout_s=60.0)
+        outcome = terminate(record, timeout_s=60.0)
+        if outcome is Outcome.SURVIVED:
+            raise ServiceError(
+                self.name,
+                f"pid {record.pid} survived SIGKILL (stuck in the kernel?); "
+                f"{self.pid_file.path} is kept so that `down` can try again",
+            )
         self.pid_file.remove()
-        how = "stopped" if graceful else "killed after 60s"
+        how = "stopped" if outcome is Outcome.STOPPED else "killed after 60 s"
         log.info("service=%s pid=%s %s", self.name, record.pid, how)
         self.report(f"{self.name}: {how} (pid {record.pid})")
 
     def status(self) -> ServiceStatus:
-        record = self.pid_file.read()
+        """Where the service stands; read-only, like the command it serves."""
+        try:
+            record = self.pid_file.read()
+        except UnreadablePidFile as exc:
+            port = "port in use" if port_open(self.host, self.port) else "port free"
+            health = f"unknown: {port}, pid file {exc.path} unreadable ({exc.reason})"
+            return ServiceStatus(self.name, self.address, None, health)
         if record is None:
-            return ServiceStatus(self.name, self.address, None, "stopped")
-        health = "healthy" if self.healthy() else "unhealthy"
+            health = "stopped"
+            # Only the address the service serves on: Kafka's controller port
+            # held by another stack does not make this one "in use".
+            if port_open(self.host, self.port):
+                health = (
+                    "unknown: port in use by a process not started from this run "
+                    f"folder ({self.settings.run_dir})"
+                )
+            return ServiceStatus(self.name, self.address, None, health)
+        problem = self.problem()
+        health = "healthy" if problem is None else f"unhealthy: {problem}"
         return ServiceStatus(self.name, self.address, record.pid, health)

@@ -26,6 +26,7 @@ from urllib3.exceptions import HTTPError
 
 from riskwatch.errors import InstallError, ServiceError
 from riskwatch.services.base import Service, run_step
+from riskwatch.services.process import clean_environ
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class InfluxDB(Service):
         self.build_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.build_dir / "build.log"
         env = {
-            **os.environ,
+            **clean_environ(),
             "GOTOOLCHAIN": "local",
             "GOFLAGS": "-buildvcs=false",
             "CGO_ENABLED": "1",
@@ -194,42 +195,29 @@ class InfluxDB(Service):
             "--log-level=info",
         ]
 
-    def healthy(self) -> bool:
+    def problem(self) -> str | None:
         with InfluxDBClient(
             url=self.settings.influxdb.url, token="", timeout=3000
         ) as c:
-            return bool(c.ping())
+            return None if c.ping() else f"GET {self.settings.influxdb.url}/ping failed"
 
     def after_start(self) -> None:
+        """Onboard a new server; on one already set up, check the org and the
+        bucket against the settings: create a missing bucket, apply a changed
+        retention.
+
+        Raises:
+            ServiceError: the operator token is refused, the org does not
+                exist, or the API failed; the message says what to do.
+        """
         s = self.settings.influxdb
         token = self.operator_token()
         with InfluxDBClient(url=s.url, token=token, org=s.org, timeout=15000) as client:
-            setup = SetupService(client.api_client)
             try:
-                allowed = setup.get_setup().allowed
-                if allowed:
-                    setup.post_setup(
-                        OnboardingRequest(
-                            username=s.admin_username,
-                            password=self.secrets.get_or_create(
-                                "influxdb-admin-password", s.admin_password
-                            ),
-                            org=s.org,
-                            bucket=s.bucket,
-                            retention_period_seconds=s.retention_days * 86400,
-                            token=token,
-                        )
-                    )
-                    self.report(
-                        f"influxdb: set up org={s.org} bucket={s.bucket} "
-                        f"retention={s.retention_days}d; operator token in "
-                        f"{self.token_file}"
-                    )
-                    log.info(
-                        "service=influxdb onboarded org=%s bucket=%s", s.org, s.bucket
-                    )
+                if self._onboard(client, token):
                     return
-                bucket = client.buckets_api().find_bucket_by_name(s.bucket)
+                self._check_org(client)
+                self._ensure_bucket(client)
             except (ApiException, HTTPError) as exc:
                 status = getattr(exc, "status", None)
                 if status == 401:
@@ -240,12 +228,89 @@ class InfluxDB(Service):
                         f"{self.folder / 'data'} to start afresh",
                     ) from exc
                 raise ServiceError(self.name, f"set-up failed: {exc}") from exc
-            if bucket is None:
-                client.buckets_api().create_bucket(
-                    bucket_name=s.bucket,
-                    org=s.org,
-                    retention_rules=BucketRetentionRules(
-                        type="expire", every_seconds=s.retention_days * 86400
-                    ),
-                )
-                self.report(f"influxdb: created bucket {s.bucket} in org {s.org}")
+
+    def _onboard(self, client: InfluxDBClient, token: str) -> bool:
+        """Run the first set-up if the server still allows it; True if it did."""
+        s = self.settings.influxdb
+        setup = SetupService(client.api_client)
+        if not setup.get_setup().allowed:
+            return False
+        setup.post_setup(
+            OnboardingRequest(
+                username=s.admin_username,
+                password=self.secrets.get_or_create(
+                    "influxdb-admin-password", s.admin_password
+                ),
+                org=s.org,
+                bucket=s.bucket,
+                retention_period_seconds=s.retention_days * 86400,
+                token=token,
+            )
+        )
+        self.report(
+            f"influxdb: set up org={s.org} bucket={s.bucket} "
+            f"retention={s.retention_days}d; operator token in {self.token_file}"
+        )
+        log.info("service=influxdb onboarded org=%s bucket=%s", s.org, s.bucket)
+        return True
+
+    def _check_org(self, client: InfluxDBClient) -> None:
+        org = self.settings.influxdb.org
+        api = client.organizations_api()
+        try:
+            found = api.find_organizations(org=org)
+        except ApiException as exc:
+            if exc.status != 404:  # 404: no org of that name
+                raise
+            found = []
+        if found:
+            return
+        known = ", ".join(sorted(o.name for o in api.find_organizations())) or "none"
+        raise ServiceError(
+            self.name,
+            f"org {org!r} (setting influxdb.org) does not exist in this InfluxDB, "
+            f"which was set up with org {known}; set influxdb.org back, or "
+            f"remove {self.folder / 'data'} (all stored data) and run `up` "
+            "again to set up afresh",
+        )
+
+    def _ensure_bucket(self, client: InfluxDBClient) -> None:
+        s = self.settings.influxdb
+        wanted = s.retention_days * 86400
+        api = client.buckets_api()
+        try:
+            found = api.find_buckets(org=s.org, name=s.bucket).buckets or []
+        except ApiException as exc:
+            if exc.status != 404:  # 404: no bucket of that name in the org
+                raise
+            found = []
+        if not found:
+            api.create_bucket(
+                bucket_name=s.bucket,
+                org=s.org,
+                retention_rules=BucketRetentionRules(
+                    type="expire", every_seconds=wanted
+                ),
+            )
+            self.report(f"influxdb: created bucket {s.bucket} in org {s.org}")
+            return
+        bucket = found[0]
+        rules = [r for r in bucket.retention_rules or [] if r.type == "expire"]
+        current = rules[0].every_seconds if rules else 0  # 0: kept forever
+        if current == wanted:
+            return
+        bucket.retention_rules = [
+            BucketRetentionRules(type="expire", every_seconds=wanted)
+        ]
+        api.update_bucket(bucket)
+        was = f"{current / 86400:g}d" if current else "forever"
+        self.report(
+            f"influxdb: bucket {s.bucket} retention changed from {was} to "
+            f"{s.retention_days}d"
+        )
+        log.info(
+            "service=influxdb bucket=%s retention_s=%s was_s=%s",
+            s.bucket,
+            wanted,
+            current,
+        )

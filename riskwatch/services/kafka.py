@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from riskwatch.errors import InstallError, ServiceError
 from riskwatch.services.base import Service, port_open, run_step
@@ -57,6 +57,10 @@ class Kafka(Service):
     @property
     def port(self) -> int:
         return self.settings.kafka.port
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.settings.kafka.port, self.settings.kafka.controller_port)
 
     @property
     def libs(self) -> Path:
@@ -186,15 +190,17 @@ class Kafka(Service):
             str(self.folder / "server.properties"),
         ]
 
-    def healthy(self) -> bool:
+    def problem(self) -> str | None:
         # aiokafka logs every refused connection at ERROR; a broker that does
         # not listen yet is simply not healthy.
         if not port_open(self.host, self.port):
-            return False
+            return f"not listening on {self.address}"
         try:
-            return asyncio.run(self._probe())
-        except (TimeoutError, KafkaError, OSError):
-            return False
+            if asyncio.run(self._probe()):
+                return None
+        except (TimeoutError, KafkaError, OSError) as exc:
+            return f"metadata request failed ({exc!r})"
+        return "metadata lists no broker yet"
 
     async def _probe(self) -> bool:
         admin = AIOKafkaAdminClient(
@@ -210,20 +216,61 @@ class Kafka(Service):
     def after_start(self) -> None:
         try:
             created, grown = asyncio.run(
-                ensure_topics(
+                _ensure_topics_at(
                     self.settings.kafka.bootstrap, topic_specs(self.settings.kafka)
                 )
             )
-        except KafkaError as exc:
-            raise ServiceError(self.name, f"creating topics failed: {exc!r}") from exc
+        except TopicError as exc:
+            raise ServiceError(self.name, str(exc)) from exc
+        except (KafkaError, TimeoutError, OSError) as exc:
+            raise ServiceError(
+                self.name, f"creating topics on {self.address} failed: {exc!r}"
+            ) from exc
         if created:
             self.report(f"kafka: created topics {', '.join(created)}")
         if grown:
             self.report(f"kafka: added partitions to {', '.join(grown)}")
 
 
-async def ensure_topics(
+class TopicError(Exception):
+    """The broker refused to create or grow some topics."""
+
+    def __init__(self, action: str, failures: list[str]) -> None:
+        super().__init__(f"{action} failed: {'; '.join(failures)}")
+        self.failures = failures
+
+
+def _topic_failures(response: object) -> list[str]:
+    """``topic: ErrorName (message)`` for every failed topic of a response.
+
+    A CreateTopics or CreatePartitions response succeeds as a request even
+    when single topics fail; their error codes sit in ``topic_errors``.
+    """
+    failures = []
+    for entry in getattr(response, "topic_errors", ()):
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 and entry[2] else ""
+        # Lost a race with another creator: the topic is there, as wanted.
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        name = for_code(code).__name__
+        failures.append(f"{topic}: {name}" + (f" ({message})" if message else ""))
+    return failures
+
+
+async def _ensure_topics_at(
     bootstrap: str, specs: list[TopicSpec]
+) -> tuple[list[str], list[str]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await asyncio.wait_for(admin.start(), 30)
+    try:
+        return await asyncio.wait_for(ensure_topics(admin, specs), 120)
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(
+    admin: AIOKafkaAdminClient, specs: list[TopicSpec]
 ) -> tuple[list[str], list[str]]:
     """Create missing topics and grow those with fewer partitions than wanted.
 
@@ -231,39 +278,45 @@ async def ensure_topics(
     configured is left as it is with a warning. Growing a topic moves keys to
     other partitions, so per-key order holds only from that moment on.
 
+    Args:
+        admin: a started admin client; the caller closes it.
+
     Returns:
         The names of the topics created and of those that were grown.
+
+    Raises:
+        TopicError: the broker refused some topics; names each with its error.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
-    await admin.start()
-    try:
-        existing = await _partition_counts(admin)
-        missing = [s for s in specs if s.name not in existing]
-        if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(s.name, s.partitions, 1, topic_configs=s.configs())
-                    for s in missing
-                ]
+    existing = await _partition_counts(admin)
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        response = await admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, 1, topic_configs=s.configs())
+                for s in missing
+            ]
+        )
+        failures = _topic_failures(response)
+        if failures:
+            raise TopicError("creating topics", failures)
+    grow = {
+        s.name: NewPartitions(s.partitions)
+        for s in specs
+        if s.name in existing and existing[s.name] < s.partitions
+    }
+    for s in specs:
+        if s.name in existing and existing[s.name] > s.partitions:
+            log.warning(
+                "topic=%s partitions=%s wanted=%s: cannot shrink, left as is",
+                s.name,
+                existing[s.name],
+                s.partitions,
             )
-        grow = {
-            s.name: NewPartitions(s.partitions)
-            for s in specs
-            if s.name in existing and existing[s.name] < s.partitions
-        }
-        for s in specs:
-            if s.name in existing and existing[s.name] > s.partitions:
-                log.warning(
-                    "topic=%s partitions=%s wanted=%s: cannot shrink, left as is",
-                    s.name,
-                    existing[s.name],
-                    s.partitions,
-                )
-        if grow:
-            await admin.create_partitions(grow)
-        return [s.name for s in missing], sorted(grow)
-    finally:
-        await admin.close()
+    if grow:
+        failures = _topic_failures(await admin.create_partitions(grow))
+        if failures:
+            raise TopicError("adding partitions", failures)
+    return [s.name for s in missing], sorted(grow)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient) -> dict[str, int]:

@@ -4,15 +4,20 @@ from the settings.
 Access rules: no anonymous clients; the gateway user reads every topic under
 the topic root; a device account writes only under its own enterprise's prefix
 ``<topic_root>/<enterprise>/#``. Persistence is on, so QoS 1 sessions and their
-queued messages survive a broker restart.
+queued messages survive a broker restart. ``up`` on a running broker rewrites
+the password and ACL files and sends SIGHUP, on which Mosquitto reloads both:
+a changed or lost account takes effect without a restart.
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import shutil
+import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,6 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from riskwatch.errors import InstallError
 from riskwatch.services.base import Service, run_step
+from riskwatch.services.process import PidRecord, clean_environ, send_signal
+from riskwatch.timeouts import Deadline, wait_until
+
+log = logging.getLogger(__name__)
 
 _SBIN = ("/usr/sbin", "/usr/bin", "/usr/local/sbin")
 
@@ -78,7 +87,7 @@ class Mosquitto(Service):
                 "mosquitto is not installed; install the Debian package "
                 "'mosquitto' (needs root and apt-get)",
             )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        env = {**clean_environ(), "DEBIAN_FRONTEND": "noninteractive"}
         logfile = self.folder / "install.log"
         run_step(
             "mosquitto",
@@ -146,11 +155,32 @@ class Mosquitto(Service):
     def prepare(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "data").mkdir(exist_ok=True)
-        self._write_password_file()
-        (self.folder / "acl").write_text(self.acl_text(), encoding="utf-8")
+        self._write_accounts()
         (self.folder / "mosquitto.conf").write_text(
             self.config_text(), encoding="utf-8"
         )
+
+    def reload(self, record: PidRecord) -> None:
+        """Rewrite the password and ACL files from the settings; SIGHUP the broker.
+
+        Missing secret files are generated again here, so ``up`` is also the
+        repair for secrets deleted under a running broker.
+        """
+        self._write_accounts()
+        if send_signal(record, signal.SIGHUP):
+            log.info("service=mosquitto pid=%s accounts reloaded", record.pid)
+            self.report(f"mosquitto: accounts and ACL reloaded (pid {record.pid})")
+            # The broker rereads the files in its main loop, moments after the
+            # signal; until then a new password is still refused.
+            wait_until(self.healthy, Deadline(5.0), interval=0.2)
+
+    def _write_accounts(self) -> None:
+        # Each file is written beside its place and renamed into it, so a
+        # broker reloading at any moment reads a complete file.
+        acl = self.folder / "acl.tmp"
+        acl.write_text(self.acl_text(), encoding="utf-8")
+        acl.replace(self.folder / "acl")
+        self._write_password_file()
 
     def _write_password_file(self) -> None:
         # Plain "user:password" lines hashed in place with -U, so no password
@@ -161,7 +191,7 @@ class Mosquitto(Service):
         ]
         if self.settings.mqtt.simulator_username is not None:
             accounts.append(self.simulator_credentials())
-        path = self.folder / "passwd"
+        path = self.folder / "passwd.tmp"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.writelines(f"{user}:{password}\n" for user, password in accounts)
@@ -174,6 +204,7 @@ class Mosquitto(Service):
             log_file=self.folder / "install.log",
             report=lambda _: None,
         )
+        path.replace(self.folder / "passwd")
 
     def command(self) -> list[str]:
         binary = _find("mosquitto")
@@ -181,17 +212,52 @@ class Mosquitto(Service):
             raise InstallError(self.name, "mosquitto binary not found after install")
         return [binary, "-c", str(self.folder / "mosquitto.conf")]
 
-    def healthy(self) -> bool:
-        user, password = self.gateway_credentials()
-        return mqtt_login_ok(self.host, self.port, user, password, timeout_s=3.0)
+    def problem(self) -> str | None:
+        user = self.settings.mqtt.gateway_username
+        name = f"mqtt-{user}"
+        password = self.secrets.get(name, self.settings.mqtt.gateway_password)
+        if password is None:
+            return (
+                f"secret file {self.secrets.path(name)} is missing; run "
+                "`riskwatch services up mosquitto` to write a new one and "
+                "reload the broker"
+            )
+        failure = mqtt_login(self.host, self.port, user, password, timeout_s=3.0)
+        if failure is None:
+            return None
+        if failure.bad_credentials:
+            return (
+                "login refused: credentials do not match the running broker; "
+                "run `riskwatch services up mosquitto` to reload its accounts "
+                "(or `riskwatch services down mosquitto && riskwatch services "
+                "up mosquitto`)"
+            )
+        return failure.reason
+
+
+# MQTT v5 CONNACK reason codes: bad user name or password, not authorized.
+_BAD_CREDENTIALS = (0x86, 0x87)
+
+
+@dataclass(frozen=True)
+class LoginFailure:
+    reason: str
+    bad_credentials: bool = False
 
 
 def mqtt_login_ok(
     host: str, port: int, username: str, password: str, timeout_s: float
 ) -> bool:
     """True if the broker accepts an MQTT v5 login with these credentials."""
+    return mqtt_login(host, port, username, password, timeout_s) is None
+
+
+def mqtt_login(
+    host: str, port: int, username: str, password: str, timeout_s: float
+) -> LoginFailure | None:
+    """Log in over MQTT v5; None on success, else why it failed."""
     connected = threading.Event()
-    outcome: list[bool] = []
+    outcome: list[tuple[bool, int, str]] = []
 
     def on_connect(
         client: mqtt.Client,
@@ -200,7 +266,8 @@ def mqtt_login_ok(
         reason: object,
         properties: object,
     ) -> None:
-        outcome.append(not getattr(reason, "is_failure", True))
+        failed = getattr(reason, "is_failure", True)
+        outcome.append((not failed, getattr(reason, "value", -1), str(reason)))
         connected.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -208,12 +275,17 @@ def mqtt_login_ok(
     client.on_connect = on_connect
     try:
         client.connect(host, port, keepalive=10)
-    except OSError:
-        return False
+    except OSError as exc:
+        return LoginFailure(f"cannot connect to {host}:{port} ({exc.strerror or exc})")
     client.loop_start()
     try:
         connected.wait(timeout_s)
     finally:
         client.disconnect()
         client.loop_stop()
-    return bool(outcome and outcome[0])
+    if not outcome:
+        return LoginFailure(f"no answer to a login on {host}:{port} in {timeout_s:g} s")
+    accepted, code, reason = outcome[0]
+    if accepted:
+        return None
+    return LoginFailure(f"login refused: {reason}", code in _BAD_CREDENTIALS)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from riskwatch.errors import ConfigError
+from riskwatch.errors import ConfigError, ServiceError
 from riskwatch.services.base import Report, Service, ServiceStatus
 from riskwatch.services.influxdb import InfluxDB
 from riskwatch.services.kafka import Kafka
 from riskwatch.services.mosquitto import Mosquitto
+from riskwatch.services.process import folder_lock
 from riskwatch.settings import Settings
 
 SERVICE_TYPES: tuple[type[Service], ...] = (Mosquitto, Kafka, InfluxDB)
@@ -20,6 +21,7 @@ class Stack:
 
     def __init__(self, settings: Settings, report: Report = lambda _: None) -> None:
         self.settings = settings
+        self.report = report
         self.services: dict[str, Service] = {
             t.name: t(settings, report) for t in SERVICE_TYPES
         }
@@ -36,16 +38,46 @@ class Stack:
         return [s for n, s in self.services.items() if n in wanted]
 
     def up(self, names: Iterable[str] = ()) -> None:
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        for service in self.select(names):
-            service.up()
+        """Start the named services in order, under the run folder's lock."""
+        services = self.select(names)
+        with folder_lock(self.settings.run_dir, self._waiting):
+            for service in services:
+                service.up()
 
     def down(self, names: Iterable[str] = ()) -> None:
-        for service in reversed(self.select(names)):
-            service.down()
+        """Stop the named services in reverse order, under the run folder's lock.
+
+        One service that cannot be stopped does not keep the others running.
+
+        Raises:
+            ServiceError: some service could not be stopped; the message holds
+                each one's reason.
+        """
+        services = list(reversed(self.select(names)))
+        failed: list[ServiceError] = []
+        with folder_lock(self.settings.run_dir, self._waiting):
+            for service in services:
+                try:
+                    service.down()
+                except ServiceError as exc:
+                    failed.append(exc)
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            raise ServiceError(
+                ", ".join(e.service for e in failed),
+                "not stopped:\n" + "\n".join(str(e) for e in failed),
+            )
 
     def status(self, names: Iterable[str] = ()) -> list[ServiceStatus]:
+        """Read-only: takes no lock, writes nothing."""
         return [service.status() for service in self.select(names)]
+
+    def _waiting(self) -> None:
+        self.report(
+            f"waiting for another `riskwatch services up/down` on "
+            f"{self.settings.run_dir} to finish"
+        )
 
     @property
     def mosquitto(self) -> Mosquitto:

@@ -1,3 +1,4 @@
+import pytest
 from click.testing import CliRunner
 
 from riskwatch.cli import cli
@@ -48,3 +49,46 @@ def test_status_of_a_stack_never_started(tmp_path):
         ["kafka", "127.0.0.1:2", "-", "stopped"],
         ["influxdb", "127.0.0.1:3", "-", "stopped"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "config", "expected"),
+    [
+        (
+            {"RISKWATCH_MQTT__DEVICE_ACCOUNTS": "{bad"},
+            None,
+            "ConfigError: environment variable RISKWATCH_MQTT__DEVICE_ACCOUNTS is "
+            "not valid JSON",
+        ),
+        ({}, "[kafka\n", "is not valid TOML: "),
+    ],
+)
+def test_bad_settings_are_config_errors_not_tracebacks(tmp_path, env, config, expected):
+    args = ["services", "status"]
+    if config is not None:
+        (tmp_path / "c.toml").write_text(config, encoding="utf-8")
+        args = ["--config", str(tmp_path / "c.toml"), *args]
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_status_names_an_unreadable_pid_file(tmp_path):
+    pid_file = tmp_path / "run" / "mosquitto" / "mosquitto.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.write_text("garbage", encoding="utf-8")
+    env = {
+        "RISKWATCH_RUN_DIR": str(tmp_path / "run"),
+        "RISKWATCH_MQTT__PORT": "1",
+        "RISKWATCH_KAFKA__PORT": "2",
+        "RISKWATCH_INFLUXDB__PORT": "3",
+    }
+    result = CliRunner().invoke(cli, ["services", "status", "mosquitto"], env=env)
+    assert result.exit_code == 3
+    assert f"unknown: port free, pid file {pid_file} unreadable" in result.output
+    down = CliRunner().invoke(cli, ["services", "down", "mosquitto"], env=env)
+    assert down.exit_code == 1
+    assert f"ServiceError: mosquitto: cannot stop: pid file {pid_file}" in down.output
+    assert pid_file.exists()
