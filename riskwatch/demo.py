@@ -38,7 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
-from riskwatch.contracts import Metric, telemetry_topic
+from riskwatch.contracts import DeadLetter, Metric, telemetry_topic
 from riskwatch.errors import RiskwatchError
 from riskwatch.registry import Registry, load_registry
 from riskwatch.registry_cli import publish_registry, sample_registry_path
@@ -122,17 +122,17 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
             ),
         }
     )
-    _create_bucket(demo)
+    create_bucket(demo)
     bootstrap = settings.kafka.bootstrap
-    dead_start = asyncio.run(_end_offsets(bootstrap, DEAD_LETTER))
+    dead_start = asyncio.run(end_offsets(bootstrap, DEAD_LETTER))
     summary = DemoSummary()
     with (
-        _receiver(settings, echo, folder) as receiver,
-        _process("gateway", env, folder, ready="mqtt subscribed") as _gw,
-        _process("worker", env, folder, ready="registry loaded") as _wk,
+        warning_receiver(settings, echo, folder) as receiver,
+        background_command("gateway", env, folder, ready="mqtt subscribed") as _gw,
+        background_command("worker", env, folder, ready="registry loaded") as _wk,
     ):
         baselines = {
-            topic: asyncio.run(_end_offsets(bootstrap, topic))
+            topic: asyncio.run(end_offsets(bootstrap, topic))
             for topic in (READINGS, WARNINGS)
         }
         summary.published, windows = _publish(settings, plan, registry, echo)
@@ -141,12 +141,10 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
             f"published {summary.published} readings and "
             f"{summary.published_bad} malformed messages; waiting for the worker"
         )
-        _wait_caught_up(
-            settings, env["RISKWATCH_WORKER__APP_ID"], baselines, plan, echo
-        )
+        wait_caught_up(settings, env["RISKWATCH_WORKER__APP_ID"], baselines, plan, echo)
         summary.stored = _wait_stored(demo, echo)
-        summary.dead_lettered = asyncio.run(
-            _count_gateway_dead_letters(settings.kafka.bootstrap, dead_start)
+        summary.dead_lettered = len(
+            asyncio.run(read_dead_letters(settings.kafka.bootstrap, dead_start))
         )
         warnings = list(receiver.warnings)
     summary.warnings_by_level = Counter(
@@ -255,7 +253,7 @@ def _every(seconds: float, echo: Echo, label: str) -> Callable[[Progress], None]
 # Waiting for the pipeline ------------------------------------------------------
 
 
-def _wait_caught_up(
+def wait_caught_up(
     settings: Settings,
     group: str,
     baselines: dict[str, dict[TopicPartition, int]],
@@ -266,10 +264,8 @@ def _wait_caught_up(
     last_report = 0.0
     bootstrap = settings.kafka.bootstrap
     while not deadline.expired():
-        lag = asyncio.run(_group_lag(bootstrap, group, READINGS, baselines[READINGS]))
-        behind = asyncio.run(
-            _group_lag(bootstrap, group, WARNINGS, baselines[WARNINGS])
-        )
+        lag = asyncio.run(group_lag(bootstrap, group, READINGS, baselines[READINGS]))
+        behind = asyncio.run(group_lag(bootstrap, group, WARNINGS, baselines[WARNINGS]))
         if lag == 0 and behind == 0:
             return
         if time.monotonic() - last_report >= 5:
@@ -284,7 +280,7 @@ def _wait_caught_up(
     )
 
 
-async def _group_lag(
+async def group_lag(
     bootstrap: str, group: str, topic: str, baseline: dict[TopicPartition, int]
 ) -> int:
     """Records on ``topic`` the group has not committed yet. A partition the
@@ -296,7 +292,7 @@ async def _group_lag(
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    ends = await _end_offsets(bootstrap, topic)
+    ends = await end_offsets(bootstrap, topic)
     lag = 0
     for tp, end in ends.items():
         done = committed[tp].offset if tp in committed else -1
@@ -304,7 +300,7 @@ async def _group_lag(
     return lag
 
 
-async def _end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -323,12 +319,13 @@ async def _end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def _count_gateway_dead_letters(
+async def read_dead_letters(
     bootstrap: str, start: dict[TopicPartition, int]
-) -> int:
+) -> list[DeadLetter]:
+    """The gateway's dead letters written since the offsets ``start``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
-    count = 0
+    letters: list[DeadLetter] = []
     try:
         end = await consumer.end_offsets(list(start))
         consumer.assign(list(start))
@@ -339,11 +336,11 @@ async def _count_gateway_dead_letters(
             batches = await consumer.getmany(timeout_ms=1000)
             for tp, records in batches.items():
                 for record in records:
-                    if (
-                        record.offset < end[tp]
-                        and json.loads(record.value).get("stage") == "gateway"
-                    ):
-                        count += 1
+                    if record.offset >= end[tp]:
+                        continue
+                    letter = DeadLetter.model_validate_json(record.value)
+                    if letter.stage == "gateway":
+                        letters.append(letter)
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
             if not batches:
@@ -352,7 +349,7 @@ async def _count_gateway_dead_letters(
                 }
     finally:
         await consumer.stop()
-    return count
+    return letters
 
 
 def _wait_stored(settings: Settings, echo: Echo) -> int:
@@ -385,7 +382,7 @@ def count_stored_messages(settings: Settings) -> int:
     return sum(int(record.get_value()) for table in tables for record in table.records)
 
 
-def _create_bucket(settings: Settings) -> None:
+def create_bucket(settings: Settings) -> None:
     s = settings.influxdb
     token = SecretStore(settings.run_dir / "secrets").get_or_create(
         "influxdb-operator-token", s.token
@@ -417,7 +414,7 @@ async def _drop_internal_topics(bootstrap: str, app_id: str) -> None:
 
 
 @contextmanager
-def _process(
+def background_command(
     command: str, env: dict[str, str], folder: Path, *, ready: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``riskwatch <command>`` in the background, until its log says ``ready``."""
@@ -444,7 +441,7 @@ def _process(
 
 
 @contextmanager
-def _receiver(
+def warning_receiver(
     settings: Settings, echo: Echo, folder: Path
 ) -> Iterator[WarningReceiver]:
     """The supervision-platform stand-in, on its own thread and event loop."""
@@ -473,6 +470,7 @@ def _receiver(
         asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
 
 
 # Summary -----------------------------------------------------------------------

@@ -36,9 +36,17 @@ Z_QUIET = 4.0
 Z_FULL = 12.0
 STUCK_MIN_READINGS = 12
 STUCK_MIN_S = 1800.0
-# Instant metrics that legitimately sit at exactly zero for hours (no load,
-# clean air), where a flat zero says nothing about the sensor.
-_ZERO_IS_NORMAL = {Metric.POWER_KW, Metric.COMBUSTIBLE_GAS_LEL, Metric.TOXIC_GAS_PPM}
+# Metrics that legitimately sit at exactly zero for hours (no load, clean air,
+# no consumption: counters are scored as rates), where a flat zero says
+# nothing about the sensor.
+_ZERO_IS_NORMAL = {
+    Metric.POWER_KW,
+    Metric.COMBUSTIBLE_GAS_LEL,
+    Metric.TOXIC_GAS_PPM,
+    Metric.ENERGY_KWH,
+    Metric.WATER_M3,
+    Metric.GAS_M3,
+}
 
 SeriesState = dict[str, Any]
 

@@ -1,0 +1,34 @@
+"""The README's main command, as a user runs it, on a smaller fleet."""
+
+import re
+import subprocess
+
+from tests.integration.conftest import RISKWATCH, ROOT
+
+
+def test_demo_balances_and_warns_inside_a_labelled_window_of_the_failed_machine(
+    stack,
+):
+    result = subprocess.run(
+        [RISKWATCH, "demo", "--enterprises", "5", "--days", "0.2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "published = stored + dead-lettered: yes" in out
+    published = int(re.search(r"published readings\s+(\d+)", out).group(1))
+    stored = int(re.search(r"stored in InfluxDB\s+(\d+)", out).group(1))
+    dead = int(re.search(r"dead-lettered\s+(\d+)", out).group(1))
+    malformed = int(re.search(r"published malformed\s+(\d+)", out).group(1))
+    # NAB's series has 22,695 rows, 12 of them repeat earlier times.
+    assert published > 22_683
+    assert (stored, dead) == (published, malformed)
+    windows = re.findall(r"labelled window .*: (warned|missed)", out)
+    assert len(windows) == 4
+    assert "warned" in windows
+    # Warnings were printed as the receiver got them.
+    assert re.search(r"^warning level=\S+ scope=device/", out, re.M)
