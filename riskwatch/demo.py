@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 Echo = Callable[[str], None]
 REPLAY_ENTERPRISE, REPLAY_DEVICE = "HC001", "TT-101"
 NAB_FILE = "realKnownCause/machine_temperature_system_failure.csv"
+GATEWAY_READY = ("mqtt subscribed",)
+# Faust says Ready once its partitions are assigned and tables recovered: a
+# worker reading from "latest" must be there before anything is published.
+WORKER_READY = ("registry loaded", "[^Worker]: Ready")
 
 
 class DemoError(RiskwatchError):
@@ -128,8 +132,8 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
     summary = DemoSummary()
     with (
         warning_receiver(settings, echo, folder) as receiver,
-        background_command("gateway", env, folder, ready="mqtt subscribed") as _gw,
-        background_command("worker", env, folder, ready="registry loaded") as _wk,
+        background_command("gateway", env, folder, ready=GATEWAY_READY) as _gw,
+        background_command("worker", env, folder, ready=WORKER_READY) as _wk,
     ):
         baselines = {
             topic: asyncio.run(end_offsets(bootstrap, topic))
@@ -415,9 +419,10 @@ async def _drop_internal_topics(bootstrap: str, app_id: str) -> None:
 
 @contextmanager
 def background_command(
-    command: str, env: dict[str, str], folder: Path, *, ready: str
+    command: str, env: dict[str, str], folder: Path, *, ready: tuple[str, ...]
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``riskwatch <command>`` in the background, until its log says ``ready``."""
+    """``riskwatch <command>`` in the background, until its log holds every
+    line of ``ready``."""
     log_file = folder / f"{command}.log"
     argv = [sys.executable, "-m", "riskwatch", "--log-level", "INFO", command]
     with log_file.open("wb") as out:
@@ -426,7 +431,7 @@ def background_command(
         )
     try:
         deadline = Deadline(120)
-        while ready.encode() not in log_file.read_bytes():
+        while not all(line.encode() in log_file.read_bytes() for line in ready):
             if proc.poll() is not None or deadline.expired():
                 raise DemoError(f"{command} did not start; see {log_file}")
             time.sleep(0.5)

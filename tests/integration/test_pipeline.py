@@ -27,6 +27,8 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from riskwatch.contracts import Metric, telemetry_topic
 from riskwatch.demo import (
+    GATEWAY_READY,
+    WORKER_READY,
     create_bucket,
     demo_settings,
     end_offsets,
@@ -66,7 +68,7 @@ class Pipeline:
         return self.env["RISKWATCH_WORKER__APP_ID"]
 
     def start_gateway(self) -> None:
-        self.gateway = _start("gateway", self.env, self.folder, "mqtt subscribed")
+        self.gateway = _start("gateway", self.env, self.folder, GATEWAY_READY)
 
     def kill_gateway(self) -> None:
         assert self.gateway is not None
@@ -138,7 +140,7 @@ def _start(command: str, env: dict[str, str], folder: Path, ready: str):
             cwd=ROOT,
         )
     deadline = Deadline(120)
-    while ready.encode() not in log_file.read_bytes():
+    while not all(line.encode() in log_file.read_bytes() for line in ready):
         assert proc.poll() is None, f"{command} exited; see {log_file}"
         assert not deadline.expired(), f"{command} not ready; see {log_file}"
         time.sleep(0.3)
@@ -186,7 +188,7 @@ def pipeline(settings, stack, tmp_path_factory):
     with warning_receiver(own, lambda line: None, folder) as receiver:
         pipe = Pipeline(own, env, folder, receiver)
         pipe.start_gateway()
-        worker = _start("worker", env, folder, "registry loaded")
+        worker = _start("worker", env, folder, WORKER_READY)
         try:
             yield pipe
         finally:
