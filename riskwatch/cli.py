@@ -119,6 +119,10 @@ from riskwatch.demo_cli import demo  # noqa: E402
 
 cli.add_command(demo)
 
+from stream_jobs.bench.cli import bench  # noqa: E402
+
+cli.add_command(bench)
+
 
 def main() -> None:
     cli(prog_name="riskwatch")
