@@ -1,21 +1,55 @@
-"""Per-series statistics and the first detectors, as pure functions of state.
+"""Streaming anomaly detectors for one series, as pure functions of state.
 
 State is a small JSON-compatible dict per (device, metric), kept by the Faust
-worker in a changelog-backed table. Scoring a reading uses only that reading
-and earlier ones (causal), and the state stays bounded: a rolling window of
-``WINDOW`` values plus a few scalars.
+worker in a changelog-backed table: it round-trips through ``json.dumps`` /
+``json.loads`` exactly, stays under 4 KB serialised (``_WINDOW_VALUES`` is
+the largest part) and every reading costs a bounded amount of work (the
+rolling median sorts ``WINDOW`` values; everything else is O(1)). Scoring a
+reading uses only that reading and earlier ones (causal), never a label, and
+the same input gives the same output (no clocks, no randomness).
 
-Detectors here:
+Detectors (each a small object in :mod:`stream_jobs.detection`, with its own
+warm-up; a detector still warming up contributes nothing):
 
-* ``robust_z``: distance of the value from the rolling median in units of the
-  rolling MAD (scaled to a standard deviation): a sudden spike or drop;
-* ``stuck``: the same value over ``STUCK_MIN_READINGS`` readings spanning at
-  least ``STUCK_MIN_S`` seconds: a frozen sensor;
-* ``silent`` is decided by the worker's timer from ``last_ts`` (see app.py).
+========================  ==========================================  =========
+finding ``detector``      what it sees                                warm-up
+========================  ==========================================  =========
+``robust_z``              distance from the rolling median, in        30 readings
+                          rolling-MAD units: a spike or drop
+``stuck``                 the same value for 12 readings and 30 min   30 readings
+``ewma``                  distance from an EWMA mean, in EWMA         60 readings
+                          standard deviations
+``rate_of_change``        a step between consecutive readings far     60 readings
+                          larger than the usual step
+``seasonal``              distance from the hour-of-day (and, after   2 days (and
+                          two weeks, day-of-week) profile             14 days)
+``level_shift``           two-sided CUSUM of the standardised         60 readings
+                          residual: a sustained shift or slow drift
+``gap``                   a reading after a silence much longer than  60 readings
+                          the series' usual interval
+``counter``               a negative consumption rate (a counter      none
+                          that went backwards)
+========================  ==========================================  =========
 
-Until ``LEARNING_READINGS`` readings have been seen the series is *learning*:
-scores are 0 and nothing is reported, because a median of a handful of values
-is no baseline.
+Until ``LEARNING_READINGS`` readings have been seen the whole series is
+*learning*: the score is 0 and nothing is reported, because a median of a
+handful of values is no baseline. The longer warm-ups above then apply per
+detector. Timestamps are read as UTC for the seasonal profiles.
+
+Combination: each detector turns its statistic into a score in [0, 1]
+(``Finding.score``). The combined score of a reading is not their plain
+maximum: for the anomaly benchmark and for an operator alike, a useful score
+is a short, early spike when something new happens, not a plateau for as long
+as a state persists. So the strongest *evidence* of the reading is first
+compared with the series' own history of evidence (how unusual is this much
+surprise here?) and then reported only when it exceeds what was recently
+reported (a refractory peak that decays over ``REFRACTORY_READINGS``).
+
+Missing values: a non-finite value (NaN, inf) is not learned; it scores 0
+with a ``missing`` finding. Points that are flagged are learned only after
+being clipped to the edge of the band (winsorised), so one outlier does not
+widen the band that should catch the next, while a lasting level shift is
+still absorbed within a few dozen readings.
 """
 
 from __future__ import annotations
@@ -23,114 +57,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from riskwatch.contracts import Finding, Metric
+from stream_jobs.detection import engine
+from stream_jobs.detection.engine import (
+    LEARNING_READINGS,
+    STUCK_MIN_READINGS,
+    STUCK_MIN_S,
+    WINDOW,
+)
 
-WINDOW = 96
-LEARNING_READINGS = 30
-# 1.4826 * MAD estimates the standard deviation of normal data.
-MAD_TO_SIGMA = 1.4826
-# z below Z_QUIET scores 0; at Z_FULL it scores 1 (linear between).
-Z_QUIET = 4.0
-Z_FULL = 12.0
-STUCK_MIN_READINGS = 12
-STUCK_MIN_S = 1800.0
-# Metrics that legitimately sit at exactly zero for hours (no load, clean air,
-# no consumption: counters are scored as rates), where a flat zero says
-# nothing about the sensor.
-_ZERO_IS_NORMAL = {
-    Metric.POWER_KW,
-    Metric.COMBUSTIBLE_GAS_LEL,
-    Metric.TOXIC_GAS_PPM,
-    Metric.ENERGY_KWH,
-    Metric.WATER_M3,
-    Metric.GAS_M3,
-}
+__all__ = [
+    "LEARNING_READINGS",
+    "STUCK_MIN_READINGS",
+    "STUCK_MIN_S",
+    "WINDOW",
+    "Scored",
+    "SeriesState",
+    "new_state",
+    "score_value",
+]
 
 SeriesState = dict[str, Any]
 
 
-def new_state() -> SeriesState:
-    return {
-        "n": 0,
-        "last_ts": None,
-        "window": [],
-        "run": 0,
-        "run_start": None,
-        "last_value": None,
-    }
-
-
 @dataclass(frozen=True)
 class Scored:
+    """The combined score of one reading in [0, 1], and its explanation."""
+
     score: float
     learning: bool
     findings: list[Finding]
 
 
+def new_state() -> SeriesState:
+    """The state of a series that has seen nothing yet."""
+    return engine.new_state()
+
+
 def score_value(
     state: SeriesState, metric: Metric, value: float, ts_ns: int
 ) -> tuple[SeriesState, Scored]:
-    """Score ``value`` against the series so far, then learn it.
+    """Score ``value`` (at ``ts_ns``, ns since the epoch) then learn it.
 
     Returns:
         The new state (a new dict; the input is not changed) and the score.
     """
-    window = np.asarray(state["window"], dtype=float)
-    learning = state["n"] < LEARNING_READINGS
-    findings: list[Finding] = []
-
-    if not learning and window.size:
-        median = float(np.median(window))
-        mad = float(np.median(np.abs(window - median)))
-        # A flat window has MAD 0; keep a floor so a tiny wiggle after a calm
-        # spell is not an infinite z.
-        sigma = max(MAD_TO_SIGMA * mad, 1e-3 * abs(median), 1e-6)
-        z = abs(value - median) / sigma
-        z_score = float(np.clip((z - Z_QUIET) / (Z_FULL - Z_QUIET), 0.0, 1.0))
-        if z_score > 0:
-            findings.append(
-                Finding(
-                    detector="robust_z",
-                    score=z_score,
-                    observed=value,
-                    expected=median,
-                    low=median - Z_QUIET * sigma,
-                    high=median + Z_QUIET * sigma,
-                    detail=f"{'above' if value > median else 'below'} the rolling "
-                    f"median by {z:.1f} robust standard deviations",
-                )
-            )
-
-    last = state["last_value"]
-    same = last is not None and abs(value - last) <= 1e-9 * max(1.0, abs(value))
-    run = state["run"] + 1 if same else 1
-    run_start = state["run_start"] if same else ts_ns
-    if (
-        not learning
-        and run >= STUCK_MIN_READINGS
-        and (ts_ns - run_start) / 1e9 >= STUCK_MIN_S
-        and not (value == 0.0 and metric in _ZERO_IS_NORMAL)
-    ):
-        findings.append(
-            Finding(
-                detector="stuck",
-                score=1.0,
-                observed=value,
-                detail=f"the same value for {run} readings over "
-                f"{(ts_ns - run_start) / 60e9:.0f} min",
-            )
-        )
-
-    values = [*state["window"], value][-WINDOW:]
-    new = {
-        "n": state["n"] + 1,
-        "last_ts": ts_ns,
-        "window": values,
-        "run": run,
-        "run_start": run_start,
-        "last_value": value,
-    }
-    score = max((f.score for f in findings), default=0.0)
+    new, score, learning, findings = engine.step(state, metric, value, ts_ns)
     return new, Scored(score=score, learning=learning, findings=findings)

@@ -1,0 +1,1 @@
+"""Streaming detectors behind :mod:`stream_jobs.detectors`."""
