@@ -60,7 +60,7 @@ NAB_FILE = "realKnownCause/machine_temperature_system_failure.csv"
 GATEWAY_READY = ("mqtt subscribed",)
 # Faust says Ready once its partitions are assigned and tables recovered: a
 # worker reading from "latest" must be there before anything is published.
-WORKER_READY = ("registry loaded", "[^Worker]: Ready")
+WORKER_READY = ("registry loaded", "[^Worker]: Ready", "store ready")
 
 
 class DemoError(RiskwatchError):
@@ -146,7 +146,7 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
             f"{summary.published_bad} malformed messages; waiting for the worker"
         )
         wait_caught_up(settings, env["RISKWATCH_WORKER__APP_ID"], baselines, plan, echo)
-        summary.stored = _wait_stored(demo, echo)
+        summary.stored = _wait_stored(demo, summary.published, echo)
         summary.dead_lettered = len(
             asyncio.run(read_dead_letters(settings.kafka.bootstrap, dead_start))
         )
@@ -269,13 +269,16 @@ def wait_caught_up(
     bootstrap = settings.kafka.bootstrap
     while not deadline.expired():
         lag = asyncio.run(group_lag(bootstrap, group, READINGS, baselines[READINGS]))
+        unstored = asyncio.run(
+            group_lag(bootstrap, f"{group}-store", READINGS, baselines[READINGS])
+        )
         behind = asyncio.run(group_lag(bootstrap, group, WARNINGS, baselines[WARNINGS]))
-        if lag == 0 and behind == 0:
+        if lag == 0 and unstored == 0 and behind == 0:
             return
         if time.monotonic() - last_report >= 5:
             last_report = time.monotonic()
             echo(
-                f"worker: readings not yet processed={lag} "
+                f"worker: readings not yet scored={lag} not yet stored={unstored} "
                 f"warnings not yet delivered={behind}"
             )
         time.sleep(1.0)
@@ -356,13 +359,24 @@ async def read_dead_letters(
     return letters
 
 
-def _wait_stored(settings: Settings, echo: Echo) -> int:
-    """Poll InfluxDB until the stored count stops changing."""
-    stable, last = 0, -1
-    deadline = Deadline(120)
-    while not deadline.expired() and stable < 3:
+def _wait_stored(settings: Settings, expected: int, echo: Echo) -> int:
+    """Poll InfluxDB until ``expected`` readings are stored, or the count has
+    not moved for 20 s (then something was lost, and the summary says so).
+
+    The consumer group's committed offsets alone do not tell: the storage
+    agent shares the readings with the scoring agent and can still be
+    writing its last batches when the offsets are all committed.
+    """
+    still, last = 0, -1
+    deadline = Deadline(600)
+    while not deadline.expired() and still < 20:
         stored = count_stored_messages(settings)
-        stable = stable + 1 if stored == last else 0
+        if stored >= expected:
+            last = stored
+            break
+        still = still + 1 if stored == last else 0
+        if stored != last:
+            echo(f"influxdb: {stored} of {expected} readings stored")
         last = stored
         time.sleep(1.0)
     echo(f"influxdb: {last} readings stored")
@@ -494,7 +508,11 @@ def _warned_within(
     warnings: list[dict[str, Any]], start: datetime, end: datetime
 ) -> bool:
     for warning in warnings:
-        if warning.get("device_id") != REPLAY_DEVICE or warning.get("status") != "open":
+        if (
+            warning.get("enterprise_id"),
+            warning.get("device_id"),
+            warning.get("status"),
+        ) != (REPLAY_ENTERPRISE, REPLAY_DEVICE, "open"):
             continue
         began = datetime.fromisoformat(str(warning.get("start_time")))
         if start <= began <= end:

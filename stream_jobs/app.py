@@ -2,14 +2,13 @@
 
 Agents:
 
-* ``store``: readings -> InfluxDB, in batches (``stream.take``); Faust acks a
-  batch only after the write returned, so a crash re-processes it, and the
-  points, timed by the device, overwrite themselves.
+* storage (not an agent, see stream_jobs/store.py): readings -> InfluxDB in
+  batches, in a consumer group of its own that commits only after the write.
 * ``score``: readings -> per-device statistics (changelog-backed table
   ``device-state``), counter rates, detector scores, rules -> observations on
   the anomalies topic, warnings on the warnings topic.
 * ``silence``: a timer finds devices not heard from for
-  ``worker.silent_after_s`` of event time and sends their keys to an internal
+  ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
   the silence, so the table is only written on the partition that owns it.
 * ``deliver``: warnings -> InfluxDB and the supervision platform's webhook.
@@ -17,9 +16,12 @@ Agents:
 Every agent keeps Faust's default concurrency of 1: with more, faust can
 commit an offset past a message still in flight (faust-streaming #606).
 
-Event time: silence is measured against the worker's watermark, the newest
-device timestamp it has seen, so an accelerated replay behaves like real time,
-and a whole feed going quiet does not make every device "silent".
+Silence is a matter of arrival, not of device time: a device is silent when
+nothing from it has reached the gateway for ``worker.silent_after_s``. The
+silence observation is dated in the device's own time (its last reading plus
+the time waited), so a device replaying old data, or one whose clock is off,
+is neither reported silent because others are ahead of it nor pushed past its
+own later readings. A gap *within* a device's readings is the detectors' job.
 
 Scale-out: more workers with the same ``app_id`` share the readings
 partitions, and the table partitions with them.
@@ -53,9 +55,9 @@ from stream_jobs.registry_view import RegistryView
 from stream_jobs.storage import (
     InfluxWriter,
     PointWriter,
-    reading_points,
     warning_point,
 )
+from stream_jobs.store import ReadingStore
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +103,19 @@ class StreamWorker:
         )
         self._writer: PointWriter | None = None
         self.registry = RegistryView(settings.kafka.bootstrap)
+        self.store = ReadingStore(
+            bootstrap=settings.kafka.bootstrap,
+            topic=READINGS,
+            group_id=f"{w.app_id}-store",
+            writer=lambda: self.writer,
+            enterprise=self.registry.get,
+            batch=w.influx_batch,
+            linger_s=w.influx_flush_s,
+            offset_reset=w.offset_reset,
+        )
         self.webhook = WebhookClient(settings.platform)
-        self.watermark_ns = 0
         self.derived: list[Any] = []
         self.counters = {
-            "stored": 0,
             "scored": 0,
             "duplicates": 0,
             "warnings": 0,
@@ -166,7 +176,7 @@ class StreamWorker:
             partitions=partitions,
             key_type=bytes,
         )
-        app.agent(readings, name="store")(self._store)
+        app.task(self._run_store)
         app.agent(readings, name="score")(self._score)
         app.agent(self.silences, name="silence")(self._on_silence)
         app.agent(self.warnings, name="deliver")(self._deliver)
@@ -181,20 +191,9 @@ class StreamWorker:
     async def _follow_registry(self) -> None:
         await self.registry.follow()
 
-    async def _store(self, stream: faust.StreamT[bytes]) -> None:
-        w = self.settings.worker
+    async def _run_store(self) -> None:
         await self.registry.ready.wait()
-        async for batch in stream.take(w.influx_batch, within=w.influx_flush_s):
-            points = []
-            for value in batch:
-                record = parse_record(value)
-                if isinstance(record, PayloadError):
-                    continue  # the scoring agent dead-letters it, once
-                points.extend(
-                    reading_points(record, self.registry.get(record.enterprise))
-                )
-            await self.writer.write(points)
-            self.counters["stored"] += len(points)
+        await self.store.run()
 
     async def _score(self, stream: faust.StreamT[bytes]) -> None:
         await self.registry.ready.wait()
@@ -212,7 +211,6 @@ class StreamWorker:
                 self.rules,
             )
             self.device_state[key] = outcome.state
-            self.watermark_ns = max(self.watermark_ns, record.ts_ns)
             self.counters["scored"] += 1
             self.counters["duplicates"] += outcome.duplicates
             if len(self.derived) + len(outcome.points) <= DERIVED_BUFFER_MAX:
@@ -224,19 +222,20 @@ class StreamWorker:
     async def _on_silence(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             key: bytes = event.key
-            now_ns = int(event.value)
+            wall_ns = int(event.value)
             state = self.device_state.get(key)
-            if not state or state["silent"] or state["last_ts"] is None:
-                continue
-            silent_s = (now_ns - state["last_ts"]) / 1e9
-            if silent_s < self.settings.worker.silent_after_s:
+            if not _due_for_silence(
+                state, wall_ns, self.settings.worker.silent_after_s
+            ):
                 continue  # it spoke again since the timer looked
+            assert state is not None  # noqa: S101 - checked just above
+            silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
             enterprise_id, device = key.decode().split("/", 1)
             outcome = silence(
                 enterprise_id,
                 device,
                 state,
-                now_ns,
+                state["last_ts"] + (wall_ns - state["last_seen_ns"]),
                 self.registry.get(enterprise_id),
                 self.rules,
             )
@@ -263,18 +262,11 @@ class StreamWorker:
     # Timers ---------------------------------------------------------------
 
     async def _find_silent(self) -> None:
-        now_ns = self.watermark_ns
-        if not now_ns:
-            return
+        wall_ns = time.time_ns()
         limit = self.settings.worker.silent_after_s
         for key, state in list(self.device_state.items()):
-            if (
-                state
-                and not state["silent"]
-                and state["last_ts"] is not None
-                and (now_ns - state["last_ts"]) / 1e9 >= limit
-            ):
-                await self.silences.send(key=key, value=str(now_ns).encode())
+            if _due_for_silence(state, wall_ns, limit):
+                await self.silences.send(key=key, value=str(wall_ns).encode())
 
     async def _flush_derived(self) -> None:
         if not self.derived:
@@ -289,10 +281,11 @@ class StreamWorker:
 
     async def _stats(self) -> None:
         log.info(
-            "worker stats %s registry=%s watermark_ns=%s",
+            "worker stats %s stored_points=%s refused_points=%s registry=%s",
             " ".join(f"{k}={v}" for k, v in self.counters.items()),
+            self.store.stored,
+            self.store.refused,
             len(self.registry),
-            self.watermark_ns,
         )
 
     # Helpers --------------------------------------------------------------
@@ -339,3 +332,17 @@ class StreamWorker:
             await self.warnings.send(
                 key=str(data.get("id")).encode(), value=to_json_bytes(warning)
             )
+
+
+def _due_for_silence(
+    state: dict[str, Any] | None, wall_ns: int, limit_s: float
+) -> bool:
+    """True if the device has been heard from before, is not already marked
+    silent, and nothing has arrived from it for ``limit_s`` seconds."""
+    return bool(
+        state
+        and not state["silent"]
+        and state["last_ts"] is not None
+        and state.get("last_seen_ns") is not None
+        and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
+    )

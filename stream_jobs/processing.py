@@ -109,6 +109,8 @@ def process_reading(
         _evaluate(current, observation, enterprise, rules, outcome)
     last = current["last_ts"]
     current["last_ts"] = record.ts_ns if last is None else max(last, record.ts_ns)
+    # When it reached the gateway (wall clock): silence is judged on arrival.
+    current["last_seen_ns"] = record.received_ns
     current["silent"] = False
     return outcome
 

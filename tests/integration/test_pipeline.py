@@ -187,9 +187,10 @@ def pipeline(settings, stack, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline")
     with warning_receiver(own, lambda line: None, folder) as receiver:
         pipe = Pipeline(own, env, folder, receiver)
-        pipe.start_gateway()
-        worker = _start("worker", env, folder, WORKER_READY)
+        worker = None
         try:
+            pipe.start_gateway()
+            worker = _start("worker", env, folder, WORKER_READY)
             yield pipe
         finally:
             _stop(pipe.gateway)
