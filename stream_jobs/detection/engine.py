@@ -45,7 +45,7 @@ RATE_ALPHA = 0.05
 # mean |step| * sqrt(pi/2) estimates the standard deviation of normal steps.
 ABS_TO_SIGMA = 1.2533
 CUSUM_K = 0.5  # allowance, in standard deviations (detects shifts >= 1 sd)
-CUSUM_H = 12.0  # decision interval, in standard deviations
+CUSUM_H = 20.0  # decision interval, in standard deviations
 CUSUM_CLIP = 4.0  # one reading moves the sum by at most this much
 
 # seasonal ----------------------------------------------------------------------
@@ -65,16 +65,16 @@ GAP_FACTOR = 4.0  # a silence this many usual intervals long is a gap
 INTERVAL_ALPHA = 0.05
 
 # combination ---------------------------------------------------------------------
-EVIDENCE_ALPHA = 0.002  # memory of the series' usual evidence (~500 readings)
 EVIDENCE_MIN = 10  # evidence samples before the combined score may move
-EVIDENCE_QUANTILE = 0.99
-
-QUANTILE_RATE = 0.02
+# Evidence is each detector's statistic in units of its own alarm level (1 =
+# where its finding starts to score); the reading's evidence is the largest.
+EVIDENCE_QUANTILE = 0.995  # the series' "usual worst" evidence
+QUANTILE_RATE = 0.02  # step of the quantile estimate, in log-evidence units
 EVIDENCE_CAP = 50.0  # a floored spread can give any z; beyond this, all alike
-G_QUIET = 0.0  # log-evidence this far above its usual high quantile scores 0 ...
-G_FULL = 0.5  # ... and this far, 1
-REFRACTORY_READINGS = 200.0
-SAME_ALPHA = 0.01
+G_QUIET = 0.0  # log-evidence this far above the usual worst scores 0 ...
+G_FULL = 0.25  # ... and this far (28 % more evidence), 1
+REFRACTORY_READINGS = 200  # quiet after a reported peak, unless it escalates
+SAME_ALPHA = 0.01  # memory of how often the value repeats (~100 readings)
 
 _TINY = 1e-9
 
@@ -93,6 +93,7 @@ def new_state() -> dict[str, Any]:
         "ev": 0.0,
         "dm": 0.0,
         "lv": 0.0,
+        "ca": 0.0,
         "lvv": 0.0,
         "gq": 0.0,
         "hod": [0.0] * DAY_BINS,
@@ -103,8 +104,6 @@ def new_state() -> dict[str, Any]:
         "cp": 0.0,
         "cn": 0.0,
         "ps": 0.0,
-        "gm": 0.0,
-        "gv": 0.0,
         "gn": 0,
         "pk": 0.0,
         "pa": 0,
@@ -150,6 +149,7 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     # robust_z ---------------------------------------------------------------
     z_robust = 0.0
     level_evidence = 0.0
+    outranked: set[str] = set()
     band = (value, value)
     if not learning and s["window"]:
         median, mad = _median_mad(s["window"])
@@ -200,7 +200,7 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         )
         evidence = max(evidence, 3.0 * score)
     if run < STUCK_MIN_READINGS and last is not None:
-        s["ps"] += SAME_ALPHA * ((1.0 if same else 0.0) - s["ps"])
+        s["ps"] += max(1.0 / n, SAME_ALPHA) * ((1.0 if same else 0.0) - s["ps"])
 
     # ewma -------------------------------------------------------------------
     sd = math.sqrt(s["ev"])
@@ -225,16 +225,22 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     # profile's own step (a square wave's daily edge is no surprise).
     age = 0.0 if s["t0"] is None else ts_s - s["t0"]
     daily = age >= DAILY_AFTER_S
-    # A staircase of DAY_BINS steps: fine enough for shapes that switch on
-    # the half hour (shifts, timetables), small enough for the state budget.
-    k0 = int((ts_s % DAY_S) // (DAY_S / DAY_BINS))
+    # The daily profile is piecewise linear between DAY_BINS knots (at the
+    # middle of each half hour): smooth cycles fit without a staircase error.
+    pos = (ts_s % DAY_S) / (DAY_S / DAY_BINS) - 0.5
+    k0 = math.floor(pos)
+    w1 = pos - k0
+    k0 %= DAY_BINS
+    k1 = (k0 + 1) % DAY_BINS
+    near = k1 if w1 >= 0.5 else k0
     hour = int(ts_s // 3600) % 24
     day = int(ts_s // DAY_S + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
     weekly = age >= WEEKLY_AFTER_S
-    profile = s["hod"][k0]
-    expected = s["lv"] + (profile if daily else 0.0)
-    expected += s["dow"][day] if weekly else 0.0
+    profile = (1.0 - w1) * s["hod"][k0] + w1 * s["hod"][k1]
+    season_expected = s["lv"] + profile + (s["dow"][day] if weekly else 0.0)
+    expected = season_expected if daily else s["lv"]
     resid = value - expected
+    step_s = dt_s if dt_s is not None and dt_s > 0 else 0.0
     step_sd = ABS_TO_SIGMA * s["dm"]
     diff = 0.0 if last is None else (resid - s["lr"] if daily else value - last)
     if warm and step_sd > _TINY:
@@ -258,16 +264,17 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     # The spread differs by time of day (a busy hour is noisier than a
     # quiet one): a per-bin mean absolute residual, floored by a share of
     # the overall one so a bin that happened to be calm is not hair-trigger.
-    seas_sd = max(ABS_TO_SIGMA * s["had"][k0], BIN_SD_FLOOR * math.sqrt(s["sv"]))
+    seas_sd = max(ABS_TO_SIGMA * s["had"][near], BIN_SD_FLOOR * math.sqrt(s["sv"]))
     u = 0.0
-    if daily and seas_sd > _TINY:
-        u = resid / seas_sd
-        z = abs(u)
+    if daily and warm and seas_sd > _TINY:
+        z = abs(resid) / seas_sd
+        u = (resid - s["ca"]) / seas_sd
         # Where the daily profile explains most of the variance, it is the
         # better model: a value it expects is no surprise, however far it is
         # from the last hours' median.
         if s["sv"] < SEASONAL_EXPLAINS * s["lvv"]:
             level_evidence = min(level_evidence, z / Z_QUIET)
+            outranked = {"robust_z", "ewma"}
         else:
             level_evidence = max(level_evidence, z / Z_QUIET)
         score = _ramp(z, Z_QUIET, Z_FULL)
@@ -285,13 +292,14 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
                 )
             )
     elif warm and s["lvv"] > _TINY:
-        u = (value - s["lv"]) / math.sqrt(s["lvv"])
+        u = (value - s["lv"] - s["ca"]) / math.sqrt(s["lvv"])
 
     evidence = max(evidence, level_evidence)
 
     # level_shift (two-sided CUSUM on the standardised residual) ---------------
     cp = s["cp"]
     cn = s["cn"]
+    reanchor = False
     if warm and u:
         uc = max(-CUSUM_CLIP, min(CUSUM_CLIP, u))
         cp = max(0.0, cp + uc - CUSUM_K)
@@ -311,7 +319,11 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
                 )
             )
         if c >= CUSUM_H:
+            # A shift confirmed: the CUSUM measures from the new level on.
+            # It is an offset of its own, fading as the level catches up, so
+            # the level under the daily profile is not jolted.
             cp = cn = 0.0
+            reanchor = True
 
     # gap --------------------------------------------------------------------
     if warm and dt_s is not None and s["dt"]:
@@ -347,7 +359,10 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     g = math.log1p(min(evidence, EVIDENCE_CAP))
     if not learning and evidence > 0:
         # A combined score needs an explanation: some detector must fire.
-        if s["gn"] >= EVIDENCE_MIN and any(f.score > 0 for f in findings):
+        # (Not one of the detectors the daily profile outranks.)
+        if s["gn"] >= EVIDENCE_MIN and any(
+            f.score > 0 and f.detector not in outranked for f in findings
+        ):
             raw = _ramp(g - s["gq"], G_QUIET, G_FULL)
             if any(f.detector == "counter" for f in findings):
                 raw = 1.0
@@ -357,13 +372,11 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
                 combined = raw
                 s["pk"] = raw
                 s["pa"] = 0
-        # The usual evidence: an EWMA mean and spread of log(1 + evidence),
-        # and a running estimate of its EVIDENCE_QUANTILE (stochastic
-        # approximation, steps scaled by the spread).
-        a = max(1.0 / (s["gn"] + 1), EVIDENCE_ALPHA)
-        d = g - s["gm"]
-        s["gm"] += a * d
-        s["gv"] = (1 - a) * (s["gv"] + a * d * d)
+        # The usual evidence: a running estimate of the EVIDENCE_QUANTILE of
+        # log(1 + evidence) by stochastic approximation (each reading moves
+        # it up by QUANTILE_RATE * q or down by QUANTILE_RATE * (1 - q), so
+        # it settles where a share 1 - q of the readings lies above it). It
+        # starts at the largest of the first EVIDENCE_MIN values.
         if s["gn"] < EVIDENCE_MIN:
             s["gq"] = max(s["gq"], g)
         else:
@@ -379,6 +392,11 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     x = value
     if flagged and warm:
         x = min(max(value, band[0]), band[1])
+    # The profile is clipped to its own band: the rolling median's band is
+    # too narrow for a series that swings through its daily cycle.
+    xs = value
+    if flagged and daily and warm:
+        xs = min(max(value, expected - Z_QUIET * seas_sd), expected + Z_QUIET * seas_sd)
     if s["t0"] is None:
         s["t0"] = ts_s
     if dt_s is not None and dt_s > 0:
@@ -399,31 +417,37 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
             s["dm"] += ar * (
                 min(abs(diff), 4 * step_sd if warm else abs(diff)) - s["dm"]
             )
-        step_s = dt_s if dt_s is not None and dt_s > 0 else 0.0
         al = max(1.0 / (n + 1), min(1.0, step_s / LEVEL_TAU_S))
         d = x - s["lv"]
         s["lv"] += al * d
         s["lvv"] = (1 - al) * (s["lvv"] + al * d * d)
+        s["ca"] -= al * s["ca"]
     hod = list(s["hod"])
+    if reanchor:
+        s["ca"] = value - expected
+        s["em"] = value
     hn = list(s["hn"])
-    hn[k0] = min(hn[k0] + 1, 99)
-    ap = max(1.0 / hn[k0], PROFILE_ALPHA)
-    hod[k0] = _q(hod[k0] + ap * (x - s["lv"] - profile))
+    hn[near] = min(hn[near] + 1, 99)
+    ap = max(1.0 / hn[near], PROFILE_ALPHA)
+    err = xs - s["lv"] - profile
+    hod[k0] = _q(hod[k0] + ap * (1.0 - w1) * err)
+    hod[k1] = _q(hod[k1] + ap * w1 * err)
     s["hod"] = hod
     s["hn"] = hn
-    r = x - expected
+    # The residual statistics are learned from the first reading, so that
+    # the profile's spread is known by the time the profile is used.
+    r = xs - season_expected
+    av = max(1.0 / (n + 1), SEASON_VAR_ALPHA)
+    s["sv"] = (1 - av) * s["sv"] + av * r * r
+    had = list(s["had"])
+    dev = min(abs(r), 4.0 * seas_sd) if daily else abs(r)
+    had[near] = _q(had[near] + ap * (dev - had[near]))
+    s["had"] = had
     if daily:
-        av = SEASON_VAR_ALPHA
-        s["sv"] = (1 - av) * s["sv"] + av * r * r
-        had = list(s["had"])
-        had[k0] = _q(had[k0] + ap * (min(abs(r), 4.0 * seas_sd) - had[k0]))
-        s["had"] = had
-        if weekly:
-            dow = list(s["dow"])
-            dow[day] = _q(dow[day] + WEEK_ALPHA * (r - dow[day]))
-            s["dow"] = dow
-    else:
-        s["sv"] = s["ev"]
+        dow = list(s["dow"])
+        r_day = r + (s["dow"][day] if weekly else 0.0)
+        dow[day] = _q(dow[day] + WEEK_ALPHA * (r_day - dow[day]))
+        s["dow"] = dow
 
     s.update(
         n=n + 1,

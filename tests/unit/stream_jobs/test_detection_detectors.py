@@ -1,0 +1,199 @@
+"""Each detector on a small synthetic series whose answer is known by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from riskwatch.contracts import Metric
+from stream_jobs.detection import engine
+from stream_jobs.detectors import new_state, score_value
+
+T0_NS = 1_764_720_000 * 1_000_000_000  # a midnight, UTC
+S = 1_000_000_000
+DAY_S = 86_400
+
+
+def run(values, interval_s=60, metric=Metric.TEMPERATURE_C, times_s=None):
+    if times_s is None:
+        times_s = np.arange(len(values)) * interval_s
+    state = new_state()
+    results = []
+    for value, t in zip(values, times_s, strict=True):
+        state, scored = score_value(state, metric, float(value), T0_NS + int(t) * S)
+        results.append(scored)
+    return state, results
+
+
+def flagged(results, detector):
+    return [
+        i
+        for i, r in enumerate(results)
+        if any(f.detector == detector and f.score > 0 for f in r.findings)
+    ]
+
+
+def calm(n, seed=1, level=20.0, spread=0.5):
+    return np.random.default_rng(seed).normal(level, spread, n)
+
+
+# Spike -----------------------------------------------------------------------
+
+
+def test_a_spike_is_the_top_score_of_the_series_at_its_index():
+    values = calm(400)
+    values[300] = 30.0  # 20 standard deviations
+    _, results = run(values)
+    scores = [r.score for r in results]
+    assert int(np.argmax(scores)) == 300
+    assert scores[300] == 1.0
+    assert 300 in flagged(results, "robust_z")
+    # One spike, one report: the refractory period keeps the next readings
+    # quiet even though the rolling statistics still remember it.
+    assert max(scores[301:]) < 1.0
+
+
+def test_a_step_between_readings_is_a_rate_of_change():
+    # A calm ramp (steps of 0.1 +- 0.01) then one step of 5.
+    steps = np.random.default_rng(4).normal(0.1, 0.01, 200)
+    steps[150] = 5.0
+    _, results = run(np.cumsum(steps))
+    assert 150 in flagged(results, "rate_of_change")
+    finding = next(f for f in results[150].findings if f.detector == "rate_of_change")
+    assert finding.observed == pytest.approx(5.0)
+
+
+# Level shift -------------------------------------------------------------------
+
+
+def test_a_level_shift_is_confirmed_within_three_readings():
+    # 10 standard deviations up at 300. The standardised residual is clipped
+    # at 4, so the CUSUM gains 4 - 0.5 = 3.5 a reading: 3.5, 7.0, 10.5 ...
+    # reaching half the decision interval (where its score starts) at the
+    # reading CUSUM_H / 2 / 3.5 rounds up to.
+    values = calm(400)
+    values[300:] += 5.0
+    _, results = run(values)
+    first = flagged(results, "level_shift")[0]
+    expected = 300 + math.ceil(engine.CUSUM_H / 2 / 3.5) - 1
+    assert first == expected
+    assert first - 300 <= 3
+    finding = next(f for f in results[first].findings if f.detector == "level_shift")
+    assert "up" in finding.detail
+    assert results[300].score == 1.0  # the jump itself is reported at once
+
+
+def test_after_a_confirmed_shift_the_new_level_is_quiet():
+    values = calm(1_000)
+    values[300:] += 5.0
+    _, results = run(values)
+    shifts = flagged(results, "level_shift")
+    assert shifts
+    assert max(shifts) < 330  # no stream of shift reports at the new level
+
+
+# Stuck -------------------------------------------------------------------------
+
+
+def stuck_score_at(results, i):
+    return next(f.score for f in results[i].findings if f.detector == "stuck")
+
+
+def test_stuck_score_depends_on_how_often_the_series_repeats_itself():
+    # Readings 200..239 are flat; the run reaches STUCK_MIN_READINGS at 211.
+    at = 200 + engine.STUCK_MIN_READINGS - 1
+    _, results = run([*calm(200), *[20.5] * 40], interval_s=600)
+    # A series that never repeated: a 12-reading run is very unlikely.
+    assert stuck_score_at(results, at) == 1.0
+
+    # Whole degrees of a calm 20: repeats itself about half the time, so a
+    # 12-reading run happens by chance now and then and scores lower.
+    coarse = np.round(calm(200, spread=0.6))
+    _, results = run([*coarse, *[20.5] * 40], interval_s=600)
+    assert 0.0 < stuck_score_at(results, at) < 1.0
+
+
+# Seasonal ----------------------------------------------------------------------
+
+
+def daily(days, interval_s, seed=0, noise=0.5):
+    n = int(days * DAY_S / interval_s)
+    t = np.arange(n) * interval_s
+    rng = np.random.default_rng(seed)
+    return 50 + 10 * np.sin(2 * np.pi * t / DAY_S) + rng.normal(0, noise, n), t
+
+
+@pytest.mark.parametrize("interval_s", [300, 900, 3_600])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_nothing_on_pure_seasonal_data_after_the_learning_period(interval_s, seed):
+    # Learning: the daily profile starts after DAILY_AFTER_S (2 days); one more
+    # day lets the profile settle before the check.
+    values, t = daily(12, interval_s, seed)
+    _, results = run(values, times_s=t)
+    settled = t >= engine.DAILY_AFTER_S + DAY_S
+    after = [r for r, ok in zip(results, settled, strict=True) if ok]
+    assert max(r.score for r in after) == 0.0
+    strong = {f.detector for r in after for f in r.findings if f.score >= 0.25}
+    assert strong == set()
+
+
+def test_a_missing_daily_peak_is_reported_when_it_starts():
+    values, t = daily(8, 900)
+    # On day 6, the morning rise stalls 10 below the usual values.
+    day6 = (t >= 6 * DAY_S + 3 * 3600) & (t < 6 * DAY_S + 9 * 3600)
+    values[day6] -= 10.0
+    _, results = run(values, times_s=t)
+    first = int(np.argmax(day6))
+    assert results[first].score > 0.9
+    # Readings of the quiet days before score nothing.
+    assert max(r.score for r in results[first - 96 : first]) == 0.0
+    # And the sustained part is explained against the daily profile.
+    explained = flagged(results, "level_shift") + flagged(results, "seasonal")
+    assert any(day6[i] for i in explained)
+
+
+# Gap and counter -----------------------------------------------------------------
+
+
+def test_a_long_silence_is_a_gap():
+    times = list(np.arange(100) * 60)
+    times.append(times[-1] + 3_600)  # 60 usual intervals
+    _, results = run(calm(101), times_s=times)
+    assert flagged(results, "gap") == [100]
+    gap = next(f for f in results[100].findings if f.detector == "gap")
+    assert gap.observed == 3_600.0
+    assert gap.expected == pytest.approx(60.0)
+
+
+def test_a_negative_rate_of_a_counter_is_flagged():
+    values = [*calm(100, level=3.0, spread=0.1), -1.0]
+    _, results = run(values, metric=Metric.ENERGY_KWH)
+    assert flagged(results, "counter") == [100]
+    assert results[100].score == 1.0
+    # The same value of an instant metric is only unusual, not impossible.
+    _, results = run(values, metric=Metric.TEMPERATURE_C)
+    assert flagged(results, "counter") == []
+
+
+# EWMA against a numpy oracle -------------------------------------------------------
+
+
+def test_ewma_mean_and_variance_match_numpy_at_every_step():
+    values = calm(300, seed=9)
+    state = new_state()
+    for i, value in enumerate(values):
+        state, scored = score_value(state, Metric.TEMPERATURE_C, value, T0_NS + i * S)
+        assert scored.score == 0.0  # nothing flagged, nothing clipped
+        # The oracle: weights of an EWMA whose rate is 1/(k+1) until it
+        # reaches EWMA_ALPHA (a plain mean at first), from numpy.
+        prefix = values[: i + 1]
+        rates = np.maximum(1.0 / (np.arange(len(prefix)) + 1), engine.EWMA_ALPHA)
+        weights = np.array(
+            [rates[k] * np.prod(1 - rates[k + 1 :]) for k in range(len(prefix))]
+        )
+        mean = float(weights @ prefix)
+        assert state["em"] == pytest.approx(mean, rel=1e-9)
+    # The variance recursion converges to the weighted variance around the
+    # running mean; check it against numpy's variance of the last readings.
+    tail = values[-100:]
+    assert math.sqrt(state["ev"]) == pytest.approx(float(np.std(tail)), rel=0.35)
