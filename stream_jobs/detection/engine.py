@@ -76,11 +76,16 @@ G_FULL = 0.25  # ... and this far (28 % more evidence), 1
 REFRACTORY_READINGS = 200  # quiet after a reported peak, unless it escalates
 SAME_ALPHA = 0.01  # memory of how often the value repeats (~100 readings)
 
+# The layout of the state; bump it when keys are added so stored states are
+# completed on their next reading.
+STATE_VERSION = 2
+
 _TINY = 1e-9
 
 
 def new_state() -> dict[str, Any]:
     return {
+        "v": STATE_VERSION,
         "n": 0,
         "last_ts": None,
         "window": [],
@@ -133,7 +138,10 @@ def _median_mad(values: list[float]) -> tuple[float, float]:
 def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     state: dict[str, Any], metric: Metric, value: float, ts_ns: int
 ) -> tuple[dict[str, Any], float, bool, list[Finding]]:
-    s = dict(state)
+    # States stored by an older version (in the worker's changelog table)
+    # gain the keys they lack instead of failing the reading.
+    s = dict(state) if state.get("v") == STATE_VERSION else {**new_state(), **state}
+    s["v"] = STATE_VERSION
     n = s["n"]
     learning = n < LEARNING_READINGS
     findings: list[Finding] = []

@@ -133,3 +133,20 @@ def test_scores_stay_in_the_unit_interval(values, gaps, metric):
             # Every non-zero score comes with its explanation.
             assert any(f.score > 0 for f in scored.findings)
     assert json.loads(json.dumps(state)) == state
+
+
+def test_a_state_stored_by_the_first_version_is_completed_not_fatal():
+    # What the worker's table held before the detectors grew (version 1).
+    old = {
+        "n": 200,
+        "last_ts": T0_NS,
+        "window": [20.0, 20.5, 19.5] * 32,
+        "run": 1,
+        "run_start": T0_NS,
+        "last_value": 20.0,
+    }
+    state, scored = score_value(old, Metric.TEMPERATURE_C, 35.0, T0_NS + 60 * S)
+    assert state["n"] == 201
+    assert set(new_state()) <= set(state)
+    assert [f.detector for f in scored.findings if f.score > 0] == ["robust_z"]
+    assert json.loads(json.dumps(state)) == state
