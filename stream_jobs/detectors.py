@@ -55,10 +55,13 @@ variance, the level evidence is the smaller of the rolling-median and profile
 views (a value the profile expects is no surprise, however far from the last
 hours' median). The reading's evidence, log(1 + e), is compared with the
 series' own running 99.5th percentile of it, so one threshold suits series
-of any noise; the excess maps to [0, 1]. Anomaly benchmarks and operators
-alike want a short, early spike when something new happens, not a plateau
-for as long as a state lasts, so a score is reported only when it exceeds the
-last reported peak, which is forgotten after ``REFRACTORY_READINGS`` readings.
+of any noise; the excess maps to [0, 1]. That is scaled by corroboration:
+one detector alone earns a third, three independent views agreeing earn it
+all (on the NAB subset, single-detector reports were mostly false).
+Anomaly benchmarks and operators alike want a short, early spike when
+something new happens, not a plateau for as long as a state lasts, so a score
+is reported only when it exceeds the last reported peak, which is forgotten
+after ``REFRACTORY_READINGS`` readings.
 A non-zero score always comes with a finding that explains it.
 
 Missing values: a non-finite value (NaN, inf) is not learned; it scores 0

@@ -74,6 +74,7 @@ EVIDENCE_CAP = 50.0  # a floored spread can give any z; beyond this, all alike
 G_QUIET = 0.0  # log-evidence this far above the usual worst scores 0 ...
 G_FULL = 0.25  # ... and this far (28 % more evidence), 1
 REFRACTORY_READINGS = 200  # quiet after a reported peak, unless it escalates
+CORROBORATION = 3.0  # detectors that must agree for a full score
 SAME_ALPHA = 0.01  # memory of how often the value repeats (~100 readings)
 
 # The layout of the state; bump it when keys are added so stored states are
@@ -372,6 +373,10 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
             f.score > 0 and f.detector not in outranked for f in findings
         ):
             raw = _ramp(g - s["gq"], G_QUIET, G_FULL)
+            # Corroboration: one detector alone (of those warmed up) earns a
+            # share of the score; independent views agreeing earn all of it.
+            fired = {f.detector for f in findings if f.score > 0} - outranked
+            raw *= min(1.0, len(fired) / (CORROBORATION if warm else 1.0))
             if any(f.detector == "counter" for f in findings):
                 raw = 1.0
             # Refractory: after reporting a peak, stay quiet for
