@@ -55,7 +55,7 @@ class Counters:
     produce_retries: int = 0
     acked: int = 0
     ack_skipped: int = 0
-    overflow: int = 0
+    backpressure: int = 0  # messages that arrived while the queue was full
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -103,18 +103,23 @@ class Gateway:
             settings.receive_maximum + 100
         )
 
-    # Called on the event loop (via call_soon_threadsafe from paho's thread).
-    def deliver(self, message: Inbound) -> None:
-        try:
-            self._incoming.put_nowait(message)
-            self._unsettled += 1
-        except asyncio.QueueFull:
-            # Not acknowledged, so the broker redelivers it after a reconnect.
-            self.counters.overflow += 1
+    async def deliver(self, message: Inbound) -> None:
+        """Hand a message over; waits while the queue is full.
+
+        The MQTT adapter waits for this on paho's thread, so a full queue
+        stops paho reading the socket and the broker holds further messages:
+        back-pressure, never a dropped message. (Mosquitto 2.0.11 was seen
+        sending more unacknowledged messages than our Receive Maximum.)
+        """
+        if self._incoming.full():
+            self.counters.backpressure += 1
             log.warning(
-                "gateway queue full, message left unacknowledged topic=%s",
+                "gateway queue full, holding the broker back topic=%s queued=%s",
                 message.topic,
+                self._incoming.qsize(),
             )
+        self._unsettled += 1
+        await self._incoming.put(message)
 
     async def run(self) -> None:
         """Run intake and acker until cancelled."""

@@ -16,11 +16,13 @@ the gateway's queue.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -61,12 +63,13 @@ class MqttSubscriber:
         topic_filter: str,
         session_expiry_s: int,
         receive_maximum: int,
-        deliver: Callable[[Inbound], None],
+        deliver: Callable[[Inbound], Coroutine[Any, Any, None]],
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._host, self._port = host, port
         self._filter = topic_filter
         self._deliver = deliver
+        self._stopping = False
         self._loop = loop
         self._generation = 0
         self._lock = threading.Lock()
@@ -98,6 +101,7 @@ class MqttSubscriber:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -192,6 +196,17 @@ class MqttSubscriber:
                 received_ns=time.time_ns(),
                 generation=self._generation,
             )
-            self._loop.call_soon_threadsafe(self._deliver, inbound)
+            # Blocking paho's thread here is the back-pressure: while the
+            # gateway's queue is full, paho stops reading and the broker keeps
+            # the messages. Waits in short steps so that stop() is not held up.
+            future = asyncio.run_coroutine_threadsafe(
+                self._deliver(inbound), self._loop
+            )
+            while not self._stopping:
+                try:
+                    future.result(timeout=1.0)
+                    break
+                except concurrent.futures.TimeoutError:
+                    continue
         except Exception:
             log.exception("mqtt on_message failed topic=%s", getattr(msg, "topic", "?"))

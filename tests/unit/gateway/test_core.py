@@ -67,7 +67,7 @@ class Harness:
         async def main():
             task = asyncio.create_task(self.gateway.run())
             for m in messages:
-                self.gateway.deliver(m)
+                await self.gateway.deliver(m)
             if until is None:
                 await asyncio.wait_for(self.gateway.drain(), 5)
             else:
@@ -284,13 +284,29 @@ def test_redelivered_and_retained_messages_are_counted():
     assert [r.retained for r in records] == [False, True]
 
 
-def test_overflow_leaves_the_message_unacknowledged():
+def test_full_queue_holds_the_sender_back_and_loses_nothing():
     h = Harness(receive_maximum=1)
     gw = h.gateway
+    messages = [_msg(_good(float(i)), mid=i) for i in range(300)]
 
     async def main():
-        for i in range(200):
-            gw.deliver(_msg(_good(), mid=i))
+        sender = asyncio.create_task(_send_all(gw, messages))
+        await asyncio.sleep(0.05)
+        # The queue holds receive_maximum + 100 and the gateway is not
+        # running yet: the sender is waiting, nothing was dropped.
+        assert not sender.done()
+        assert gw.counters.backpressure >= 1
+        runner = asyncio.create_task(gw.run())
+        await asyncio.wait_for(sender, 5)
+        await asyncio.wait_for(gw.drain(), 5)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
     asyncio.run(main())
-    assert gw.counters.overflow == 200 - 101
+    assert h.acked == list(range(300))
+    assert len(h.sink.records) == 300
+
+
+async def _send_all(gw, messages):
+    for m in messages:
+        await gw.deliver(m)
