@@ -30,6 +30,7 @@ from stream_jobs.bench.harness import default_jobs, format_table, run_benchmark
 from stream_jobs.bench.replay import format_warning, replay_series, write_rows
 from stream_jobs.bench.scenarios import ScenarioConfig, format_report, run_scenarios
 from stream_jobs.bench.series import read_series
+from stream_jobs.bench.throughput import format_throughput, measure_throughput
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
@@ -241,3 +242,42 @@ def scenarios(
         progress=lambda line: click.echo(line, err=True),
     )
     click.echo(format_report(report))
+
+
+@bench.command()
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=10_000,
+    help="Devices in the fleet (one series each).",
+)
+@click.option(
+    "--readings-per-device",
+    type=click.IntRange(min=1),
+    default=20,
+    help="Timed readings per device.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=600,
+    help="Untimed readings the template series learn before the timing.",
+)
+def detectors(devices: int, readings_per_device: int, warmup: int) -> None:
+    """Measure scoring throughput (readings/s, one core) of the stream
+    detector for a fleet of many devices, and the state size per device.
+
+    Calls stream_jobs.detectors.score_value once per reading, with state kept
+    as dicts and again with the JSON round trip of the Faust table; prints
+    the mean and largest JSON state per device. A benchmark: nothing fails
+    when the target is not met.
+    """
+    started = time.monotonic()
+    results = measure_throughput(
+        devices,
+        readings_per_device,
+        warmup=warmup,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(format_throughput(results, target=100_000))
+    click.echo(f"wall_s={time.monotonic() - started:.1f}")
