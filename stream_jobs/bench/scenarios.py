@@ -39,7 +39,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from alert_rules import WarningRecord
@@ -133,6 +133,8 @@ class MatchResult:
     kinds: dict[str, KindResult]
     rules: dict[str, RuleResult]
     device_days: float
+    # False warnings per (rule, metric): where the noise comes from.
+    false_by: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def events(self) -> int:
@@ -210,6 +212,7 @@ def match_warnings(
     # Keyed by position: a TruthEvent holds a dict and does not hash.
     delays: dict[int, float] = {}
     rules: dict[str, list[int]] = {}
+    false_by: dict[tuple[str, str], int] = {}
     for warning in warnings:
         if warning.detection_s < scored_from_s:
             continue
@@ -219,6 +222,9 @@ def match_warnings(
         counts = rules.setdefault(warning.rule_id, [0, 0])
         counts[0] += 1
         counts[1] += bool(hits)
+        if not hits:
+            where = (warning.rule_id, warning.metric.value)
+            false_by[where] = false_by.get(where, 0) + 1
         for i in hits:
             delay = warning.detection_s - scored[i].start_s
             delays[i] = min(delay, delays.get(i, math.inf))
@@ -231,6 +237,7 @@ def match_warnings(
         kinds=kinds,
         rules={r: RuleResult(r, n, m) for r, (n, m) in sorted(rules.items())},
         device_days=device_days,
+        false_by=dict(sorted(false_by.items(), key=lambda item: -item[1])),
     )
 
 
@@ -468,6 +475,13 @@ def format_report(report: ScenarioReport) -> str:
             f"{result.false_warnings:>6} "
             f"{result.false_per_100_device_days:>11.2f} {run.elapsed_s:>9.1f}"
         )
+    lines += [
+        "",
+        "false warnings on the anomaly-free fleet by rule and metric",
+        f"{'rule':<32} {'metric':<20} {'false':>6}",
+    ]
+    for (rule_id, metric), count in clean.false_by.items():
+        lines.append(f"{rule_id:<32} {metric:<20} {count:>6}")
     lines += [
         "",
         "targets (issue 4): recall >= 0.95, precision >= 0.95, "

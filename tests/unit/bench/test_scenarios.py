@@ -83,6 +83,11 @@ def test_match_worked_example():
         1,
     )
     assert rules["stuck-sensor"].precision == 0.0
+    assert result.false_by == {
+        ("spike-or-drop", "temperature_c"): 2,
+        ("spike-or-drop", "energy_kwh"): 1,
+        ("stuck-sensor", "pressure_mpa"): 1,
+    }
 
 
 def test_grace_zero_misses_a_warning_after_the_end():
@@ -153,4 +158,5 @@ def test_scenarios_command_on_a_tiny_fleet():
     assert "median_delay_min" in result.stdout
     assert "anomaly-free" in result.stdout
     assert "false/100dd" in result.stdout
+    assert "by rule and metric" in result.stdout
     assert "labelled fleet: devices=" in result.stderr
