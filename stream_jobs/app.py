@@ -184,7 +184,19 @@ class StreamWorker:
         app.timer(SILENCE_SCAN_S)(self._find_silent)
         app.timer(DERIVED_FLUSH_S)(self._flush_derived)
         app.timer(STATS_S)(self._stats)
+        # faust types its receivers with a keyword-only `signal` argument that
+        # it passes in **kwargs; ours takes it there.
+        app.on_before_shutdown.connect(self._close)  # type: ignore[arg-type]
         return app
+
+    async def _close(self, app: faust.App, **kwargs: object) -> None:
+        """Close the HTTP sessions (webhook, InfluxDB) before the loop ends."""
+        await self.webhook.close()
+        if self._writer is not None:
+            await self._writer.close()
+        log.info(
+            "worker closed %s", " ".join(f"{k}={v}" for k, v in self.counters.items())
+        )
 
     # Agents ---------------------------------------------------------------
 
