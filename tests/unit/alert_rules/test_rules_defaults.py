@@ -37,6 +37,19 @@ SCENARIOS = {
             for m in range(60)
         ],
     ),
+    "consumption-jump": (
+        {},
+        "water_m3",
+        # A new level of consumption held for 40 minutes: fires after 30.
+        [(m, 50.0, {"score": 0.9, "findings": [_robust(0.9)]}) for m in range(41)],
+        # Bursts of 10 minutes (a tap opened, a batch started): never.
+        [
+            (m, 50.0, {"score": 0.9, "findings": [_robust(0.9)]})
+            if m % 20 < 10
+            else (m, 5.0, {"score": 0.1, "findings": [_robust(0.1)]})
+            for m in range(60)
+        ],
+    ),
     "stuck-sensor": (
         {},
         "pressure_mpa",
