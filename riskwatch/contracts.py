@@ -18,10 +18,11 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -33,6 +34,7 @@ from pydantic import (
     field_validator,
 )
 
+T = TypeVar("T", bound=Hashable)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 NS_PER_S = 1_000_000_000
@@ -238,12 +240,24 @@ class TelemetryPayload(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _one_value_per_metric(cls, metrics: list[MetricValue]) -> list[MetricValue]:
-        seen: set[Metric] = set()
-        for item in metrics:
-            if item.metric in seen:
-                raise ValueError(f"metric {item.metric.value} appears twice")
-            seen.add(item.metric)
+        twice = first_repeat(item.metric for item in metrics)
+        if twice is not None:
+            raise ValueError(f"metric {twice.value} appears twice")
         return metrics
+
+
+def first_repeat(items: Iterable[T]) -> T | None:
+    """The first item that was already seen, else None.
+
+    >>> first_repeat(["a", "b", "a", "b"]), first_repeat([1, 2])
+    ('a', None)
+    """
+    seen: set[T] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 @dataclass(frozen=True)

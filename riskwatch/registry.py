@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from riskwatch.contracts import ID_PATTERN, Metric
+from riskwatch.contracts import ID_PATTERN, Metric, first_repeat
 from riskwatch.errors import ConfigError
 
 
@@ -147,11 +147,9 @@ class Registry(_Model):
     @field_validator("enterprises")
     @classmethod
     def _unique_ids(cls, enterprises: list[Enterprise]) -> list[Enterprise]:
-        seen: set[str] = set()
-        for enterprise in enterprises:
-            if enterprise.id in seen:
-                raise ValueError(f"enterprise id {enterprise.id!r} appears twice")
-            seen.add(enterprise.id)
+        twice = first_repeat(e.id for e in enterprises)
+        if twice is not None:
+            raise ValueError(f"enterprise id {twice!r} appears twice")
         return enterprises
 
     def by_id(self) -> dict[str, Enterprise]:
