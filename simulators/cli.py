@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from riskwatch.contracts import Metric
 from riskwatch.errors import ConfigError
@@ -193,6 +194,26 @@ def simulate(
     default=None,
     help="Replay only the first N rows.",
 )
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Publish nothing: score the file with the worker's detectors and "
+    "rules and print per-reading scores and warnings (riskwatch bench replay).",
+)
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --offline: rule folder; default: the rules shipped with riskwatch.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --offline: write the per-reading scores here instead of stdout.",
+)
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -204,13 +225,41 @@ def replay(
     column: str,
     speedup: float,
     limit: int | None,
+    offline: bool,
+    rules_dir: Path | None,
+    out_file: Path | None,
 ) -> None:
     """Publish a CSV series (timestamp + value column) as one device's metric.
 
     Timestamps without an offset are UTC. The whole series is shifted by
     whole seconds so that its last point lands at about now, never later;
     the shift is printed so that labelled windows can be mapped likewise.
+
+    With --offline nothing is published: each row goes through the code the
+    Faust scoring agent runs (detectors, then rules) and the per-reading
+    scores and the warnings the rules would raise are printed.
     """
+    if offline:
+        if limit is not None or speedup:
+            raise click.UsageError("--limit and --speedup apply only when publishing")
+        # The offline path lives with the stream jobs whose code it runs.
+        from stream_jobs.bench.cli import replay as score_offline  # noqa: PLC0415
+
+        ctx.invoke(
+            score_offline,
+            csv_file=csv_file,
+            # Unless given, the offline reader picks the value column itself.
+            column=None
+            if ctx.get_parameter_source("column") is ParameterSource.DEFAULT
+            else column,
+            metric=metric,
+            rules_dir=rules_dir,
+            device=device,
+            out_file=out_file,
+        )
+        return
+    if rules_dir is not None or out_file is not None:
+        raise click.UsageError("--rules and --out apply only with --offline")
     series = read_series(csv_file, column=column, limit=limit)
     result = run_replay(
         series,

@@ -1,4 +1,5 @@
-"""``riskwatch bench replay``: a CSV series through the worker's scoring path."""
+"""``riskwatch bench replay`` (also ``riskwatch replay --offline``): a CSV series
+through the worker's scoring path."""
 
 import csv
 import math
@@ -111,14 +112,19 @@ def test_bad_input_names_the_line(tmp_path):
     assert timestamp_ns("2014-04-01 00:00:00") == 1396310400 * 10**9
 
 
+OFFLINE_COMMANDS = [("bench", "replay"), ("replay", "--offline")]
+
+
+@pytest.mark.parametrize("command", OFFLINE_COMMANDS)
 def test_bench_replay_writes_scores_and_prints_warnings(
-    series_csv, hot_rules, tmp_path
+    series_csv, hot_rules, tmp_path, command
 ):
     out = tmp_path / "scores.csv"
     result = CliRunner().invoke(
         cli,
         [
-            *("bench", "replay", str(series_csv), "--column", "value"),
+            *command,
+            *(str(series_csv), "--column", "value"),
             *("--rules", str(hot_rules), "--out", str(out)),
         ],
     )
@@ -132,8 +138,9 @@ def test_bench_replay_writes_scores_and_prints_warnings(
     assert rows[HOT_ROW]["value"] == "150.000"
 
 
-def test_bench_replay_prints_csv_on_stdout_without_out(series_csv):
-    result = CliRunner().invoke(cli, ["bench", "replay", str(series_csv)])
+@pytest.mark.parametrize("command", OFFLINE_COMMANDS)
+def test_bench_replay_prints_csv_on_stdout_without_out(series_csv, command):
+    result = CliRunner().invoke(cli, [*command, str(series_csv)])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "timestamp,value,score,learning,detectors"
@@ -147,3 +154,17 @@ def test_bench_replay_of_a_missing_column_exits_1(series_csv):
     )
     assert result.exit_code == 1
     assert "BenchInputError: " in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "wrong"),
+    [
+        (["--offline", "--speedup", "10"], "--limit and --speedup"),
+        (["--offline", "--limit", "5"], "--limit and --speedup"),
+        (["--out", "scores.csv"], "--rules and --out"),
+    ],
+)
+def test_replay_refuses_options_of_the_other_mode(series_csv, args, wrong):
+    result = CliRunner().invoke(cli, ["replay", str(series_csv), *args])
+    assert result.exit_code == 2
+    assert wrong in result.output
