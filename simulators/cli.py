@@ -24,6 +24,8 @@ from simulators.publisher import Progress, run_fleet
 from simulators.receiver import DEFAULT_HOST, DEFAULT_PORT, WarningReceiver
 from simulators.replay import read_series, run_replay
 from simulators.truth import write_truth
+from stream_jobs.bench.cli import replay as score_offline
+from stream_jobs.bench.cli import rules_dir_option, scores_out_option
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
@@ -200,20 +202,8 @@ def simulate(
     help="Publish nothing: score the file with the worker's detectors and "
     "rules and print per-reading scores and warnings (riskwatch bench replay).",
 )
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="With --offline: rule folder; default: the rules shipped with riskwatch.",
-)
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="With --offline: write the per-reading scores here instead of stdout.",
-)
+@rules_dir_option
+@scores_out_option
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -242,9 +232,6 @@ def replay(
     if offline:
         if limit is not None or speedup:
             raise click.UsageError("--limit and --speedup apply only when publishing")
-        # The offline path lives with the stream jobs whose code it runs.
-        from stream_jobs.bench.cli import replay as score_offline  # noqa: PLC0415
-
         ctx.invoke(
             score_offline,
             csv_file=csv_file,

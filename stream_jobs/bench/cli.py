@@ -93,6 +93,23 @@ def nab(
     click.echo(f"wall_s={time.monotonic() - started:.1f} jobs={jobs} results={out_dir}")
 
 
+# Shared with ``riskwatch replay --offline``, which runs the command below.
+rules_dir_option = click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Rule folder; default: the rules shipped with riskwatch.",
+)
+scores_out_option = click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the per-reading scores here instead of stdout.",
+)
+
+
 @bench.command()
 @click.argument(
     "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -108,25 +125,13 @@ def nab(
     default=Metric.TEMPERATURE_C.value,
     help="What the values measure (counters are scored as rates).",
 )
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Rule folder; default: the rules shipped with riskwatch.",
-)
+@rules_dir_option
 @click.option(
     "--device",
     default="replay",
     help="Device id written on the warnings.",
 )
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the per-reading scores here instead of stdout.",
-)
+@scores_out_option
 @click.pass_context
 def replay(
     ctx: click.Context,
