@@ -74,6 +74,18 @@ def up(ctx: click.Context, names: tuple[str, ...]) -> None:
 @services.command()
 @_names
 @click.pass_context
+def install(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Install (once) the services' software without starting anything.
+
+    On a fresh machine this downloads Kafka and builds InfluxDB (minutes);
+    afterwards it only checks the caches. `up` does it too when needed.
+    """
+    Stack(settings_of(ctx), report=click.echo).install(names)
+
+
+@services.command()
+@_names
+@click.pass_context
 def down(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Stop the services that `up` started (by their pid files)."""
     Stack(settings_of(ctx), report=click.echo).down(names)

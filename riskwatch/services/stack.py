@@ -37,6 +37,18 @@ class Stack:
             )
         return [s for n, s in self.services.items() if n in wanted]
 
+    def install(self, names: Iterable[str] = ()) -> None:
+        """Install (or build) the named services' software without starting it.
+
+        The slow part of a first ``up`` on a fresh machine; cached, so a
+        second call only checks the caches.
+        """
+        services = self.select(names)
+        with folder_lock(self.settings.run_dir, self._waiting):
+            for service in services:
+                service.install()
+                self.report(f"{service.name}: installed")
+
     def up(self, names: Iterable[str] = ()) -> None:
         """Start the named services in order, under the run folder's lock."""
         services = self.select(names)

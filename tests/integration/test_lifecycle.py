@@ -61,6 +61,11 @@ def other_stack(tmp_path, monkeypatch, stack):
 
 def test_up_twice_is_a_no_op_and_down_leaves_nothing_running(other_stack):
     env, settings = other_stack
+    install = riskwatch("services", "install", env=env)
+    for name in ("mosquitto", "kafka", "influxdb"):
+        assert f"{name}: installed" in install.stdout
+    assert _our_processes(settings.run_dir) == []
+
     first = riskwatch("services", "up", env=env)
     assert "starting on" in first.stdout
 
