@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import click
 from riskwatch.clictx import settings_of
 from riskwatch.demo import DemoError, DemoPlan, run_demo
 
-_DEFAULT_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+# The shared NAB subset sits beside the checkout (``../shared/data/nab``);
+# RISKWATCH_NAB_DIR points elsewhere, e.g. for a clone in another folder.
+DEFAULT_NAB = Path(
+    os.environ.get("RISKWATCH_NAB_DIR")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+)
 
 
 @click.command()
@@ -18,7 +24,7 @@ _DEFAULT_NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
     "--nab",
     "nab_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=_DEFAULT_NAB,
+    default=DEFAULT_NAB,
     help="NAB-layout data folder (the replayed series and combined_windows.json).",
 )
 @click.option(

@@ -5,18 +5,16 @@ import queue
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from riskwatch.contracts import Metric, parse_payload
+from riskwatch.demo_cli import DEFAULT_NAB
 from riskwatch.registry import load_registry
 from simulators.cli import sample_registry_path
 from simulators.fleet import generate_fleet, select_enterprises
 from simulators.publisher import connect_simulator, run_fleet
 from simulators.replay import read_series, run_replay
 
-NAB = Path(
-    "/work/shared/data/nab/realKnownCause/machine_temperature_system_failure.csv"
-)
+NAB = DEFAULT_NAB / "realKnownCause" / "machine_temperature_system_failure.csv"
 
 
 def _drain(probe, expected, timeout_s=30.0):

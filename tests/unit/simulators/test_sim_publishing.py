@@ -3,11 +3,11 @@
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from riskwatch.contracts import Metric, parse_payload
+from riskwatch.demo_cli import DEFAULT_NAB
 from riskwatch.registry import load_registry
 from simulators.cli import sample_registry_path
 from simulators.errors import PublishError, ReplayInputError
@@ -16,9 +16,7 @@ from simulators.publisher import publish_fleet, publish_readings
 from simulators.readings import Reading
 from simulators.replay import read_series, replay, time_shift
 
-NAB = Path(
-    "/work/shared/data/nab/realKnownCause/machine_temperature_system_failure.csv"
-)
+NAB = DEFAULT_NAB / "realKnownCause" / "machine_temperature_system_failure.csv"
 ROOT = "riskwatch/v1"
 
 
