@@ -85,10 +85,20 @@ async def _acknowledged(topic: str, future: asyncio.Future[object]) -> None:
         ) from exc
 
 
-class MemorySink:
-    """Records kept in a list; can be told to fail, for tests."""
+# aiokafka's default max_request_size: a larger record fails at once, and no
+# retry helps (MessageSizeTooLargeError is not retriable).
+KAFKA_MAX_RECORD_BYTES = 1_048_576
 
-    def __init__(self) -> None:
+
+class MemorySink:
+    """Records kept in a list; can be told to fail, for tests.
+
+    Like the Kafka producer, it refuses a record larger than
+    ``max_record_bytes`` with a non-retryable error.
+    """
+
+    def __init__(self, max_record_bytes: int = KAFKA_MAX_RECORD_BYTES) -> None:
+        self.max_record_bytes = max_record_bytes
         self.records: list[tuple[str, bytes, bytes]] = []
         self.fail_next: list[SinkError] = []
         self.fail_topics: dict[str, SinkError] = {}
@@ -103,6 +113,12 @@ class MemorySink:
         error = self.fail_topics.get(topic) or (
             self.fail_next.pop(0) if self.fail_next else None
         )
+        if error is None and len(key) + len(value) > self.max_record_bytes:
+            error = SinkError(
+                f"produce to {topic} failed: record of {len(key) + len(value)} "
+                f"bytes exceeds max_request_size {self.max_record_bytes}",
+                retryable=False,
+            )
 
         async def result() -> None:
             await asyncio.sleep(0)

@@ -16,6 +16,7 @@ Wire formats:
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import re
 from collections.abc import Hashable, Iterable
@@ -382,8 +383,23 @@ def record_key(enterprise: str, device: str) -> bytes:
     return f"{enterprise}/{device}".encode()
 
 
+DEAD_LETTER_KEEP_BYTES = 512 * 1024
+"""At most this much of a rejected payload is kept in its dead letter.
+
+A payload rejected for its size can be far larger than a Kafka record may
+be (1 MiB by default); its dead letter keeps the first bytes, the size and a
+SHA-256 digest instead of failing to be produced. 512 KiB is about 700 KB in
+base64, which leaves room for the rest of the record.
+"""
+
+
 class DeadLetter(BaseModel):
-    """A message riskwatch could not accept, kept with the reason."""
+    """A message riskwatch could not accept, kept with the reason.
+
+    ``payload_b64`` holds the payload, or its first ``DEAD_LETTER_KEEP_BYTES``
+    when ``truncated``; ``payload_bytes`` and ``payload_sha256`` always
+    describe the whole payload as it arrived.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -393,6 +409,9 @@ class DeadLetter(BaseModel):
     field: str
     reason: str
     payload_b64: str
+    payload_bytes: int | None = None
+    payload_sha256: str | None = None
+    truncated: bool = False
     received_ns: int
     stage: str  # which component rejected it, e.g. "gateway"
 
@@ -407,17 +426,22 @@ class DeadLetter(BaseModel):
         received_ns: int,
         stage: str,
     ) -> DeadLetter:
+        kept = payload[:DEAD_LETTER_KEEP_BYTES]
         return cls(
             source=source,
             topic=topic,
             field=error.field,
             reason=error.reason,
-            payload_b64=base64.b64encode(payload).decode("ascii"),
+            payload_b64=base64.b64encode(kept).decode("ascii"),
+            payload_bytes=len(payload),
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+            truncated=len(kept) < len(payload),
             received_ns=received_ns,
             stage=stage,
         )
 
     def payload(self) -> bytes:
+        """The payload as kept (its first bytes when ``truncated``)."""
         return base64.b64decode(self.payload_b64)
 
 

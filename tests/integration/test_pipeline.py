@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
-from riskwatch.contracts import Metric, telemetry_topic
+from riskwatch.contracts import DEAD_LETTER_KEEP_BYTES, Metric, telemetry_topic
 from riskwatch.demo import (
     GATEWAY_READY,
     WORKER_READY,
@@ -273,6 +273,8 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
         ("ts", "required field is missing", no_ts),
         ("ts", "in the future", ok % (ts + 7200)),
         ("payload", "exceeds the 65536 limit", b"{" + b" " * 70000 + b"}"),
+        # Larger than a Kafka record may be: its dead letter keeps the start.
+        ("payload", "exceeds the 65536 limit", b"{" + b" " * 2_000_000 + b"}"),
         ("payload", "not UTF-8", b"\xff\xfe\xfd"),
     ]
     # Interleave: good, bad, good, bad, ...
@@ -291,7 +293,12 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
     ]
     assert len(letters) == len(bad)
     for (field, reason, payload), letter in zip(bad, letters, strict=True):
-        assert (letter.field, letter.payload()) == (field, payload)
+        kept = payload[:DEAD_LETTER_KEEP_BYTES]
+        assert (letter.field, letter.payload()) == (field, kept)
+        assert (letter.payload_bytes, letter.truncated) == (
+            len(payload),
+            len(kept) < len(payload),
+        )
         assert reason in letter.reason
     assert len(pipeline.stored(device)) == len(good)
 

@@ -1,4 +1,5 @@
 import asyncio
+import hashlib
 import json
 
 import pytest
@@ -180,6 +181,34 @@ def test_rejections_go_to_dead_letter_with_field_and_reason(
     ]
     assert [r.metrics[0].value for r in good] == [1.0, 3.0]
     assert h.acked == [1, 2, 3]
+
+
+def test_oversized_payload_is_dead_lettered_truncated_with_size_and_digest():
+    # Larger than a Kafka record may be: kept in part, never held forever.
+    huge = b'{"ts": 1764725000, "metrics": [' + b" " * 2_000_000 + b"]}"
+    h = Harness()
+    h.run([_msg(_good(1.0), mid=1), _msg(huge, mid=2), _msg(_good(3.0), mid=3)])
+    assert h.topics() == [READINGS, DEAD_LETTER, READINGS]
+    [letter] = h.dead_letters()
+    assert letter.field == "payload"
+    assert "exceeds the 65536 limit" in letter.reason
+    assert letter.truncated
+    assert letter.payload_bytes == len(huge)
+    assert letter.payload_sha256 == hashlib.sha256(huge).hexdigest()
+    assert letter.payload() == huge[: len(letter.payload())]
+    assert 0 < len(letter.payload()) < len(huge)
+    assert h.acked == [1, 2, 3]
+    c = h.gateway.counters
+    assert (c.produced, c.dead_lettered, c.acked) == (2, 1, 3)
+
+
+def test_small_rejected_payload_is_kept_whole():
+    h = Harness()
+    h.run([_msg(b"not json", mid=1)])
+    [letter] = h.dead_letters()
+    assert not letter.truncated
+    assert letter.payload() == b"not json"
+    assert letter.payload_bytes == 8
 
 
 def test_malformed_topic_is_dead_lettered():
