@@ -54,6 +54,7 @@ from stream_jobs.processing import Rules, process_reading, silence
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.storage import (
     InfluxWriter,
+    PointsRefused,
     PointWriter,
     warning_point,
 )
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 SILENCE_SCAN_S = 10.0
 DERIVED_FLUSH_S = 1.0
 DERIVED_BUFFER_MAX = 50_000
+# Points per write: a flush stays well inside its one-second period.
+DERIVED_WRITE_MAX = 5_000
 STATS_S = 30.0
 
 
@@ -121,6 +124,7 @@ class StreamWorker:
             "warnings": 0,
             "rejected": 0,
             "derived_dropped": 0,
+            "derived_refused": 0,
             "delivered": 0,
         }
         self.app = self._build_app()
@@ -281,15 +285,32 @@ class StreamWorker:
                 await self.silences.send(key=key, value=str(wall_ns).encode())
 
     async def _flush_derived(self) -> None:
-        if not self.derived:
-            return
-        batch = self.derived[:]
-        try:
-            await self.writer.write(batch)
-        except Exception as exc:  # noqa: BLE001 - kept for the next flush
-            log.warning("derived points write failed points=%s: %r", len(batch), exc)
-            return
-        del self.derived[: len(batch)]
+        """Write the scores and rates buffered since the last flush.
+
+        A write InfluxDB refuses for good is dropped and counted; any other
+        failure keeps the points for the next flush.
+        """
+        while self.derived:
+            batch = self.derived[:DERIVED_WRITE_MAX]
+            try:
+                await self.writer.write(batch)
+            except PointsRefused as exc:
+                self.counters["derived_refused"] += exc.points
+                log.error(  # noqa: TRY400 - a refusal, not a crash: no traceback
+                    "influxdb refused derived points=%s status=%s: %s",
+                    exc.points,
+                    exc.status,
+                    exc,
+                )
+            except Exception as exc:  # noqa: BLE001 - kept for the next flush
+                log.warning(
+                    "derived points write failed points=%s, kept for the next "
+                    "flush: %r",
+                    len(batch),
+                    exc,
+                )
+                return
+            del self.derived[: len(batch)]
 
     async def _stats(self) -> None:
         log.info(

@@ -25,11 +25,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
 from riskwatch.contracts import ReadingRecord
+from riskwatch.errors import RiskwatchError
 from riskwatch.registry import Enterprise
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,30 @@ def derived_point(
     return point
 
 
+class PointsRefused(RiskwatchError):
+    """InfluxDB refused a write for good (HTTP 4xx other than 429), e.g.
+    points older than the bucket's retention: writing it again would fail
+    again, so the caller drops it rather than retry and block what follows.
+    On a partial write (422) InfluxDB has kept the points it could."""
+
+    def __init__(self, status: int, message: str, points: int) -> None:
+        super().__init__(
+            f"InfluxDB refused {points} point(s), HTTP {status}: {message}"
+        )
+        self.status = status
+        self.points = points
+
+
 class PointWriter(Protocol):
-    async def write(self, points: Sequence[Point]) -> None: ...
+    async def write(self, points: Sequence[Point]) -> None:
+        """Write ``points``.
+
+        Raises:
+            PointsRefused: InfluxDB refused them for good.
+            Exception: anything else (connection, timeout, 5xx) may pass if
+                tried again.
+        """
+        ...
 
     async def close(self) -> None: ...
 
@@ -97,20 +121,31 @@ class InfluxWriter:
         self._bucket = bucket
 
     async def write(self, points: Sequence[Point]) -> None:
-        if points:
+        if not points:
+            return
+        try:
             await self._api.write(bucket=self._bucket, record=list(points))
+        except InfluxDBError as exc:
+            status = exc.response.status if exc.response is not None else None
+            if status is not None and 400 <= status < 500 and status != 429:
+                raise PointsRefused(status, str(exc.message), len(points)) from exc
+            raise
 
     async def close(self) -> None:
         await self._client.close()
 
 
 class MemoryWriter:
-    """Points kept as line protocol, for tests."""
+    """Points kept as line protocol, for tests; ``fail`` makes the next
+    writes raise the given errors, one each."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.fail: list[Exception] = []
 
     async def write(self, points: Sequence[Point]) -> None:
+        if self.fail:
+            raise self.fail.pop(0)
         self.lines.extend(p.to_line_protocol() for p in points)
 
     async def close(self) -> None:

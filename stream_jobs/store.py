@@ -26,7 +26,7 @@ from influxdb_client.client.write.point import Point
 
 from riskwatch.contracts import ReadingRecord
 from riskwatch.registry import Enterprise
-from stream_jobs.storage import PointWriter, reading_points
+from stream_jobs.storage import PointsRefused, PointWriter, reading_points
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +110,18 @@ class ReadingStore:
             attempt += 1
             try:
                 await self._writer().write(points)
-            except InfluxDBError as exc:
-                status = exc.response.status if exc.response is not None else None
-                if status is not None and 400 <= status < 500 and status != 429:
-                    # InfluxDB refuses these points for good (e.g. older than
-                    # the bucket's retention): retrying would stop the
-                    # pipeline for every device behind them.
-                    self.refused += len(points)
-                    log.error(  # noqa: TRY400 - a refusal, not a crash: no traceback
-                        "influxdb refused points=%s status=%s: %s",
-                        len(points),
-                        status,
-                        exc.message,
-                    )
-                    return
-                await self._wait(attempt, len(points), exc)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except PointsRefused as exc:
+                # Retrying would stop the pipeline for every device behind
+                # these points.
+                self.refused += exc.points
+                log.error(  # noqa: TRY400 - a refusal, not a crash: no traceback
+                    "influxdb refused readings points=%s status=%s: %s",
+                    exc.points,
+                    exc.status,
+                    exc,
+                )
+                return
+            except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 await self._wait(attempt, len(points), exc)
             else:
                 return
