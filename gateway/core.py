@@ -31,6 +31,7 @@ from riskwatch.contracts import (
     PayloadError,
     ReadingRecord,
     parse_payload,
+    parse_status,
     parse_topic,
     to_json_bytes,
 )
@@ -175,6 +176,7 @@ class Gateway:
     def _convert(self, message: Inbound) -> tuple[str, bytes, bytes]:
         address = parse_topic(message.topic, self.topic_root)
         if address.kind == "status":
+            parse_status(message.payload)
             raise _StatusMessage
         payload = parse_payload(
             message.payload,

@@ -295,6 +295,33 @@ def status_topic(root: str, enterprise: str, device: str) -> str:
     return f"{root.rstrip('/')}/{enterprise}/{device}/status"
 
 
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+def parse_status(raw: bytes) -> bytes | None:
+    """Validate a status message body: ``online`` or ``offline``.
+
+    Returns:
+        The status, or None for an empty body (MQTT's way of clearing a
+        retained message, which says nothing about the device).
+
+    Raises:
+        PayloadError: anything else, with field ``payload``.
+
+    >>> parse_status(b"offline")
+    b'offline'
+    """
+    if raw in (ONLINE, OFFLINE):
+        return raw
+    if not raw:
+        return None
+    shown = raw[:40].decode("utf-8", errors="replace")
+    raise PayloadError(
+        "payload", f"status must be 'online' or 'offline', got {shown!r}"
+    )
+
+
 def parse_payload(
     raw: bytes,
     *,

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from riskwatch.contracts import status_topic
+from riskwatch.contracts import OFFLINE, ONLINE, status_topic
 from riskwatch.errors import ConfigError
 from riskwatch.services.mosquitto import Mosquitto
 from riskwatch.settings import Settings
@@ -33,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
-
-ONLINE = b"online"
-OFFLINE = b"offline"
 
 
 class Transport(Protocol):

@@ -25,12 +25,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from riskwatch.contracts import Metric, status_topic
+from riskwatch.contracts import OFFLINE, ONLINE, Metric, status_topic
 from riskwatch.settings import Settings
 from simulators.errors import ReplayInputError
 from simulators.publisher import (
-    OFFLINE,
-    ONLINE,
     Progress,
     Transport,
     connect_simulator,

@@ -25,7 +25,12 @@ from pathlib import Path
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
-from riskwatch.contracts import DEAD_LETTER_KEEP_BYTES, Metric, telemetry_topic
+from riskwatch.contracts import (
+    DEAD_LETTER_KEEP_BYTES,
+    Metric,
+    status_topic,
+    telemetry_topic,
+)
 from riskwatch.demo import (
     GATEWAY_READY,
     WORKER_READY,
@@ -282,15 +287,16 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
     for i in range(max(len(good), len(bad))):
         stream += good[i : i + 1] + [payload for *_, payload in bad[i : i + 1]]
     baselines = pipeline.baselines()
+    status = status_topic("riskwatch/v1", ENTERPRISE, device)
+    pipeline.publish(status, [b"online", b"blah"])
     pipeline.publish(topic, stream)
     pipeline.wait_processed(baselines)
-    letters = [
-        x
-        for x in asyncio.run(
-            read_dead_letters(pipeline.settings.kafka.bootstrap, baselines[DEAD_LETTER])
-        )
-        if x.topic == topic
-    ]
+    every = asyncio.run(
+        read_dead_letters(pipeline.settings.kafka.bootstrap, baselines[DEAD_LETTER])
+    )
+    [bad_status] = [x for x in every if x.topic == status]
+    assert (bad_status.field, bad_status.payload()) == ("payload", b"blah")
+    letters = [x for x in every if x.topic == topic]
     assert len(letters) == len(bad)
     for (field, reason, payload), letter in zip(bad, letters, strict=True):
         kept = payload[:DEAD_LETTER_KEEP_BYTES]

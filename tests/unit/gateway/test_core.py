@@ -211,6 +211,25 @@ def test_small_rejected_payload_is_kept_whole():
     assert letter.payload_bytes == 8
 
 
+@pytest.mark.parametrize("body", [b"blah", b'{"online": true}', b"ONLINE"])
+def test_a_status_other_than_online_or_offline_is_dead_lettered(body):
+    h = Harness()
+    h.run([_msg(body, topic=f"{ROOT}/E001/PT-101/status", mid=4)])
+    [letter] = h.dead_letters()
+    assert letter.field == "payload"
+    assert "status must be 'online' or 'offline'" in letter.reason
+    assert letter.payload() == body
+    assert h.acked == [4]
+    assert h.gateway.counters.status_messages == 0
+
+
+def test_an_empty_status_clearing_a_retained_message_is_acked_quietly():
+    h = Harness()
+    h.run([_msg(b"", topic=f"{ROOT}/E001/PT-101/status", mid=6)])
+    assert h.sink.records == []
+    assert h.acked == [6]
+
+
 def test_malformed_topic_is_dead_lettered():
     h = Harness()
     h.run([_msg(_good(), topic=f"{ROOT}/E001/telemetry")])
