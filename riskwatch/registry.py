@@ -101,6 +101,14 @@ class Device(_Model):
     metrics: list[Metric] = Field(min_length=1)
     description: str = ""
 
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: list[Metric]) -> list[Metric]:
+        twice = first_repeat(metrics)
+        if twice is not None:
+            raise ValueError(f"metric {twice.value!r} appears twice")
+        return metrics
+
 
 class Enterprise(_Model):
     id: str = Field(pattern=ID_PATTERN)
@@ -117,6 +125,16 @@ class Enterprise(_Model):
     shutdown_orders: list[ShutdownOrder] = Field(default_factory=list)
     officer: GridOfficer
     devices: list[Device] = Field(default_factory=list)
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_devices(cls, devices: list[Device]) -> list[Device]:
+        # Readings are keyed by enterprise and device: two entries with one
+        # id would be one device with two descriptions.
+        twice = first_repeat(d.id for d in devices)
+        if twice is not None:
+            raise ValueError(f"device id {twice!r} appears twice")
+        return devices
 
     @field_validator("timezone")
     @classmethod
@@ -169,6 +187,10 @@ def load_registry(path: Path) -> Registry:
         raise ConfigError(f"{path}: no such registry file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(
+            f"{path}: the file is empty; expected a mapping with 'enterprises'"
+        )
     try:
         return Registry.model_validate(data)
     except ValidationError as exc:
@@ -190,5 +212,10 @@ def _describe_errors(path: Path, data: object, exc: ValidationError) -> str:
             field = ".".join(str(p) for p in loc[2:]) or "(the entry)"
             where = f"enterprise #{index} ({ident}) field {field}"
         message = err["msg"].removeprefix("Value error, ")
+        given = err.get("input")
+        if isinstance(given, str | int | float) and not isinstance(given, bool):
+            shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+            if shown not in message:
+                message += f" (got {shown})"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
