@@ -23,7 +23,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,7 +35,6 @@ from pydantic import (
     field_validator,
 )
 
-T = TypeVar("T", bound=Hashable)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
 NS_PER_S = 1_000_000_000
@@ -241,24 +240,23 @@ class TelemetryPayload(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _one_value_per_metric(cls, metrics: list[MetricValue]) -> list[MetricValue]:
-        twice = first_repeat(item.metric for item in metrics)
-        if twice is not None:
-            raise ValueError(f"metric {twice.value} appears twice")
+        require_unique((item.metric for item in metrics), "metric")
         return metrics
 
 
-def first_repeat(items: Iterable[T]) -> T | None:
-    """The first item that was already seen, else None.
+def require_unique(items: Iterable[Hashable], what: str) -> None:
+    """Raise ValueError naming the first item that appears twice.
 
-    >>> first_repeat(["a", "b", "a", "b"]), first_repeat([1, 2])
-    ('a', None)
+    >>> require_unique(["a", "b", "a"], "device id")
+    Traceback (most recent call last):
+    ...
+    ValueError: device id a appears twice
     """
-    seen: set[T] = set()
+    seen: set[Hashable] = set()
     for item in items:
         if item in seen:
-            return item
+            raise ValueError(f"{what} {item} appears twice")
         seen.add(item)
-    return None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from riskwatch.contracts import ID_PATTERN, Metric, first_repeat
+from riskwatch.contracts import ID_PATTERN, Metric, require_unique
 from riskwatch.errors import ConfigError
 
 
@@ -104,9 +104,7 @@ class Device(_Model):
     @field_validator("metrics")
     @classmethod
     def _unique_metrics(cls, metrics: list[Metric]) -> list[Metric]:
-        twice = first_repeat(metrics)
-        if twice is not None:
-            raise ValueError(f"metric {twice.value!r} appears twice")
+        require_unique(metrics, "metric")
         return metrics
 
 
@@ -131,9 +129,7 @@ class Enterprise(_Model):
     def _unique_devices(cls, devices: list[Device]) -> list[Device]:
         # Readings are keyed by enterprise and device: two entries with one
         # id would be one device with two descriptions.
-        twice = first_repeat(d.id for d in devices)
-        if twice is not None:
-            raise ValueError(f"device id {twice!r} appears twice")
+        require_unique((d.id for d in devices), "device id")
         return devices
 
     @field_validator("timezone")
@@ -165,9 +161,7 @@ class Registry(_Model):
     @field_validator("enterprises")
     @classmethod
     def _unique_ids(cls, enterprises: list[Enterprise]) -> list[Enterprise]:
-        twice = first_repeat(e.id for e in enterprises)
-        if twice is not None:
-            raise ValueError(f"enterprise id {twice!r} appears twice")
+        require_unique((e.id for e in enterprises), "enterprise id")
         return enterprises
 
     def by_id(self) -> dict[str, Enterprise]:

@@ -50,7 +50,7 @@ BAD = [
                 )
             ]
         },
-        "enterprise #0 (E001) field devices: device id 'EM-01' appears twice",
+        "enterprise #0 (E001) field devices: device id EM-01 appears twice",
     ),
     (
         "duplicate metric",
@@ -61,12 +61,12 @@ BAD = [
                 )
             ]
         },
-        "enterprise #0 (E001) field devices.0.metrics: metric 'power_kw' appears twice",
+        "enterprise #0 (E001) field devices.0.metrics: metric power_kw appears twice",
     ),
     (
         "duplicate enterprise",
         {"enterprises": [_enterprise(), _enterprise()]},
-        "enterprise id 'E001' appears twice",
+        "enterprise id E001 appears twice",
     ),
     (
         "unknown industry",
