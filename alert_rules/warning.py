@@ -139,6 +139,19 @@ class WarningRecord(_Record):
             )
         return self
 
+    @property
+    def version(self) -> int:
+        """Which published version this is: 1 for the opening, then one more
+        per status transition (the history grows by one entry each time)."""
+        return len(self.history)
+
+    @property
+    def version_id(self) -> str:
+        """Stable id of this version, the same on every retry and restart:
+        the CloudEvent ``id`` and the CAP ``identifier`` (no spaces, commas,
+        ``<`` or ``&``, as CAP requires)."""
+        return version_id(self.id, self.version)
+
     def to_json(self) -> str:
         """The record as JSON text."""
         return self.model_dump_json()
@@ -163,3 +176,12 @@ def warning_id(rule_id: str, subject: str, start_ns: int) -> str:
     """
     digest = hashlib.sha256(f"{rule_id}|{subject}|{start_ns}".encode()).hexdigest()
     return f"rw-{digest[:24]}"
+
+
+def version_id(warning: str, version: int) -> str:
+    """The id of version ``version`` (1-based) of warning ``warning``.
+
+    >>> version_id("rw-706553cb95a39a10dafcff51", 2)
+    'rw-706553cb95a39a10dafcff51.v2'
+    """
+    return f"{warning}.v{version}"

@@ -45,6 +45,7 @@ from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.secrets import SecretStore
 from riskwatch.services import Stack
 from riskwatch.settings import Settings
+from riskwatch.signing import signing_secret
 from riskwatch.timeouts import Deadline
 from riskwatch.topics import DEAD_LETTER, READINGS, WARNINGS
 from simulators.fleet import generate_fleet, select_enterprises, window_ending_now
@@ -468,7 +469,11 @@ def warning_receiver(
     host_port = url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     receiver = WarningReceiver(
-        host, int(port), out=folder / "warnings.jsonl", echo=echo
+        host,
+        int(port),
+        secret=signing_secret(settings),
+        out=folder / "warnings.jsonl",
+        echo=echo,
     )
     loop = asyncio.new_event_loop()
     started = threading.Event()

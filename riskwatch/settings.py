@@ -162,11 +162,34 @@ class WorkerSettings(_Section):
 
 
 class PlatformSettings(_Section):
-    """The supervision platform that receives warnings by HTTP POST."""
+    """The supervision platform that receives warnings by HTTP POST.
+
+    Each warning version is POSTed as a signed CloudEvent (see
+    :mod:`stream_jobs.delivery` and :mod:`riskwatch.signing`).
+
+    Attributes:
+        webhook_url: where to POST; None delivers nothing.
+        timeout_s: per attempt, connecting included.
+        max_attempts: attempts per event before it is dead-lettered.
+        sender_id: this riskwatch instance as CAP ``sender`` and (as
+            ``urn:riskwatch:<sender_id>``) CloudEvents ``source``; CAP forbids
+            spaces, commas, ``<`` and ``&`` in it, so the authority's name
+            travels in CAP ``senderName`` and in the record instead.
+        signing_secret: HMAC key shared with the platform; None generates one
+            into ``<run_dir>/secrets/platform-signing-secret``.
+        fallback_file: JSONL file, relative to ``run_dir`` unless absolute,
+            that events still undelivered after ``max_attempts`` are appended
+            to, for an operator to pass on by another channel.
+    """
 
     webhook_url: str | None = "http://127.0.0.1:8787/warnings"
     timeout_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
+    sender_id: str = Field(
+        default="riskwatch.local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+    )
+    signing_secret: SecretStr | None = None
+    fallback_file: Path = Path("undelivered-warnings.jsonl")
 
 
 class Settings(BaseSettings):

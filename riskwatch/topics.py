@@ -15,6 +15,7 @@ READINGS = "riskwatch.readings.v1"
 DEAD_LETTER = "riskwatch.dead-letter.v1"
 ANOMALIES = "riskwatch.anomalies.v1"
 WARNINGS = "riskwatch.warnings.v1"
+WARNINGS_UNDELIVERED = "riskwatch.warnings.undelivered.v1"
 ENTERPRISES = "riskwatch.registry.enterprises.v1"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
@@ -46,6 +47,9 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(ANOMALIES, default, retention_ms=4 * _WEEK_MS),
         # Warnings are the office's case records: never expired by Kafka.
         TopicSpec(WARNINGS, default, retention_ms=-1),
+        # Warnings the platform never acknowledged, kept until re-delivered
+        # by hand: each is a case the office may not know about.
+        TopicSpec(WARNINGS_UNDELIVERED, default, retention_ms=-1),
         # Keyed state: the latest record per enterprise id is the registry.
         TopicSpec(ENTERPRISES, 1, compacted=True),
     ]

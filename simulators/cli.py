@@ -19,6 +19,7 @@ from riskwatch.contracts import Metric
 from riskwatch.errors import ConfigError
 from riskwatch.registry import load_registry
 from riskwatch.settings import Settings, load_settings
+from riskwatch.signing import signing_secret
 from simulators.fleet import generate_fleet, select_enterprises, window_ending_now
 from simulators.publisher import Progress, run_fleet
 from simulators.receiver import DEFAULT_HOST, DEFAULT_PORT, WarningReceiver
@@ -275,14 +276,19 @@ def replay(
     default=Path("warnings.jsonl"),
     help="JSONL file every received warning is appended to.",
 )
-def receiver(host: str, port: int, out: Path) -> None:
+@click.pass_context
+def receiver(ctx: click.Context, host: str, port: int, out: Path) -> None:
     """Run a stand-in supervision platform that receives warnings.
 
-    POST /warnings takes a JSON object (answers 202, or 400 if the body is not
-    one), GET /warnings lists those received, GET /health answers ok. Stop
+    POST /warnings takes a warning as a signed CloudEvent, as the worker sends
+    it (answers 202 with a receipt, 200 again for an event already received,
+    401 for a missing or wrong signature, 400 for anything else); GET /warnings
+    lists those received, GET /health answers ok. The signing secret is
+    platform.signing_secret, else the one generated in the run folder. Stop
     with Ctrl-C.
     """
-    server = WarningReceiver(host, port, out=out, echo=click.echo)
+    secret = signing_secret(_settings(ctx))
+    server = WarningReceiver(host, port, secret=secret, out=out, echo=click.echo)
 
     async def main() -> None:
         url = await server.start()

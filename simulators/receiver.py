@@ -1,9 +1,23 @@
 """A stand-in for the supervision platform: receives warnings by HTTP POST.
 
-``POST /warnings`` takes any JSON object, appends it to a JSONL file (when one
-is given), prints one line about it and answers 202. ``GET /warnings`` lists
-what was received (the most recent ``keep`` of them); ``GET /health`` answers
-``{"status": "ok"}``.
+``POST /warnings`` takes a warning version as a signed CloudEvent, the way
+riskwatch sends it (:mod:`stream_jobs.delivery`):
+
+1. the signature headers are checked (:func:`riskwatch.signing.verify`); a
+   missing, stale or wrong signature is answered 401 and counted in
+   ``unauthorized``;
+2. the body must be a CloudEvent 1.0 (structured or binary mode) whose data
+   is a :class:`WarningRecord`, else 400 (``rejected``);
+3. an event seen before (same ``source`` and ``id``) is acknowledged again,
+   200 with the same receipt, but not recorded again (``duplicates``);
+4. a new one is recorded: appended to the JSONL file (when one is given),
+   one line about it printed, and answered 202 with a receipt
+   ``{"reference": "SP-000001", "event": ..., "duplicate": false}``. The
+   reference is per warning: its later versions get the same one.
+
+``GET /warnings`` lists the warning records received (the most recent
+``keep`` of them); ``GET /health`` answers ``{"status": "ok", ...}`` with the
+counters.
 
 Use it in-process (``await receiver.start()`` / ``await receiver.stop()``) or
 from the CLI (``riskwatch receiver``).
@@ -13,19 +27,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import SecretStr, ValidationError
 
+from alert_rules.warning import WarningRecord
+from riskwatch.signing import SignatureError, verify
 from simulators.errors import SimulatorError
+from stream_jobs.cloudevent import EventError, from_request
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
+
+_K = TypeVar("_K")
 
 
 def describe(warning: dict[str, Any]) -> str:
@@ -67,11 +88,16 @@ class WarningReceiver:
     Args:
         host: address to listen on.
         port: TCP port; 0 picks a free one (see :attr:`url` after start).
+        secret: the signing secret shared with riskwatch
+            (:func:`riskwatch.signing.signing_secret`).
         out: JSONL file the warnings are appended to; None keeps them in
             memory only.
         echo: where the one-line summaries go (default: the log, at INFO).
-        keep: how many warnings ``GET /warnings`` returns at most; older ones
-            stay in the file only.
+        keep: how many warnings ``GET /warnings`` returns at most, and how many
+            event ids and warning references are remembered for
+            deduplication; older ones stay in the file only.
+        tolerance_s: how far a signature timestamp may be from ``clock``.
+        clock: Unix time in seconds.
     """
 
     def __init__(
@@ -79,17 +105,31 @@ class WarningReceiver:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
+        secret: SecretStr,
         out: Path | None = None,
         echo: Callable[[str], None] | None = None,
         keep: int = 10_000,
+        tolerance_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.host = host
         self.port = port
         self.out = out
+        self._secret = secret
         self._echo = echo
+        self._keep = keep
+        self._tolerance_s = tolerance_s
+        self._clock = clock
         self.warnings: deque[dict[str, Any]] = deque(maxlen=keep)
+        # Bounded like the warnings: an event older than the last `keep` ones
+        # would be recorded twice, which a stand-in may afford.
+        self._events: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._references: OrderedDict[str, str] = OrderedDict()
+        self._issued = 0
         self.received = 0
+        self.duplicates = 0
         self.rejected = 0
+        self.unauthorized = 0
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -132,18 +172,53 @@ class WarningReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-            logger.info("receiver stopped received=%d", self.received)
+            logger.info(
+                "receiver stopped received=%d duplicates=%d rejected=%d "
+                "unauthorized=%d",
+                self.received,
+                self.duplicates,
+                self.rejected,
+                self.unauthorized,
+            )
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            warning = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return self._reject(f"body is not JSON: {exc}")
-        if not isinstance(warning, dict):
-            return self._reject(
-                f"body must be a JSON object, got {type(warning).__name__}"
+            verify(
+                self._secret,
+                request.headers,
+                body,
+                now_s=self._clock(),
+                tolerance_s=self._tolerance_s,
             )
+        except SignatureError as exc:
+            self.unauthorized += 1
+            logger.warning(
+                "warning unauthorized field=%s reason=%s", exc.field, exc.reason
+            )
+            return web.json_response({"error": str(exc)}, status=401)
+        try:
+            event = from_request(request.headers, body)
+        except EventError as exc:
+            return self._reject(str(exc))
+        data = event.get_data()
+        try:
+            record = WarningRecord.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, err["loc"])) or "data"
+            return self._reject(f"data is not a warning record: {where}: {err['msg']}")
+        key = (event.get_source(), event.get_id())
+        if key in self._events:
+            self.duplicates += 1
+            logger.info("warning duplicate event=%s id=%s", key[1], record.id)
+            return self._receipt(key, duplicate=True, status=200)
+        self._remember(self._events, key, self._reference_of(record.id))
+        assert isinstance(data, dict)  # noqa: S101 - validated as a record above
+        self._record(data)
+        return self._receipt(key, duplicate=False, status=202)
+
+    def _record(self, warning: dict[str, Any]) -> None:
         self.warnings.append(warning)
         self.received += 1
         if self.out is not None:
@@ -154,7 +229,30 @@ class WarningReceiver:
         if self._echo is not None:
             self._echo(summary)
         logger.info("%s", summary)
-        return web.json_response({"accepted": True}, status=202)
+
+    def _reference_of(self, warning: str) -> str:
+        """The platform's reference for a warning, made on its first event."""
+        reference = self._references.get(warning)
+        if reference is None:
+            self._issued += 1
+            reference = f"SP-{self._issued:06d}"
+            self._remember(self._references, warning, reference)
+        return reference
+
+    def _remember(self, table: OrderedDict[_K, str], key: _K, value: str) -> None:
+        table[key] = value
+        while len(table) > self._keep:
+            table.popitem(last=False)
+
+    def _receipt(
+        self, key: tuple[str, str], *, duplicate: bool, status: int
+    ) -> web.Response:
+        answer = {
+            "reference": self._events[key],
+            "event": key[1],
+            "duplicate": duplicate,
+        }
+        return web.json_response(answer, status=status)
 
     def _reject(self, message: str) -> web.Response:
         self.rejected += 1
@@ -165,4 +263,12 @@ class WarningReceiver:
         return web.json_response(list(self.warnings))
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "received": self.received})
+        return web.json_response(
+            {
+                "status": "ok",
+                "received": self.received,
+                "duplicates": self.duplicates,
+                "rejected": self.rejected,
+                "unauthorized": self.unauthorized,
+            }
+        )

@@ -29,16 +29,15 @@ partitions, and the table partitions with them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel, ValidationError
 
-from alert_rules import RuleEngine, load_rules
+from alert_rules import RuleEngine, WarningRecord, load_rules
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -48,7 +47,14 @@ from riskwatch.contracts import (
 )
 from riskwatch.secrets import SecretStore
 from riskwatch.settings import Settings
-from riskwatch.topics import ANOMALIES, DEAD_LETTER, READINGS, WARNINGS
+from riskwatch.signing import signing_secret
+from riskwatch.topics import (
+    ANOMALIES,
+    DEAD_LETTER,
+    READINGS,
+    WARNINGS,
+    WARNINGS_UNDELIVERED,
+)
 from stream_jobs.delivery import WebhookClient
 from stream_jobs.processing import Rules, process_reading, silence
 from stream_jobs.registry_view import RegistryView
@@ -69,10 +75,17 @@ DERIVED_BUFFER_MAX = 50_000
 DERIVED_WRITE_MAX = 5_000
 STATS_S = 30.0
 
+_M = TypeVar("_M", bound=BaseModel)
+
 
 def parse_record(value: bytes) -> ReadingRecord | PayloadError:
+    return parse_as(ReadingRecord, value)
+
+
+def parse_as(model: type[_M], value: bytes) -> _M | PayloadError:
+    """Parse a record of ``model``; its first problem as a PayloadError."""
     try:
-        return ReadingRecord.model_validate_json(value)
+        return model.model_validate_json(value)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         return PayloadError(".".join(map(str, err["loc"])) or "record", err["msg"])
@@ -116,7 +129,12 @@ class StreamWorker:
             linger_s=w.influx_flush_s,
             offset_reset=w.offset_reset,
         )
-        self.webhook = WebhookClient(settings.platform)
+        self.webhook = WebhookClient(
+            settings.platform,
+            secret=signing_secret(settings),
+            fallback=settings.run_dir / settings.platform.fallback_file,
+            dead_letter=self._send_undelivered,
+        )
         self.derived: list[Any] = []
         self.counters = {
             "scored": 0,
@@ -126,6 +144,8 @@ class StreamWorker:
             "derived_dropped": 0,
             "derived_refused": 0,
             "delivered": 0,
+            "receipts": 0,
+            "undelivered": 0,
         }
         self.app = self._build_app()
 
@@ -170,6 +190,7 @@ class StreamWorker:
         self.anomalies = topic(ANOMALIES)
         self.warnings = topic(WARNINGS)
         self.dead_letter = topic(DEAD_LETTER)
+        self.undelivered = topic(WARNINGS_UNDELIVERED)
         self.silences = topic(
             f"{w.app_id}-silence", partitions=partitions, internal=True
         )
@@ -266,14 +287,37 @@ class StreamWorker:
 
     async def _deliver(self, stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
-            try:
-                body = json.loads(value)
-            except ValueError:
-                log.exception("undecodable record on %s skipped", WARNINGS)
+            record = parse_as(WarningRecord, value)
+            if isinstance(record, PayloadError):
+                await self._reject(value, record, topic=WARNINGS)
                 continue
-            await self.writer.write([warning_point(body)])
-            if await self.webhook.post(body):
-                self.counters["delivered"] += 1
+            data = record.model_dump(mode="json")
+            await self.writer.write([warning_point(data)])
+            receipt = await self.webhook.post(record)
+            if receipt is None:
+                if self.settings.platform.webhook_url:
+                    self.counters["undelivered"] += 1
+                continue
+            self.counters["delivered"] += 1
+            if receipt.reference is None:
+                continue
+            self.counters["receipts"] += 1
+            # The same point again with the platform's reference: InfluxDB
+            # merges it into the one written above (same tags and time).
+            try:
+                await self.writer.write(
+                    [warning_point({**data, "platform_reference": receipt.reference})]
+                )
+            except Exception as exc:  # noqa: BLE001 - delivered; only the note is lost
+                log.warning(
+                    "platform reference not stored warning=%s reference=%s: %r",
+                    record.id,
+                    receipt.reference,
+                    exc,
+                )
+
+    async def _send_undelivered(self, key: bytes, value: bytes) -> None:
+        await self.undelivered.send(key=key, value=value)
 
     # Timers ---------------------------------------------------------------
 
@@ -323,17 +367,19 @@ class StreamWorker:
 
     # Helpers --------------------------------------------------------------
 
-    async def _reject(self, value: bytes, error: PayloadError) -> None:
+    async def _reject(
+        self, value: bytes, error: PayloadError, *, topic: str = READINGS
+    ) -> None:
         self.counters["rejected"] += 1
         log.warning(
             "record rejected topic=%s field=%s reason=%s",
-            READINGS,
+            topic,
             error.field,
             error.reason,
         )
         letter = DeadLetter.of(
-            source=f"kafka:{READINGS}",
-            topic=READINGS,
+            source=f"kafka:{topic}",
+            topic=topic,
             error=error,
             payload=value,
             received_ns=time.time_ns(),

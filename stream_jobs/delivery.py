@@ -1,94 +1,288 @@
-"""Delivery of warnings to the supervision platform by HTTP POST (JSON).
+"""Delivery of warnings to the supervision platform: signed CloudEvents by POST.
 
-Retries with exponential backoff (tenacity) on connection errors, timeouts and
-5xx/429 answers; a 4xx answer is the platform refusing this warning, which a
-retry would not change. A warning that still fails after ``max_attempts`` is
-logged at ERROR with its id and left on the warnings topic, where it stays
-(that topic is never expired) for a later re-delivery.
+Each warning version is POSTed as a CloudEvent in structured JSON mode
+(:mod:`stream_jobs.cloudevent`), signed with HMAC-SHA256 (:mod:`riskwatch.signing`)
+and carrying ``Idempotency-Key: <event id>``, so a platform that sees the same
+event twice (a retry after a lost answer, a worker restart) can record it once.
+
+Connection errors, timeouts and 5xx/429 answers are retried with exponential
+backoff and full jitter (tenacity's ``wait_random_exponential``: attempt n waits
+a uniform time in [0, min(30, 0.5 * 2**(n-1))] s), so workers that lost the
+platform together do not all come back at the same instant. A 4xx answer is
+the platform refusing this event, which a retry would not change.
+
+An event that was refused, or still fails after ``max_attempts``, is
+*undelivered*: it is produced with its reason to the undelivered-warnings topic
+(:data:`riskwatch.topics.WARNINGS_UNDELIVERED`, as a
+:class:`riskwatch.contracts.DeadLetter` whose payload is the exact event body)
+and appended to the fallback JSONL file (``platform.fallback_file``), from where
+an operator passes it on by another channel.
+
+The platform's 2xx answer may carry a receipt, ``{"reference": "..."}``, its
+own reference for the warning; :meth:`WebhookClient.post` returns it in a
+:class:`Receipt` and logs it at INFO.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential,
+    wait_random_exponential,
 )
 
+from alert_rules.warning import WarningRecord
+from riskwatch.contracts import DeadLetter, PayloadError, to_json_bytes
 from riskwatch.settings import PlatformSettings
+from riskwatch.signing import signed_headers
+from riskwatch.topics import WARNINGS
+from stream_jobs.cloudevent import source_of, to_http
 
 log = logging.getLogger(__name__)
+
+BACKOFF_S = 0.5  # the first retry waits up to this long
+BACKOFF_MAX_S = 30.0  # no wait is longer than this
+
+DeadLetterSink = Callable[[bytes, bytes], Awaitable[None]]
+"""Produces ``(key, value)`` to the undelivered-warnings topic."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The platform's answer to one delivered event.
+
+    Attributes:
+        warning: the warning id.
+        event: the CloudEvent id (the warning version).
+        status: the HTTP status (2xx).
+        reference: the platform's reference for the warning, when its answer
+            was a JSON object with a string ``reference``; else None.
+        attempts: how many POSTs it took.
+    """
+
+    warning: str
+    event: str
+    status: int
+    reference: str | None
+    attempts: int
 
 
 class _Retryable(Exception):
     pass
 
 
+class _Refused(Exception):
+    pass
+
+
 class WebhookClient:
-    def __init__(self, settings: PlatformSettings) -> None:
+    """Delivers warning versions to ``settings.webhook_url``.
+
+    Args:
+        settings: the platform settings (URL, timeout, attempts, sender id).
+        secret: the HMAC signing secret (see :func:`riskwatch.signing.signing_secret`).
+        fallback: JSONL file for undelivered events; None keeps them only on
+            the topic (and in the log).
+        dead_letter: produces undelivered events to Kafka; None skips that.
+        clock: Unix time in seconds, for the signature timestamp.
+
+    Counters: ``delivered``, ``failed`` (undelivered), ``referenced`` (answers
+    that carried a reference), ``dead_lettered`` and ``fallback_written``.
+    """
+
+    def __init__(
+        self,
+        settings: PlatformSettings,
+        *,
+        secret: SecretStr,
+        fallback: Path | None = None,
+        dead_letter: DeadLetterSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.source = source_of(settings.sender_id)
+        self._secret = secret
+        self._fallback = fallback
+        self._dead_letter = dead_letter
+        self._clock = clock
         self.delivered = 0
         self.failed = 0
+        self.referenced = 0
+        self.dead_lettered = 0
+        self.fallback_written = 0
         self._session: aiohttp.ClientSession | None = None
 
-    async def post(self, warning: dict[str, Any]) -> bool:
-        """POST one warning; True when the platform accepted it (2xx)."""
+    async def post(self, record: WarningRecord) -> Receipt | None:
+        """POST one warning version; its receipt when the platform took it (2xx).
+
+        Returns None when no webhook URL is set, and when the event ended
+        undelivered (refused, or failing after ``max_attempts``); it is then
+        dead-lettered and written to the fallback file. Never raises for a
+        delivery problem.
+        """
         url = self.settings.webhook_url
         if not url:
-            return False
-        ident = warning.get("id", "?")
+            return None
+        headers, body = to_http(record, self.source)
+        attempts = 0
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.settings.max_attempts),
-                wait=wait_exponential(multiplier=0.5, max=30),
+                wait=wait_random_exponential(multiplier=BACKOFF_S, max=BACKOFF_MAX_S),
                 retry=retry_if_exception_type(_Retryable),
+                before_sleep=lambda state: _log_retry(record, state),
             ):
                 with attempt:
-                    await self._post_once(url, warning)
+                    attempts = attempt.retry_state.attempt_number
+                    status, reference = await self._post_once(url, headers, body)
         except RetryError as exc:
-            self.failed += 1
+            reason = f"{exc.last_attempt.exception()} after {attempts} attempts"
             log.error(  # noqa: TRY400 - the cause is in the message, no traceback
-                "warning delivery failed warning=%s url=%s attempts=%s: %s",
-                ident,
+                "warning delivery failed warning=%s event=%s url=%s attempts=%s: %s",
+                record.id,
+                record.version_id,
                 url,
-                self.settings.max_attempts,
+                attempts,
                 exc.last_attempt.exception(),
             )
-            return False
+            await self._undelivered(record, body, reason)
+            return None
         except _Refused as exc:
-            self.failed += 1
             log.error(  # noqa: TRY400 - the cause is in the message, no traceback
-                "warning refused by platform warning=%s url=%s: %s", ident, url, exc
+                "warning refused by platform warning=%s event=%s url=%s: %s",
+                record.id,
+                record.version_id,
+                url,
+                exc,
             )
-            return False
+            await self._undelivered(record, body, f"refused: {exc}")
+            return None
         self.delivered += 1
-        log.info("warning delivered warning=%s url=%s", ident, url)
-        return True
+        self.referenced += reference is not None
+        log.info(
+            "warning delivered warning=%s event=%s reference=%s status=%s "
+            "attempts=%s url=%s",
+            record.id,
+            record.version_id,
+            reference,
+            status,
+            attempts,
+            url,
+        )
+        return Receipt(record.id, record.version_id, status, reference, attempts)
 
-    async def _post_once(self, url: str, warning: dict[str, Any]) -> None:
+    async def _post_once(
+        self, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str | None]:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s)
             )
+        # Signed per attempt: the timestamp is part of what is signed.
+        signed = {**headers, **signed_headers(self._secret, body, self._clock())}
         try:
-            async with self._session.post(url, json=warning) as response:
+            async with self._session.post(url, data=body, headers=signed) as response:
                 if response.status == 429 or response.status >= 500:
                     raise _Retryable(f"HTTP {response.status}")
                 if response.status >= 400:
                     raise _Refused(f"HTTP {response.status}: {await response.text()}")
+                return response.status, _reference(await response.read())
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Retryable(repr(exc)) from exc
+
+    async def _undelivered(
+        self, record: WarningRecord, body: bytes, reason: str
+    ) -> None:
+        """Dead-letter the event and write it to the fallback file."""
+        self.failed += 1
+        now_ns = time.time_ns()
+        if self._dead_letter is not None:
+            letter = DeadLetter.of(
+                source=f"kafka:{WARNINGS}",
+                topic=WARNINGS,
+                error=PayloadError("webhook", reason),
+                payload=body,
+                received_ns=now_ns,
+                stage="delivery",
+            )
+            try:
+                await self._dead_letter(record.id.encode(), to_json_bytes(letter))
+                self.dead_lettered += 1
+            except Exception as exc:  # noqa: BLE001 - the fallback file still gets it
+                log.error(  # noqa: TRY400 - the cause is in the message
+                    "undelivered warning not dead-lettered warning=%s event=%s: %r",
+                    record.id,
+                    record.version_id,
+                    exc,
+                )
+        if self._fallback is not None:
+            line = {
+                "failed_at": datetime.fromtimestamp(now_ns / 1e9, UTC).isoformat(),
+                "reason": reason,
+                "url": self.settings.webhook_url,
+                "event": json.loads(body),
+            }
+            # A short synchronous append: this agent handles one warning at a
+            # time and has just spent seconds retrying, so blocking for a
+            # local write costs nothing worth a thread.
+            try:
+                self._fallback.parent.mkdir(parents=True, exist_ok=True)
+                with self._fallback.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+            except OSError as exc:
+                log.error(  # noqa: TRY400 - the cause is in the message
+                    "undelivered warning not written to fallback warning=%s "
+                    "event=%s file=%s: %s",
+                    record.id,
+                    record.version_id,
+                    self._fallback,
+                    exc,
+                )
+                return
+            self.fallback_written += 1
+            log.warning(
+                "undelivered warning written to fallback warning=%s event=%s file=%s",
+                record.id,
+                record.version_id,
+                self._fallback,
+            )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-class _Refused(Exception):
-    pass
+def _reference(body: bytes) -> str | None:
+    """The platform's reference from a 2xx answer, if it gave one."""
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        return None
+    if isinstance(answer, dict) and isinstance(answer.get("reference"), str):
+        return str(answer["reference"])
+    return None
+
+
+def _log_retry(record: WarningRecord, state: RetryCallState) -> None:
+    outcome = state.outcome
+    log.warning(
+        "warning delivery retry warning=%s event=%s attempt=%s wait_s=%.2f: %s",
+        record.id,
+        record.version_id,
+        state.attempt_number,
+        state.upcoming_sleep,
+        outcome.exception() if outcome is not None else "?",
+    )

@@ -154,7 +154,10 @@ class MemoryWriter:
 
 def warning_point(warning: dict[str, Any]) -> Point:
     """A warning (or an update of one) as a point of the ``warning`` measurement,
-    at its issue time, tagged by what officers filter on."""
+    at its issue time, tagged by what officers filter on.
+
+    A ``platform_reference`` key (the supervision platform's receipt, see
+    :mod:`stream_jobs.delivery`) becomes a field of that name."""
     scope = warning.get("scope") or {}
     issued = warning.get("issue_time") or warning.get("detection_time")
     when = _to_ns(issued) if issued else time.time_ns()
@@ -170,6 +173,9 @@ def warning_point(warning: dict[str, Any]) -> Point:
     point.field("id", str(warning.get("id", "")))
     point.field("device", str(warning.get("device_id") or ""))
     point.field("title", str(warning.get("title") or ""))
+    # Not part of the record: the platform's receipt, added after delivery.
+    if warning.get("platform_reference"):
+        point.field("platform_reference", str(warning["platform_reference"]))
     return point
 
 

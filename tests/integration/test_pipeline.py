@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -377,6 +378,17 @@ def test_stuck_value_injection_raises_a_stuck_sensor_warning(pipeline):
     assert stuck, "no stuck-sensor warning for the injected flatline"
     began = datetime.fromisoformat(stuck[0]["start_time"]).timestamp()
     assert truth.start_s <= began <= truth.end_s
+    # It came as a signed CloudEvent, and the worker recorded the receipt.
+    assert (pipeline.receiver.unauthorized, pipeline.receiver.rejected) == (0, 0)
+    delivered = re.compile(
+        rf"warning delivered warning={stuck[0]['id']} event=\S+ reference=SP-\d+"
+    )
+    deadline = Deadline(30)
+    while not any(
+        delivered.search(log.read_text()) for log in pipeline.folder.glob("worker-*")
+    ):
+        assert not deadline.expired(), "the worker logged no receipt"
+        time.sleep(0.5)
 
 
 def test_gateway_killed_mid_stream_loses_no_reading(pipeline):

@@ -5,75 +5,177 @@ import json
 import logging
 
 import aiohttp
+from pydantic import SecretStr
 
+from riskwatch.signing import SIGNATURE_HEADER, signed_headers
 from simulators.receiver import WarningReceiver, describe
+from stream_jobs.cloudevent import source_of, to_http
+
+SECRET = SecretStr("receiver-secret")
+SOURCE = source_of("test")
+NOW = 1_800_000_000.0
 
 
 def _run(coro):
     return asyncio.run(coro)
 
 
-async def _exercise(receiver):
+def signed(record, secret=SECRET, now=NOW):
+    headers, body = to_http(record, SOURCE)
+    return {**headers, **signed_headers(secret, body, now)}, body
+
+
+async def _exchange(receiver, requests):
+    """POST each (headers, body); the (status, answer) of each, then GET."""
     url = await receiver.start()
+    answers = []
     try:
         async with aiohttp.ClientSession() as session:
-            warning = {
-                "id": "W-1",
-                "level": "red",
-                "scope": {"enterprise": "HC001", "device": "GD-101"},
-                "start": "2026-12-03T10:00:00+08:00",
-                "title": "Combustible gas above 50 %LEL",
-                "items": [{"rule": "lel_high"}],
-            }
-            async with session.post(url, json=warning) as resp:
-                accepted = (resp.status, await resp.json())
-            async with session.post(url, data=b"not json") as resp:
-                not_json = (resp.status, await resp.json())
-            async with session.post(url, json=[1, 2]) as resp:
-                not_object = (resp.status, await resp.json())
+            for headers, body in requests:
+                async with session.post(url, data=body, headers=headers) as resp:
+                    answers.append((resp.status, await resp.json()))
             async with session.get(url) as resp:
                 listed = await resp.json()
             async with session.get(url.replace("/warnings", "/health")) as resp:
                 health = (resp.status, await resp.json())
     finally:
         await receiver.stop()
-    return accepted, not_json, not_object, listed, health
+    return answers, listed, health
 
 
-def test_receiver_accepts_objects_and_refuses_the_rest(tmp_path, caplog):
-    out = tmp_path / "warnings.jsonl"
-    lines = []
-    receiver = WarningReceiver("127.0.0.1", 0, out=out, echo=lines.append)
+def receiver_at(tmp_path=None, **kwargs):
+    return WarningReceiver(
+        "127.0.0.1",
+        0,
+        secret=SECRET,
+        out=tmp_path / "warnings.jsonl" if tmp_path else None,
+        clock=lambda: NOW,
+        **kwargs,
+    )
+
+
+def test_signed_events_are_recorded_once_with_a_receipt_per_warning(
+    make_warning, tmp_path, caplog
+):
+    opened, resolved = make_warning(), make_warning(resolved=True)
+    other = make_warning(device="GD-102", level="I")
+    lines: list[str] = []
+    receiver = receiver_at(tmp_path, echo=lines.append)
+    requests = [signed(opened), signed(opened), signed(resolved), signed(other)]
     with caplog.at_level(logging.INFO, logger="simulators.receiver"):
-        accepted, not_json, not_object, listed, health = _run(_exercise(receiver))
-    assert accepted[0] == 202
-    assert not_json[0] == 400
-    assert "not JSON" in not_json[1]["error"]
-    assert not_object[0] == 400
-    assert "JSON object, got list" in not_object[1]["error"]
-    assert [w["id"] for w in listed] == ["W-1"]
-    assert health == (200, {"status": "ok", "received": 1})
-    stored = [json.loads(line) for line in out.read_text().splitlines()]
-    assert stored == listed
-    assert lines == [
-        "warning level=red scope=HC001/GD-101 start=2026-12-03T10:00:00+08:00 "
-        'title="Combustible gas above 50 %LEL" items=1 id=W-1'
+        answers, listed, health = _run(_exchange(receiver, requests))
+    assert answers == [
+        (
+            202,
+            {"reference": "SP-000001", "event": opened.version_id, "duplicate": False},
+        ),
+        (
+            200,
+            {"reference": "SP-000001", "event": opened.version_id, "duplicate": True},
+        ),
+        (
+            202,
+            {
+                "reference": "SP-000001",
+                "event": resolved.version_id,
+                "duplicate": False,
+            },
+        ),
+        (
+            202,
+            {"reference": "SP-000002", "event": other.version_id, "duplicate": False},
+        ),
     ]
-    assert "warning rejected reason=" in caplog.text
-    assert receiver.rejected == 2
+    assert listed == [r.model_dump(mode="json") for r in (opened, resolved, other)]
+    assert health == (
+        200,
+        {
+            "status": "ok",
+            "received": 3,
+            "duplicates": 1,
+            "rejected": 0,
+            "unauthorized": 0,
+        },
+    )
+    stored = [
+        json.loads(line)
+        for line in (tmp_path / "warnings.jsonl").read_text().splitlines()
+    ]
+    assert stored == listed
+    # One line per warning version as it arrives, as the demo prints them.
+    assert lines[0] == (
+        f"warning level=II scope=device/GD-101/GD-101 & co <1> "
+        f"start=2026-12-03T01:00:00.250000Z "
+        f'title="Combustible gas above 25 %LEL" items=1 id={opened.id}'
+    )
+    assert len(lines) == 3
+    assert f"warning duplicate event={opened.version_id}" in caplog.text
+
+
+def test_bad_or_missing_signatures_are_401_and_counted(make_warning, caplog):
+    record = make_warning()
+    headers, body = signed(record)
+    tampered = body.replace(b'"level": "II"', b'"level": "IV"')
+    assert tampered != body
+    unsigned = {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+    stale = signed(record, now=NOW - 3600)
+    wrong_key = signed(record, secret=SecretStr("guess"))
+    receiver = receiver_at()
+    requests = [(headers, tampered), (unsigned, body), stale, wrong_key]
+    with caplog.at_level(logging.WARNING, logger="simulators.receiver"):
+        answers, listed, _ = _run(_exchange(receiver, requests))
+    assert [status for status, _ in answers] == [401] * 4
+    assert "does not match the body" in answers[0][1]["error"]
+    assert "missing" in answers[1][1]["error"]
+    assert "tolerance" in answers[2][1]["error"]
+    assert (receiver.unauthorized, receiver.received) == (4, 0)
+    assert listed == []
+    assert "warning unauthorized field=X-Riskwatch-Signature" in caplog.text
+    assert SECRET.get_secret_value() not in caplog.text
+
+
+def test_signed_bodies_that_are_no_warning_event_are_400(make_warning):
+    def sign(body):
+        return {
+            "Content-Type": "application/cloudevents+json",
+            **signed_headers(SECRET, body, NOW),
+        }, body
+
+    record = json.loads(to_http(make_warning(), SOURCE)[1])
+    record["data"]["colour"] = "blue"
+    receiver = receiver_at()
+    answers, _, health = _run(
+        _exchange(
+            receiver,
+            [
+                sign(b"not json"),
+                sign(b"[1, 2]"),
+                sign(b'{"id": "x"}'),
+                sign(json.dumps(record).encode()),
+            ],
+        )
+    )
+    assert [status for status, _ in answers] == [400] * 4
+    assert "CloudEvent JSON object" in answers[0][1]["error"]
+    assert "not a CloudEvent" in answers[2][1]["error"]
+    assert "data is not a warning record" in answers[3][1]["error"]
+    assert health[1]["rejected"] == 4
 
 
 def test_describe_tolerates_missing_fields():
     assert describe({}) == "warning"
     assert describe({"warning_id": 7, "starts_at": "x"}) == "warning start=x id=7"
+    assert describe({"id": "W1", "level": "red", "title": "Gas leak"}) == (
+        'warning level=red title="Gas leak" id=W1'
+    )
 
 
 def test_port_in_use_is_a_simulator_error():
     async def clash():
-        first = WarningReceiver("127.0.0.1", 0)
+        first = WarningReceiver("127.0.0.1", 0, secret=SECRET)
         await first.start()
         try:
-            second = WarningReceiver("127.0.0.1", first.port)
+            second = WarningReceiver("127.0.0.1", first.port, secret=SECRET)
             try:
                 await second.start()
             except Exception as exc:  # noqa: BLE001 - the type is asserted below

