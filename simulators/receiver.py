@@ -54,9 +54,11 @@ def describe(warning: dict[str, Any]) -> str:
 
     >>> describe({"id": "W1", "level": "red", "title": "Gas leak"})
     'warning level=red title="Gas leak" id=W1'
+    >>> describe({"id": "W1", "level": "I", "status": "resolved"})
+    'warning level=I status=resolved id=W1'
     """
     parts = ["warning"]
-    for key in ("level", "scope"):
+    for key in ("level", "scope", "status"):
         if key in warning:
             parts.append(f"{key}={_short(warning[key])}")
     start = next(

@@ -104,7 +104,7 @@ def test_signed_events_are_recorded_once_with_a_receipt_per_warning(
     assert stored == listed
     # One line per warning version as it arrives, as the demo prints them.
     assert lines[0] == (
-        f"warning level=II scope=device/GD-101/GD-101 & co <1> "
+        f"warning level=II scope=device/GD-101/GD-101 & co <1> status=open "
         f"start=2026-12-03T01:00:00.250000Z "
         f'title="Combustible gas above 25 %LEL" items=1 id={opened.id}'
     )
@@ -164,6 +164,10 @@ def test_signed_bodies_that_are_no_warning_event_are_400(make_warning):
 
 def test_describe_tolerates_missing_fields():
     assert describe({}) == "warning"
+    # An update of a warning says which version it is.
+    assert describe({"id": "W1", "status": "resolved"}) == (
+        "warning status=resolved id=W1"
+    )
     assert describe({"warning_id": 7, "starts_at": "x"}) == "warning start=x id=7"
     assert describe({"id": "W1", "level": "red", "title": "Gas leak"}) == (
         'warning level=red title="Gas leak" id=W1'
