@@ -471,6 +471,9 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         last_value=value,
         cp=cp,
         cn=cn,
-        lr=resid,
+        # The residual from the daily profile, learned or not: the first
+        # step measured against the profile must not compare it with a
+        # residual from the plain level (a jump of the whole daily swing).
+        lr=value - season_expected,
     )
     return s, combined, learning, findings

@@ -139,6 +139,23 @@ def test_nothing_on_pure_seasonal_data_after_the_learning_period(interval_s, see
     assert strong == set()
 
 
+@pytest.mark.parametrize("interval_s", [300, 900])
+def test_no_step_is_reported_when_the_daily_profile_takes_over(interval_s):
+    # At DAILY_AFTER_S the rate of change starts measuring steps against the
+    # profile; the previous residual must be one from the profile too, or
+    # the first such step is the whole distance from the level (seen on
+    # every cyclic series of a fleet at the same moment).
+    # A daily cycle at its peak when the profile takes over (at midnight),
+    # where the residual from the plain level is largest.
+    t = np.arange(int(3 * DAY_S / interval_s)) * interval_s
+    noise = np.random.default_rng(2).normal(0, 0.05, t.size)
+    values = 50 + 10 * np.cos(2 * np.pi * t / DAY_S) + noise
+    _, results = run(values, times_s=t)
+    switch = int(np.searchsorted(t, engine.DAILY_AFTER_S))
+    around = range(switch - 3, switch + 4)
+    assert [i for i in flagged(results, "rate_of_change") if i in around] == []
+
+
 def test_a_missing_daily_peak_is_reported_when_it_starts():
     values, t = daily(8, 900)
     # On day 6, the morning rise stalls 10 below the usual values.
