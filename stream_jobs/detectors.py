@@ -53,11 +53,12 @@ Combination: each detector turns its statistic into *evidence*, the statistic
 in units of its own alarm level. Where the daily profile explains most of the
 variance, the level evidence is the smaller of the rolling-median and profile
 views (a value the profile expects is no surprise, however far from the last
-hours' median). The reading's evidence, log(1 + e), is compared with the
-series' own running 99.5th percentile of it, so one threshold suits series
-of any noise; the excess maps to [0, 1]. That is scaled by corroboration:
-one detector alone earns a third, three independent views agreeing earn it
-all (on the NAB subset, single-detector reports were mostly false).
+hours' median). A reading scores only when its evidence reaches 1 (some
+detector at its alarm level). The reading's evidence, log(1 + e), is then
+compared with the series' own running 99.5th percentile of it, so one
+threshold suits series of any noise; the excess maps to [0, 1]. That is
+scaled by corroboration: one detector alone earns a third, three independent
+views agreeing earn it all (on the NAB subset, single-detector reports were mostly false).
 Anomaly benchmarks and operators alike want a short, early spike when
 something new happens, not a plateau for as long as a state lasts, so a score
 is reported only when it exceeds the last reported peak, which is forgotten

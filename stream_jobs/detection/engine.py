@@ -71,6 +71,11 @@ EVIDENCE_MIN = 10  # evidence samples before the combined score may move
 EVIDENCE_QUANTILE = 0.995  # the series' "usual worst" evidence
 QUANTILE_RATE = 0.02  # step of the quantile estimate, in log-evidence units
 EVIDENCE_CAP = 50.0  # a floored spread can give any z; beyond this, all alike
+# The reading's evidence must reach one detector's own alarm level (1) before
+# the combined score may move: the running quantile alone makes a calm
+# series' small wiggles look unusual (NAB subset: 46.78 -> 47.42 standard;
+# bench scenarios unchanged).
+EVIDENCE_GATE = 1.0
 G_QUIET = 0.0  # log-evidence this far above the usual worst scores 0 ...
 G_FULL = 0.25  # ... and this far (28 % more evidence), 1
 REFRACTORY_READINGS = 200  # quiet after a reported peak, unless it escalates
@@ -367,10 +372,13 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     combined = 0.0
     g = math.log1p(min(evidence, EVIDENCE_CAP))
     if not learning and evidence > 0:
+        gated = evidence >= EVIDENCE_GATE
         # A combined score needs an explanation: some detector must fire.
         # (Not one of the detectors the daily profile outranks.)
-        if s["gn"] >= EVIDENCE_MIN and any(
-            f.score > 0 and f.detector not in outranked for f in findings
+        if (
+            gated
+            and s["gn"] >= EVIDENCE_MIN
+            and any(f.score > 0 and f.detector not in outranked for f in findings)
         ):
             raw = _ramp(g - s["gq"], G_QUIET, G_FULL)
             # Corroboration: one detector alone (of those warmed up) earns a

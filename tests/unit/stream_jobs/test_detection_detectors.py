@@ -85,6 +85,22 @@ def test_a_level_shift_is_confirmed_within_three_readings():
     assert results[300].score == max(r.score for r in results[:301])
 
 
+def test_a_shift_still_below_its_alarm_level_does_not_score():
+    # A small shift builds the CUSUM up slowly: its finding appears at half
+    # the decision interval, but until the shift is confirmed (evidence 1)
+    # the combined score stays 0, however calm the series was before.
+    values = np.concatenate([calm(400, seed=3), calm(200, seed=4, level=20.4)])
+    _, results = run(values)
+    building = [
+        r
+        for r in results[400:]
+        if r.findings
+        and all(f.detector == "level_shift" and f.score < 1 for f in r.findings)
+    ]
+    assert building, "the shift never built the CUSUM up"
+    assert max(r.score for r in building) == 0.0
+
+
 def test_after_a_confirmed_shift_the_new_level_is_quiet():
     values = calm(1_000)
     values[300:] += 5.0
