@@ -58,7 +58,8 @@ detector at its alarm level). The reading's evidence, log(1 + e), is then
 compared with the series' own running 99.5th percentile of it, so one
 threshold suits series of any noise; the excess maps to [0, 1]. That is
 scaled by corroboration: one detector alone earns a third, three independent
-views agreeing earn it all (on the NAB subset, single-detector reports were mostly false).
+views agreeing earn it all (on the NAB subset, single-detector reports were
+mostly false).
 Anomaly benchmarks and operators alike want a short, early spike when
 something new happens, not a plateau for as long as a state lasts, so a score
 is reported only when it exceeds the last reported peak, which is forgotten
