@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -449,12 +449,21 @@ class _Enterprise:
         devices = [d for d in ent.devices if (ent.id, d.id) not in self.exclude]
         plans = {d.id: self._plans(d) for d in devices}
         production = working & ~self.order
-        for device_plans in plans.values():
-            for plan in device_plans:
+        steps = max(1, round(1800 / self.step_s))
+        for device_id, device_plans in plans.items():
+            for i, plan in enumerate(device_plans):
                 if plan.kind == "shutdown_production":
                     production[plan.a : plan.b] = True
+                    # The centred smoothing below moves the load from half
+                    # its width before the production starts to half after
+                    # it ends: the label covers every affected sample.
+                    device_plans[i] = replace(
+                        plan,
+                        a=max(0, plan.a - steps // 2),
+                        b=min(n, plan.b + steps - 1 - steps // 2),
+                    )
+            plans[device_id] = device_plans
         prod = production.astype(np.float64)
-        steps = max(1, round(1800 / self.step_s))
         self.activity = np.clip(_smooth(prod, steps), 0.0, 1.0)
         self.slow_activity = np.clip(_smooth(prod, 4 * steps), 0.0, 1.0)
         rng = self.rng("profile")
@@ -631,7 +640,9 @@ class _Enterprise:
         return values
 
     def _shutdown_params(self, plan: _Plan) -> dict[str, float | str]:
-        moment = datetime.fromtimestamp(float(self.times[plan.a]), UTC)
+        # The middle of the span: its label starts before the order may.
+        middle = (plan.a + plan.b) // 2
+        moment = datetime.fromtimestamp(float(self.times[middle]), UTC)
         order = self.enterprise.shutdown_order_at(moment)
         return {
             "order_id": order.order_id if order is not None else "",

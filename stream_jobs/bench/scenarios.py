@@ -11,7 +11,9 @@ open are then matched to the ground truth:
 * an anomaly event is *detected* when a warning for its enterprise and device
   (and its metric, when the event has one; a dropout silences the whole
   device and has none) is opened between the event's first affected sample
-  and its last one plus a grace period;
+  and its last one plus a grace period; production during a shutdown order
+  is an enterprise's event, detected by a warning on any of its power or
+  consumption metrics;
 * a warning that matches no event is a *false warning*. Counter resets and
   rollovers are normal meter behaviour, not events, so a warning raised by
   one is false.
@@ -21,10 +23,10 @@ reading that opened it), and the detection delay of an event is the
 detection time of its earliest matching warning minus the event's start.
 Only openings count: a warning already open when an event starts (opened
 earlier, for another reason, and not yet resolved) does not detect it. With
-the sample registry this is why ``shutdown_production`` events are missed:
-the simulator's idle load under an order (17 to 59 kW) is above the
-``power-during-shutdown-order`` rule's 5 kW, so that rule opens at the first
-readings and stays open through the event.
+the sample registry the ``power-during-shutdown-order`` rule is such a
+warning: the simulator's idle load under an order (17 to 59 kW) is above its
+5 kW, so it opens at the first readings and stays open through the event,
+which is then found by the consumption and spike rules.
 
 The first ``warmup_days`` of the window are left out of the score: the
 detectors' daily profile needs about three days of 5-minute readings to
@@ -169,12 +171,23 @@ class MatchResult:
         return 100.0 * self.false_warnings / self.device_days
 
 
+# Production during a shutdown order raises the enterprise's whole
+# consumption (the simulator drives every meter from one activity), so a
+# warning on any of its meters detects it.
+_PRODUCTION_METRICS = frozenset(
+    {Metric.POWER_KW, Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3}
+)
+
+
 def _matches(event: TruthEvent, warning: Opened, grace_s: float) -> bool:
-    return (
-        warning.enterprise == event.enterprise
-        and warning.device == event.device
-        and (event.metric is None or warning.metric is event.metric)
-        and event.start_s <= warning.detection_s <= event.end_s + grace_s
+    if not event.start_s <= warning.detection_s <= event.end_s + grace_s:
+        return False
+    if warning.enterprise != event.enterprise:
+        return False
+    if event.kind == "shutdown_production":
+        return warning.metric in _PRODUCTION_METRICS
+    return warning.device == event.device and (
+        event.metric is None or warning.metric is event.metric
     )
 
 

@@ -100,6 +100,20 @@ def test_grace_zero_misses_a_warning_after_the_end():
     assert (result.detected, result.false_warnings) == (0, 1)
 
 
+def test_production_in_a_shutdown_is_detected_on_any_meter_of_the_enterprise():
+    production = TruthEvent(
+        "shutdown_production", "e1", "EM-01", Metric.POWER_KW, T0, T0 + 2 * HOUR
+    )
+    warnings = [
+        warning("WM-01", 0.5, metric=Metric.WATER_M3, rule="consumption-jump"),
+        warning("TT-101", 0.5, metric=Metric.TEMPERATURE_C),
+    ]
+    result = match_warnings([production], warnings, device_days=1.0)
+    assert result.kinds["shutdown_production"].detected == 1
+    # The temperature warning is not about consumption: it is false.
+    assert result.false_warnings == 1
+
+
 def test_warning_before_the_event_starts_is_false():
     result = match_warnings(
         [event("spike", "d1", 2, 2)], [warning("d1", 1.9)], device_days=1.0

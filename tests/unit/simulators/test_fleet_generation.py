@@ -266,6 +266,23 @@ def test_shutdown_production_runs_power_during_the_order(registry):
     assert power[: a - 30].max() < 0.3 * level
 
 
+def test_nothing_changes_before_a_labelled_event_starts(registry):
+    # The production ramp follows the event's first sample; readings before
+    # it are those of the same fleet without the event.
+    injection = Injection(
+        "shutdown_production", "HC007", "EM-01", AT, 4 * 3600, Metric.POWER_KW
+    )
+    with_event = _inject(registry, [injection])
+    without = _inject(registry, [])
+    event = _event(with_event, "shutdown_production")
+    a = _index(with_event, datetime.fromtimestamp(event.start_s, UTC))
+    for metric in (Metric.POWER_KW, Metric.ENERGY_KWH):
+        changed = _series(with_event, "HC007", "EM-01").values[metric]
+        base = _series(without, "HC007", "EM-01").values[metric]
+        assert np.array_equal(changed[:a], base[:a]), metric
+        assert not np.array_equal(changed[a : a + 6], base[a : a + 6]), metric
+
+
 def test_random_anomalies_are_all_labelled_kinds(registry):
     fleet = generate_fleet(
         select_enterprises(registry, 60), start=START, end=END, anomaly_rate=1.0
