@@ -167,6 +167,24 @@ def test_default_rule_is_quiet_on_normal_data(
     assert [r for r in records if r.rule_id == rule_id] == []
 
 
+def test_spike_rule_needs_one_detector_past_its_own_alarm_level(
+    default_rules, make_obs, run
+):
+    # A calm gas detector's blip: unusual for the series (combined 0.67), yet
+    # no detector is far past its alarm level.
+    blip = [
+        make_obs("toxic_gas_ppm", 2.1, 0),
+        make_obs("toxic_gas_ppm", 2.8, 1, score=0.67, findings=[_robust(0.12)]),
+    ]
+    assert [r for r in run(default_rules, blip) if r.rule_id == "spike-or-drop"] == []
+    spike = [
+        make_obs("toxic_gas_ppm", 2.1, 0),
+        make_obs("toxic_gas_ppm", 9.0, 1, score=0.67, findings=[_robust(0.6)]),
+    ]
+    opened = [r for r in run(default_rules, spike) if r.rule_id == "spike-or-drop"]
+    assert [r.status.value for r in opened] == ["open"]
+
+
 def test_load_rule_needs_an_unlicensed_or_closed_site(
     default_rules, make_obs, make_enterprise, run
 ):
