@@ -251,7 +251,7 @@ class RuleEngine:
                 track = _Track(phase="pending", start=ts, last=ts)
             else:
                 track.last = ts
-            if ts - track.start < to_ns(rule.for_):
+            if ts - track.start < to_ns(rule.for_at(ctx.enterprise)):
                 return track, None
             return track, self._open(rule, ctx, track, now)
         clears = rule.clear.test(ctx) if rule.clear is not None else negate(fires)

@@ -37,6 +37,12 @@ _COLOURS: dict[Level, Colour] = {
 }
 
 
+RiskClass = Literal["A", "B", "C", "D"]
+# A factor above 1 makes a class wait longer; ten times is already a day for
+# a rule that waits a couple of hours.
+MAX_RISK_FACTOR = 10.0
+
+
 class ScopeKind(StrEnum):
     """What a warning is about. Only ``device`` is evaluated so far."""
 
@@ -71,7 +77,7 @@ class Selector(StrictModel):
 
     metrics: list[Metric] = Field(default_factory=list)
     industries: list[Industry] = Field(default_factory=list)
-    risk_classes: list[Literal["A", "B", "C", "D"]] = Field(default_factory=list)
+    risk_classes: list[RiskClass] = Field(default_factory=list)
     hazardous_chemicals: bool | None = None
     enterprises: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
@@ -122,6 +128,10 @@ class Rule(StrictModel):
         clear: the condition that resolves the warning; default: ``when``
             no longer holds. Use a lower bound than ``when`` for hysteresis.
         clear_for: how long ``clear`` must hold before resolving; default 0.
+        risk_factors: per enterprise risk class (A to D), a factor on
+            ``for``: ``{D: 0.5}`` fires a class-D (high-risk) enterprise's
+            warning after half the time. A class not listed, and a device
+            whose enterprise is not registered, keep ``for`` as it is.
         valid_for: validity of an open warning after its issue; default 24h.
         action: the recommended action, for the warning item.
         expected: what is expected instead, in words (with the unit).
@@ -139,12 +149,25 @@ class Rule(StrictModel):
     max_gap: Duration = timedelta(minutes=10)
     clear: Condition | None = None
     clear_for: Duration = timedelta(0)
+    risk_factors: dict[RiskClass, float] = Field(default_factory=dict)
     valid_for: Duration = timedelta(hours=24)
     action: str = Field(min_length=1)
     expected: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        for risk_class, factor in self.risk_factors.items():
+            if not 0 < factor <= MAX_RISK_FACTOR:
+                raise FieldError(
+                    f"risk_factors.{risk_class}",
+                    f"a risk factor must be above 0 and at most "
+                    f"{MAX_RISK_FACTOR:g}, got {factor:g}",
+                )
+            if factor != 1 and not self.for_:
+                raise FieldError(
+                    f"risk_factors.{risk_class}",
+                    "risk factors scale `for`, which this rule does not set",
+                )
         if self.max_gap <= timedelta(0):
             raise FieldError("max_gap", "max_gap must be longer than 0s")
         if self.valid_for <= timedelta(0):
@@ -168,12 +191,31 @@ class Rule(StrictModel):
                 )
         return self
 
+    def for_at(self, enterprise: Enterprise | None) -> timedelta:
+        """How long ``when`` must hold for this enterprise's risk class.
+
+        >>> rule = Rule.model_validate({
+        ...     "id": "r", "title": "t", "level": "III", "when": {"silent": True},
+        ...     "for": "30m", "risk_factors": {"D": 0.5},
+        ...     "action": "a", "expected": "e"})
+        >>> rule.for_at(None)
+        datetime.timedelta(seconds=1800)
+        """
+        if enterprise is None:
+            return self.for_
+        return self.for_ * self.risk_factors.get(enterprise.risk_class, 1.0)
+
     def summary(self) -> str:
         """One line: id, level, scope, condition and timing."""
         text = f"{self.id} [{self.level.value} {self.level.colour}] {self.scope}: "
         text += self.when.describe()
         if self.for_:
             text += f" for {format_duration(self.for_)}"
+        if self.risk_factors:
+            factors = ", ".join(
+                f"{k} x{v:g}" for k, v in sorted(self.risk_factors.items())
+            )
+            text += f" (risk classes: {factors})"
         if self.clear is not None:
             text += f"; clears on {self.clear.describe()}"
         if self.clear_for:

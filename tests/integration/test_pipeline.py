@@ -415,3 +415,40 @@ def test_gateway_killed_mid_stream_loses_no_reading(pipeline):
     while (stored := len(pipeline.stored(device))) < n and not deadline.expired():
         time.sleep(1)
     assert stored == n
+
+
+def test_a_class_d_enterprise_is_warned_before_a_class_a_one(pipeline):
+    # HC007 (risk class A) and MF004 (class D) are both under shutdown orders
+    # in the sample registry; the same load reaches both, a reading a minute.
+    registry = load_registry(sample_registry_path()).by_id()
+    assert (registry["HC007"].risk_class, registry["MF004"].risk_class) == ("A", "D")
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    device = _device("EM")
+    payloads = [
+        _reading(start + timedelta(minutes=m), "power_kw", 120.0, "kW")
+        for m in range(25)
+    ]
+    baselines = pipeline.baselines()
+    for enterprise in ("HC007", "MF004"):
+        topic = telemetry_topic("riskwatch/v1", enterprise, device)
+        pipeline.publish(topic, payloads)
+    pipeline.wait_processed(baselines)
+
+    def opened() -> dict[str, datetime]:
+        return {
+            w["enterprise_id"]: datetime.fromisoformat(w["detection_time"])
+            for w in list(pipeline.receiver.warnings)
+            if w.get("device_id") == device
+            and w.get("rule_id") == "power-during-shutdown-order"
+            and w.get("status") == "open"
+        }
+
+    deadline = Deadline(30)
+    while len(opened()) < 2 and not deadline.expired():
+        time.sleep(0.5)
+    detected = opened()
+    # for 15m, class A x1 and class D x0.33: 4.95 minutes after the first.
+    assert detected == {
+        "HC007": start + timedelta(minutes=15),
+        "MF004": start + timedelta(minutes=5),
+    }

@@ -73,6 +73,38 @@ def test_check_names_file_rule_and_field_of_every_error(tmp_path):
     assert "'5 minutes'" in lines[2]
 
 
+@pytest.mark.parametrize(
+    ("factors", "timing", "message"),
+    [
+        ("{D: 0}", "for: 15m", "a risk factor must be above 0 and at most 10, got 0"),
+        ("{D: 11}", "for: 15m", "a risk factor must be above 0 and at most 10, got 11"),
+        ("{D: 0.5}", "", "risk factors scale `for`, which this rule does not set"),
+    ],
+)
+def test_bad_risk_factors_are_named_with_their_class(
+    tmp_path, factors, timing, message
+):
+    path = _write(
+        tmp_path,
+        "graded.yaml",
+        f"""\
+        rules:
+          - id: graded
+            title: Load in a shutdown
+            level: II
+            select: {{metrics: [power_kw]}}
+            when: {{above: 5}}
+            {timing}
+            risk_factors: {factors}
+            action: inspect
+            expected: idle load
+        """,
+    )
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: rule #0 (graded) field risk_factors.D: {message}" in result.output
+
+
 def test_check_prints_a_summary_when_fine(tmp_path):
     _write(tmp_path, "gas.yaml", GOOD)
     result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])

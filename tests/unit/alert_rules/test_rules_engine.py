@@ -366,3 +366,41 @@ def test_rules_of_other_scopes_are_skipped(make_rule, make_obs, caplog):
 def test_duplicate_rule_ids_are_refused(gas_rule):
     with pytest.raises(Exception, match="appears twice"):
         RuleEngine([gas_rule, gas_rule], "X")
+
+
+# Risk class ------------------------------------------------------------------
+
+
+@pytest.fixture
+def graded_rule(make_rule):
+    return make_rule(
+        """
+        id: graded
+        select: {metrics: [power_kw]}
+        when: {above: 5}
+        for: 15m
+        risk_factors: {C: 0.67, D: 0.33}
+        """
+    )
+
+
+@pytest.mark.parametrize(
+    ("risk_class", "minute"), [("A", 16), ("B", 16), ("C", 12), ("D", 6)]
+)
+def test_a_high_risk_enterprise_is_warned_earlier_on_the_same_series(
+    graded_rule, make_obs, make_enterprise, run, risk_class, minute
+):
+    # Readings every minute from minute 1. `for` 15m ends at minute 16;
+    # class C waits 0.67 * 15 = 10.05 min, to the reading at 12; class D
+    # 0.33 * 15 = 4.95 min, to the reading at 6.
+    series = [make_obs("power_kw", 80, m) for m in range(1, 40)]
+    records = run([graded_rule], series, make_enterprise(risk_class=risk_class))
+    assert [r.status.value for r in records] == ["open"]
+    assert records[0].start_time == _moment(1)
+    assert records[0].detection_time == _moment(minute)
+
+
+def test_an_unregistered_enterprise_waits_the_whole_for(graded_rule, make_obs, run):
+    series = [make_obs("power_kw", 80, m) for m in range(1, 40)]
+    [record] = run([graded_rule], series, None)
+    assert record.detection_time == _moment(16)
