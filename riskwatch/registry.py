@@ -27,6 +27,7 @@ from pydantic import (
 
 from riskwatch.contracts import ID_PATTERN, Metric, require_unique
 from riskwatch.errors import ConfigError
+from riskwatch.workdays import Calendar, counts_as
 
 
 class Industry(StrEnum):
@@ -65,15 +66,18 @@ class WorkingHours(_Model):
             raise ValueError(f"weekdays are 1 (Monday) to 7 (Sunday), got {bad}")
         return sorted(set(days))
 
-    def covers(self, local: datetime) -> bool:
+    def covers(self, local: datetime, calendar: Calendar = "weekdays") -> bool:
+        """Whether the shift runs at ``local`` (the enterprise's local time),
+        with weekdays counted under ``calendar`` (see riskwatch.workdays)."""
         clock = local.time().replace(tzinfo=None)
+        today = counts_as(local.date(), calendar)
         if self.start <= self.end:
-            return local.isoweekday() in self.days and self.start <= clock < self.end
+            return today in self.days and self.start <= clock < self.end
         # Overnight shift: the evening belongs to the day it started on, the
         # early morning to the day before.
         if clock >= self.start:
-            return local.isoweekday() in self.days
-        yesterday = (local - timedelta(days=1)).isoweekday()
+            return today in self.days
+        yesterday = counts_as((local - timedelta(days=1)).date(), calendar)
         return clock < self.end and yesterday in self.days
 
 
@@ -119,6 +123,8 @@ class Enterprise(_Model):
     status: Literal["operating", "closed"] = "operating"
     licensed: bool = True
     timezone: str = "Asia/Shanghai"
+    # Public holidays and adjusted working days move the working hours.
+    calendar: Calendar = "official"
     working_hours: list[WorkingHours] = Field(default_factory=list)
     shutdown_orders: list[ShutdownOrder] = Field(default_factory=list)
     officer: GridOfficer
@@ -146,7 +152,7 @@ class Enterprise(_Model):
 
     def working_at(self, moment: datetime) -> bool:
         local = self.local(moment)
-        return any(hours.covers(local) for hours in self.working_hours)
+        return any(hours.covers(local, self.calendar) for hours in self.working_hours)
 
     def shutdown_order_at(self, moment: datetime) -> ShutdownOrder | None:
         return next((o for o in self.shutdown_orders if o.active_at(moment)), None)

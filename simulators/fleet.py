@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from riskwatch.contracts import METRICS, Metric
 from riskwatch.registry import Device, Enterprise, Industry, Registry
+from riskwatch.workdays import counts_as
 from simulators.errors import InjectionError
 from simulators.readings import Reading, iso_utc
 
@@ -382,8 +383,9 @@ def working_mask(enterprise: Enterprise, times: FloatArray) -> BoolArray:
     day = datetime.fromtimestamp(float(times[0]), zone).date() - timedelta(days=1)
     last = datetime.fromtimestamp(float(times[-1]), zone).date()
     while day <= last:
+        weekday = counts_as(day, enterprise.calendar)
         for hours in enterprise.working_hours:
-            if day.isoweekday() not in hours.days:
+            if weekday not in hours.days:
                 continue
             begin = datetime.combine(day, hours.start, zone).timestamp()
             end_day = day if hours.start <= hours.end else day + timedelta(days=1)

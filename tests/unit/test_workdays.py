@@ -1,0 +1,98 @@
+"""Working hours under the official calendar of public holidays and adjusted
+working days."""
+
+import logging
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from riskwatch.registry import Enterprise
+from riskwatch.workdays import _covered, counts_as
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _works(**overrides):
+    data = {
+        "id": "E001",
+        "name": "Test Works",
+        "industry": "food",
+        "district": "d1",
+        "grid": "g1",
+        "risk_class": "B",
+        "officer": {"id": "GO-1", "name": "Li Wei"},
+        "working_hours": [
+            {"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "17:00"},
+        ],
+    }
+    return Enterprise.model_validate({**data, **overrides})
+
+
+def _at(day, hour):
+    return datetime(day.year, day.month, day.day, hour, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+# National Day 2026-10-01 is a Thursday; 2026-10-10 is a Saturday worked in
+# exchange; 2026-12-04 is an ordinary Friday (the State Council's 2026
+# schedule, as the calendar package carries it).
+HOLIDAY, WORKED_SATURDAY, ORDINARY = (
+    date(2026, 10, 1),
+    date(2026, 10, 10),
+    date(2026, 12, 4),
+)
+
+
+@pytest.mark.parametrize(
+    ("day", "official", "weekdays"),
+    [(HOLIDAY, 7, 4), (WORKED_SATURDAY, 1, 6), (ORDINARY, 5, 5)],
+)
+def test_a_day_counts_as_its_calendar_weekday(day, official, weekdays):
+    assert counts_as(day, "official") == official
+    assert counts_as(day, "weekdays") == weekdays
+
+
+def test_a_weekday_shift_stops_on_a_public_holiday_and_runs_on_a_worked_saturday():
+    works = _works()
+    assert works.working_at(_at(ORDINARY, 10))
+    assert not works.working_at(_at(HOLIDAY, 10))
+    assert works.working_at(_at(WORKED_SATURDAY, 10))
+    # The same shifts on plain weekdays, for an enterprise that keeps them.
+    plain = _works(calendar="weekdays")
+    assert plain.working_at(_at(HOLIDAY, 10))
+    assert not plain.working_at(_at(WORKED_SATURDAY, 10))
+
+
+def test_a_shift_on_all_seven_days_runs_on_holidays():
+    plant = _works(
+        working_hours=[
+            {"days": [1, 2, 3, 4, 5, 6, 7], "start": "22:00", "end": "06:00"}
+        ]
+    )
+    assert plant.working_at(_at(HOLIDAY, 23))
+    assert plant.working_at(_at(HOLIDAY, 3))  # the night shift of 30 September
+
+
+def test_an_overnight_shift_started_before_a_holiday_runs_into_it():
+    # Mon-Fri nights: the shift of Wednesday 30 September runs into the
+    # holiday morning; the holiday evening starts no shift.
+    nights = _works(
+        working_hours=[{"days": [1, 2, 3, 4, 5], "start": "22:00", "end": "06:00"}]
+    )
+    assert nights.working_at(_at(HOLIDAY, 3))
+    assert not nights.working_at(_at(HOLIDAY, 23))
+
+
+def test_a_year_without_official_data_falls_back_to_weekdays_with_a_warning(caplog):
+    _covered.cache_clear()
+    far = date(2099, 10, 1)  # a Thursday
+    with caplog.at_level(logging.WARNING):
+        assert counts_as(far, "official") == far.isoweekday()
+        assert counts_as(far, "official") == far.isoweekday()
+    warned = [r for r in caplog.records if "year=2099" in r.getMessage()]
+    assert len(warned) == 1
+
+
+def test_an_unknown_calendar_is_refused():
+    with pytest.raises(ValueError, match="calendar"):
+        _works(calendar="lunar")
