@@ -105,3 +105,18 @@ def make_warning_record(
 @pytest.fixture
 def make_warning() -> MakeWarning:
     return make_warning_record
+
+
+def enterprise_entry(**changes: Any) -> dict[str, Any]:
+    """A registry entry with what every enterprise needs, and ``changes``."""
+    base: dict[str, Any] = {
+        "id": "E001",
+        "name": "Test Works",
+        "industry": "food",
+        "district": "d1",
+        "grid": "g1",
+        "risk_class": "B",
+        "officer": {"id": "GO-1", "name": "Li Wei"},
+        "devices": [{"id": "EM-01", "metrics": ["power_kw", "energy_kwh"]}],
+    }
+    return {**base, **changes}

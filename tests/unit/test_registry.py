@@ -7,20 +7,7 @@ import yaml
 from riskwatch.errors import ConfigError
 from riskwatch.registry import load_registry
 from riskwatch.registry_cli import sample_registry_path
-
-
-def _enterprise(**changes):
-    base = {
-        "id": "E001",
-        "name": "Test Works",
-        "industry": "food",
-        "district": "d1",
-        "grid": "g1",
-        "risk_class": "B",
-        "officer": {"id": "GO-1", "name": "Li Wei"},
-        "devices": [{"id": "EM-01", "metrics": ["power_kw", "energy_kwh"]}],
-    }
-    return {**base, **changes}
+from tests.unit.conftest import enterprise_entry as _enterprise
 
 
 def _load(tmp_path, document):

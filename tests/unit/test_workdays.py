@@ -9,24 +9,16 @@ import pytest
 
 from riskwatch.registry import Enterprise
 from riskwatch.workdays import _covered, counts_as
+from tests.unit.conftest import enterprise_entry
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _works(**overrides):
-    data = {
-        "id": "E001",
-        "name": "Test Works",
-        "industry": "food",
-        "district": "d1",
-        "grid": "g1",
-        "risk_class": "B",
-        "officer": {"id": "GO-1", "name": "Li Wei"},
-        "working_hours": [
-            {"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "17:00"},
-        ],
-    }
-    return Enterprise.model_validate({**data, **overrides})
+    hours = [{"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "17:00"}]
+    return Enterprise.model_validate(
+        enterprise_entry(**{"working_hours": hours, **overrides})
+    )
 
 
 def _at(day, hour):
