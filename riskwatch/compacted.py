@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,76 @@ class CompactedView(ABC):
                     self.on_ready()
         finally:
             await consumer.stop()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ModelView(CompactedView, Generic[M]):
+    """The latest ``model`` per key; a tombstone removes the key.
+
+    Args:
+        bootstrap: the Kafka bootstrap address.
+        topic: the compacted topic.
+        model: what each value parses as; a value that does not is logged
+            and skipped (the key keeps its previous value).
+        label: names the view in log lines (``registry``).
+        what: the log field of the key (``enterprise=``).
+        logger: where the lines go (the owner's module logger).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        model: type[M],
+        *,
+        label: str,
+        what: str,
+        logger: logging.Logger = log,
+    ) -> None:
+        super().__init__(bootstrap, topic)
+        self._model, self._label, self._what, self._log = model, label, what, logger
+        self._items: dict[str, M] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> M | None:
+        return self._items.get(key)
+
+    def accept(self, key: str, item: M) -> bool:
+        """Whether to keep ``item`` under ``key``; a hook, True by default."""
+        return True
+
+    def stored(self, key: str, item: M) -> None:
+        """Called after ``item`` was kept; a hook."""
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            self._log.warning(
+                "%s record without key skipped topic=%s", self._label, self._topic
+            )
+            return
+        ident = key.decode(errors="replace")
+        if value is None:
+            self._items.pop(ident, None)
+            self._log.info("%s removed %s=%s", self._label, self._what, ident)
+            return
+        try:
+            item = self._model.model_validate_json(value)
+        except ValidationError as exc:
+            self._log.warning(
+                "%s record invalid %s=%s: %s",
+                self._label,
+                self._what,
+                ident,
+                exc.errors(include_url=False)[0]["msg"],
+            )
+            return
+        if self.accept(ident, item):
+            self._items[ident] = item
+            self.stored(ident, item)
 
 
 async def _caught_up(

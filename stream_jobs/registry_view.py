@@ -14,53 +14,31 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
-from riskwatch.compacted import CompactedView
+from riskwatch.compacted import ModelView
 from riskwatch.registry import Enterprise
 from riskwatch.topics import ENTERPRISES
 
 log = logging.getLogger(__name__)
 
 
-class RegistryView(CompactedView):
+class RegistryView(ModelView[Enterprise]):
     """Enterprises by id, kept current from the registry topic."""
 
     def __init__(self, bootstrap: str, topic: str = ENTERPRISES) -> None:
-        super().__init__(bootstrap, topic)
-        self._enterprises: dict[str, Enterprise] = {}
+        super().__init__(
+            bootstrap,
+            topic,
+            Enterprise,
+            label="registry",
+            what="enterprise",
+            logger=log,
+        )
 
-    def get(self, enterprise_id: str) -> Enterprise | None:
-        return self._enterprises.get(enterprise_id)
-
-    def __len__(self) -> int:
-        return len(self._enterprises)
-
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        """One record of the registry topic: an enterprise, or a tombstone."""
-        if key is None:
-            log.warning("registry record without key skipped topic=%s", self._topic)
-            return
-        ident = key.decode(errors="replace")
-        if value is None:
-            self._enterprises.pop(ident, None)
-            log.info("registry removed enterprise=%s", ident)
-            return
-        try:
-            enterprise = Enterprise.model_validate_json(value)
-        except ValidationError as exc:
-            log.warning(
-                "registry record invalid enterprise=%s: %s",
-                ident,
-                exc.errors(include_url=False)[0]["msg"],
-            )
-            return
-        if enterprise.id != ident:
-            log.warning(
-                "registry key %s holds enterprise=%s; skipped", ident, enterprise.id
-            )
-            return
-        self._enterprises[ident] = enterprise
+    def accept(self, key: str, item: Enterprise) -> bool:
+        if item.id != key:
+            log.warning("registry key %s holds enterprise=%s; skipped", key, item.id)
+            return False
+        return True
 
     def on_ready(self) -> None:
         log.info("registry loaded enterprises=%s", len(self))
