@@ -40,18 +40,22 @@ class CompactedView(ABC):
 
     async def follow(self) -> None:
         """Read the topic from the beginning, then follow it until cancelled."""
+        # Subscribed without a group: aiokafka then assigns every partition
+        # and, with nothing committed, starts each at its beginning. (Assigning
+        # by hand needs the partition list, which the consumer's metadata
+        # lacks for a topic it is not subscribed to: it saw only partition 0.)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False
+            self._topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
-            await consumer.topics()  # fetches the cluster metadata
-            partitions = [
-                TopicPartition(self._topic, p)
-                for p in sorted(consumer.partitions_for_topic(self._topic) or {0})
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            while not consumer.assignment():
+                await asyncio.sleep(0.1)
+            partitions = sorted(consumer.assignment())
             end = await consumer.end_offsets(partitions)
             while True:
                 batches = await consumer.getmany(timeout_ms=500)
