@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from alert_rules.warning import Evidence
 
-# The parameters are bound by InfluxDB (params.*), never pasted into the text.
+# Strings go in as JSON string literals (Flux reads the same escapes), so a
+# value cannot end the string early. (The client's params= came back from
+# InfluxDB 2.9 as "undefined identifier params" for this query.)
 _FLUX = """
-from(bucket: params.bucket)
-  |> range(start: params.start, stop: params.stop)
-  |> filter(fn: (r) => r._measurement == params.metric)
-  |> filter(fn: (r) => r.enterprise == params.enterprise and r.device == params.device)
+from(bucket: {bucket})
+  |> range(start: {start}, stop: {stop})
+  |> filter(fn: (r) => r._measurement == {metric})
+  |> filter(fn: (r) => r.enterprise == {enterprise} and r.device == {device})
   |> filter(fn: (r) => r._field == "value" or r._field == "score")
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> keep(columns: ["_time", "value", "score"])
   |> sort(columns: ["_time"])
-  |> limit(n: params.limit)
+  |> limit(n: {most:d})
 """
 
 
@@ -44,16 +47,16 @@ class InfluxEvidence:
         self, enterprise: str, evidence: Evidence, limit: int
     ) -> list[dict[str, Any]]:
         # range's stop is exclusive; the evidence's "to" is the last reading.
-        params = {
-            "bucket": self._bucket,
-            "start": evidence.from_,
-            "stop": evidence.to + timedelta(microseconds=1),
-            "metric": evidence.metric.value,
-            "enterprise": enterprise,
-            "device": evidence.device,
-            "limit": limit,
-        }
-        tables = await self._client.query_api().query(_FLUX, params=params)
+        flux = _FLUX.format(
+            bucket=json.dumps(self._bucket),
+            start=_iso(evidence.from_),
+            stop=_iso(evidence.to + timedelta(microseconds=1)),
+            metric=json.dumps(evidence.metric.value),
+            enterprise=json.dumps(enterprise),
+            device=json.dumps(evidence.device),
+            most=limit,
+        )
+        tables = await self._client.query_api().query(flux)
         return [
             {
                 "time": _iso(row.get_time()),
@@ -69,4 +72,4 @@ class InfluxEvidence:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

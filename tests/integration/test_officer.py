@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -61,7 +63,12 @@ def test_officer_acknowledges_disposes_and_closes_a_pipeline_warning(
     pipeline,  # noqa: F811
     api_env,
 ):
-    stuck, _ = raise_stuck_warning(pipeline)
+    # The warning store outlives the run and the id follows from the data's
+    # times (on a 5-minute grid): a random end keeps an earlier run's closed
+    # warning out of the way.
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    end -= timedelta(minutes=random.randrange(1, 20_000))  # noqa: S311 - not crypto
+    stuck, _ = raise_stuck_warning(pipeline, end)
     assert stuck, "no stuck-sensor warning for the injected flatline"
     ident = stuck[0]["id"]
     deadline = Deadline(60)

@@ -333,11 +333,12 @@ def test_counter_reset_and_rollover_give_true_rates_never_negative(pipeline):
     assert all(r.get_value() >= 0 for r in rates)
 
 
-def raise_stuck_warning(pipeline):
-    """Publish 12 h of HC002's fleet with a pressure sensor stuck for the last
-    3 h; the stuck-sensor warnings that reached the receiver, and the truth."""
+def raise_stuck_warning(pipeline, end=None):
+    """Publish 12 h of HC002's fleet up to ``end`` (default: this minute) with
+    a pressure sensor stuck for the last 3 h; the stuck-sensor warnings that
+    reached the receiver, and the truth. The warning id follows from ``end``."""
     registry = load_registry(sample_registry_path()).by_id()
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = end or datetime.now(UTC).replace(second=0, microsecond=0)
     start = end - timedelta(hours=12)
     plant = registry[ENTERPRISE]
     sensor = next(
