@@ -350,6 +350,7 @@ class RuleEngine:
                     status=status,
                     by=ENGINE_ACTOR,
                     comment=f"cleared: {clear}",
+                    from_status=WarningStatus.OPEN,
                 )
             )
         item = WarningItem(

@@ -29,10 +29,15 @@ class _Record(BaseModel):
 
 
 class WarningStatus(StrEnum):
-    """Lifecycle of a warning; issue 5 adds acknowledged, disposed, closed."""
+    """Lifecycle of a warning; the allowed transitions are in
+    :mod:`alert_rules.lifecycle` (and docs/contracts.md)."""
 
     OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    DISPOSED = "disposed"
+    CLOSED = "closed"
     RESOLVED = "resolved"
+    EXPIRED = "expired"
 
 
 class WarningScope(_Record):
@@ -86,12 +91,25 @@ class Officer(_Record):
 
 
 class AuditEntry(_Record):
-    """One status transition: when, to which status, by whom, and why."""
+    """One status transition: when, from and to which status, by whom, and why.
+
+    Attributes:
+        at: when riskwatch applied the transition (UTC).
+        status: the status it led to.
+        by: who: an officer's API user name, or the rule engine.
+        comment: why, or (for a disposal) what was done.
+        from_status: the status before; None for the opening, and in records
+            written before the lifecycle existed (their history reads in order).
+        command: id of the command that made the transition, so a command
+            delivered twice is applied once; None for older records.
+    """
 
     at: AwareDatetime
     status: WarningStatus
     by: str
     comment: str = ""
+    from_status: WarningStatus | None = None
+    command: str | None = None
 
 
 class WarningRecord(_Record):
@@ -114,6 +132,9 @@ class WarningRecord(_Record):
     issue_time: AwareDatetime
     valid_until: AwareDatetime
     resolved_time: AwareDatetime | None = None
+    # When an officer must have handled it by: the opening's issue time plus
+    # the level's handling limit; set by the lifecycle agent, None before.
+    deadline: AwareDatetime | None = None
     items: list[WarningItem] = Field(min_length=1)
     enterprise_id: str
     enterprise_name: str | None

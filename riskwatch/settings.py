@@ -159,6 +159,24 @@ class WorkerSettings(_Section):
     silent_after_s: float = Field(default=900.0, gt=0)
     influx_batch: int = Field(default=2000, ge=1)
     influx_flush_s: float = Field(default=1.0, gt=0)
+    # Hours an officer has to handle a warning, by level, from its opening:
+    # the record's deadline (alert_rules.lifecycle).
+    handling_hours: dict[str, float] = Field(
+        default_factory=lambda: {"I": 1.0, "II": 4.0, "III": 24.0, "IV": 72.0}
+    )
+
+    @field_validator("handling_hours")
+    @classmethod
+    def _check_handling(cls, value: dict[str, float]) -> dict[str, float]:
+        levels = {"I", "II", "III", "IV"}
+        if set(value) != levels:
+            raise ValueError(
+                f"needs exactly the levels I, II, III, IV; got {sorted(value)}"
+            )
+        for level, hours in value.items():
+            if not hours > 0:
+                raise ValueError(f"level {level}: hours must be > 0, got {hours}")
+        return value
 
 
 class PlatformSettings(_Section):
@@ -192,6 +210,59 @@ class PlatformSettings(_Section):
     fallback_file: Path = Path("undelivered-warnings.jsonl")
 
 
+ApiRole = Literal["officer", "viewer"]
+
+
+class ApiUser(_Section):
+    """One account of the officer API.
+
+    Attributes:
+        role: ``officer`` may read and act; ``viewer`` may only read.
+        token: its bearer token; None generates one into
+            ``<run_dir>/secrets/api-token-<name>``.
+    """
+
+    role: ApiRole
+    token: SecretStr | None = None
+
+
+class ApiSettings(_Section):
+    """The officer HTTP API (``riskwatch api``) and its command-line client.
+
+    Attributes:
+        host: address it listens on, and the CLI connects to.
+        port: its TCP port.
+        users: accounts by name; the name is the ``by`` of the audit entries
+            its commands make.
+        apply_timeout_s: how long an action waits for the worker to apply the
+            command before answering 202 (accepted, not yet applied).
+        evidence_points: most readings returned per evidence series.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 8788
+    users: dict[str, ApiUser] = Field(
+        default_factory=lambda: {
+            "officer": ApiUser(role="officer"),
+            "viewer": ApiUser(role="viewer"),
+        }
+    )
+    apply_timeout_s: float = Field(default=10.0, gt=0)
+    evidence_points: int = Field(default=2000, ge=1, le=100_000)
+
+    @field_validator("users")
+    @classmethod
+    def _check_users(cls, value: dict[str, ApiUser]) -> dict[str, ApiUser]:
+        for name in value:
+            if not re.match(_ID_PATTERN, name):
+                raise ValueError(f"user name {name!r} must match {_ID_PATTERN}")
+        return value
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
 class Settings(BaseSettings):
     """Everything one riskwatch process needs to know; frozen once built."""
 
@@ -211,6 +282,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("run_dir", "cache_dir")
     @classmethod
@@ -228,6 +300,7 @@ class Settings(BaseSettings):
             ("kafka.controller_port", self.kafka.controller_port),
             ("influxdb.port", self.influxdb.port),
             ("worker.web_port", self.worker.web_port),
+            ("api.port", self.api.port),
         ):
             if port in seen:
                 raise ValueError(

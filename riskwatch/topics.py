@@ -16,6 +16,9 @@ DEAD_LETTER = "riskwatch.dead-letter.v1"
 ANOMALIES = "riskwatch.anomalies.v1"
 WARNINGS = "riskwatch.warnings.v1"
 WARNINGS_UNDELIVERED = "riskwatch.warnings.undelivered.v1"
+WARNING_COMMANDS = "riskwatch.warnings.commands.v1"
+WARNING_STORE = "riskwatch.warnings.store.v1"
+SILENCES = "riskwatch.silences.v1"
 ENTERPRISES = "riskwatch.registry.enterprises.v1"
 
 _WEEK_MS = 7 * 24 * 3600 * 1000
@@ -50,6 +53,15 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # Warnings the platform never acknowledged, kept until re-delivered
         # by hand: each is a case the office may not know about.
         TopicSpec(WARNINGS_UNDELIVERED, default, retention_ms=-1),
+        # Every change asked of a warning, by the engine or an officer, keyed
+        # by warning id: the lifecycle agent's input and the requests' record.
+        # Its partitions must match the warning-state table's (co-partitioned).
+        TopicSpec(WARNING_COMMANDS, default, retention_ms=-1),
+        # The latest version of each warning, keyed by warning id: what the
+        # officer API reads.
+        TopicSpec(WARNING_STORE, default, compacted=True),
+        # Silences asked by officers, keyed by silence id.
+        TopicSpec(SILENCES, 1, compacted=True),
         # Keyed state: the latest record per enterprise id is the registry.
         TopicSpec(ENTERPRISES, 1, compacted=True),
     ]

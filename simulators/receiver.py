@@ -123,6 +123,8 @@ class WarningReceiver:
         self._tolerance_s = tolerance_s
         self._clock = clock
         self.warnings: deque[dict[str, Any]] = deque(maxlen=keep)
+        # (CloudEvent id, type) of each warning recorded, in arrival order.
+        self.events: deque[tuple[str, str]] = deque(maxlen=keep)
         # Bounded like the warnings: an event older than the last `keep` ones
         # would be recorded twice, which a stand-in may afford.
         self._events: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -217,6 +219,7 @@ class WarningReceiver:
             return self._receipt(key, duplicate=True, status=200)
         self._remember(self._events, key, self._reference_of(record.id))
         assert isinstance(data, dict)  # noqa: S101 - validated as a record above
+        self.events.append((event.get_id(), event.get_type()))
         self._record(data)
         return self._receipt(key, duplicate=False, status=202)
 

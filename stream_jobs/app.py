@@ -11,6 +11,11 @@ Agents:
   ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
   the silence, so the table is only written on the partition that owns it.
+* ``lifecycle``: the commands topic (the engine's warning versions and the
+  officers' acknowledge/dispose/close, keyed by warning id) -> transitions
+  applied in order to the changelog-backed table ``warning-state`` ->
+  each new version to the warnings topic and the warning store. It is the
+  only writer of a warning's status (see :mod:`alert_rules.lifecycle`).
 * ``deliver``: warnings -> InfluxDB and the supervision platform's webhook.
 
 Every agent keeps Faust's default concurrency of 1: with more, faust can
@@ -32,12 +37,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel, ValidationError
 
-from alert_rules import RuleEngine, WarningRecord, load_rules
+from alert_rules import Level, RuleEngine, WarningRecord, load_rules
+from alert_rules.lifecycle import Command, step
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -52,6 +59,8 @@ from riskwatch.topics import (
     ANOMALIES,
     DEAD_LETTER,
     READINGS,
+    WARNING_COMMANDS,
+    WARNING_STORE,
     WARNINGS,
     WARNINGS_UNDELIVERED,
 )
@@ -106,6 +115,10 @@ class StreamWorker:
         self.rules: Rules = rules or RuleEngine(
             load_rules(w.rules_dir), authority=w.authority
         )
+        self.handling_limits = {
+            Level(level): timedelta(hours=hours)
+            for level, hours in w.handling_hours.items()
+        }
         token = SecretStore(settings.run_dir / "secrets").get_or_create(
             "influxdb-operator-token", settings.influxdb.token
         )
@@ -146,6 +159,8 @@ class StreamWorker:
             "delivered": 0,
             "receipts": 0,
             "undelivered": 0,
+            "transitions": 0,
+            "commands_refused": 0,
         }
         self.app = self._build_app()
 
@@ -191,6 +206,8 @@ class StreamWorker:
         self.warnings = topic(WARNINGS)
         self.dead_letter = topic(DEAD_LETTER)
         self.undelivered = topic(WARNINGS_UNDELIVERED)
+        self.commands = topic(WARNING_COMMANDS, partitions=s.kafka.default_partitions)
+        self.warning_store = topic(WARNING_STORE)
         self.silences = topic(
             f"{w.app_id}-silence", partitions=partitions, internal=True
         )
@@ -201,9 +218,17 @@ class StreamWorker:
             partitions=partitions,
             key_type=bytes,
         )
+        # Co-partitioned with the commands topic: the table partition that
+        # holds a warning is read by the worker that consumes its commands.
+        self.warning_state = app.Table(
+            "warning-state",
+            partitions=s.kafka.default_partitions,
+            key_type=bytes,
+        )
         app.task(self._run_store)
         app.agent(readings, name="score")(self._score)
         app.agent(self.silences, name="silence")(self._on_silence)
+        app.agent(self.commands, name="lifecycle")(self._lifecycle)
         app.agent(self.warnings, name="deliver")(self._deliver)
         app.task(self._follow_registry)
         app.timer(SILENCE_SCAN_S)(self._find_silent)
@@ -284,6 +309,69 @@ class StreamWorker:
                 silent_s,
             )
             await self._publish(outcome.warnings, outcome.observations)
+
+    async def _lifecycle(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self.on_command(event.key, event.value)
+
+    async def on_command(self, key: bytes | None, value: bytes) -> None:
+        """Apply one command to its warning and publish the new version.
+
+        The version is published before the table is written: after a crash
+        in between, the command comes again (its offset was not committed),
+        is applied again to the old state and gives the same version with the
+        same id, which the store overwrites and the platform deduplicates.
+        """
+        command = parse_as(Command, value)
+        if isinstance(command, PayloadError):
+            await self._reject(value, command, topic=WARNING_COMMANDS)
+            return
+        if key is not None and key != command.warning.encode():
+            await self._reject(
+                value,
+                PayloadError("warning", f"differs from the key {key!r}"),
+                topic=WARNING_COMMANDS,
+            )
+            return
+        state_key = command.warning.encode()
+        state, version, error = step(
+            self.warning_state.get(state_key), command, self.handling_limits
+        )
+        if error is not None:
+            self.counters["commands_refused"] += 1
+            log.warning(
+                "command refused warning=%s command=%s action=%s by=%s reason=%s",
+                command.warning,
+                command.id,
+                command.action.value,
+                command.by,
+                error,
+            )
+        elif version is None:
+            log.info(
+                "command already applied warning=%s command=%s",
+                command.warning,
+                command.id,
+            )
+        if version is not None:
+            self.counters["transitions"] += 1
+            body = to_json_bytes(version)
+            await self.warnings.send(key=state_key, value=body)
+            await self.warning_store.send(key=state_key, value=body)
+            log.info(
+                "warning transition warning=%s command=%s action=%s status=%s "
+                "version=%d by=%s enterprise=%s device=%s",
+                version.id,
+                command.id,
+                command.action.value,
+                version.status.value,
+                version.version,
+                command.by,
+                version.enterprise_id,
+                version.device_id,
+            )
+        if state is not None:
+            self.warning_state[state_key] = state
 
     async def _deliver(self, stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
@@ -399,6 +487,14 @@ class StreamWorker:
         for warning in warnings:
             self.counters["warnings"] += 1
             data = warning.model_dump(mode="json")
+            # Through the lifecycle agent, which numbers the versions and
+            # merges the engine's news with what the officers did.
+            record = (
+                warning
+                if isinstance(warning, WarningRecord)
+                else WarningRecord.model_validate(data)
+            )
+            value = to_json_bytes(Command.of_engine(record))
             log.info(
                 "warning id=%s rule=%s level=%s status=%s enterprise=%s device=%s",
                 data.get("id"),
@@ -408,9 +504,7 @@ class StreamWorker:
                 data.get("enterprise_id"),
                 data.get("device_id"),
             )
-            await self.warnings.send(
-                key=str(data.get("id")).encode(), value=to_json_bytes(warning)
-            )
+            await self.commands.send(key=str(data.get("id")).encode(), value=value)
 
 
 def _due_for_silence(

@@ -33,21 +33,14 @@ from riskwatch.signing import IDEMPOTENCY_HEADER
 TYPE_PREFIX = "org.riskwatch.warning."
 EVENT_TYPES: Mapping[WarningStatus, str] = {
     WarningStatus.OPEN: TYPE_PREFIX + "opened",
+    WarningStatus.ACKNOWLEDGED: TYPE_PREFIX + "acknowledged",
+    WarningStatus.DISPOSED: TYPE_PREFIX + "disposed",
+    WarningStatus.CLOSED: TYPE_PREFIX + "closed",
     WarningStatus.RESOLVED: TYPE_PREFIX + "resolved",
+    WarningStatus.EXPIRED: TYPE_PREFIX + "expired",
 }
-# Named now so that platforms can route on them before the lifecycle work of
-# issue 5 (officer acknowledgement, disposal, level changes, expiry) emits them.
-RESERVED_TYPES = tuple(
-    TYPE_PREFIX + name
-    for name in (
-        "escalated",
-        "deescalated",
-        "acknowledged",
-        "disposed",
-        "closed",
-        "expired",
-    )
-)
+# Named now so that platforms can route on them before level changes emit them.
+RESERVED_TYPES = tuple(TYPE_PREFIX + name for name in ("escalated", "deescalated"))
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE
 _FORMAT = JSONFormat()
 

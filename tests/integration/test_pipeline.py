@@ -333,9 +333,12 @@ def test_counter_reset_and_rollover_give_true_rates_never_negative(pipeline):
     assert all(r.get_value() >= 0 for r in rates)
 
 
-def test_stuck_value_injection_raises_a_stuck_sensor_warning(pipeline):
+def raise_stuck_warning(pipeline, end=None):
+    """Publish 12 h of HC002's fleet up to ``end`` (default: this minute) with
+    a pressure sensor stuck for the last 3 h; the stuck-sensor warnings that
+    reached the receiver, and the truth. The warning id follows from ``end``."""
     registry = load_registry(sample_registry_path()).by_id()
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = end or datetime.now(UTC).replace(second=0, microsecond=0)
     start = end - timedelta(hours=12)
     plant = registry[ENTERPRISE]
     sensor = next(
@@ -375,6 +378,11 @@ def test_stuck_value_injection_raises_a_stuck_sensor_warning(pipeline):
         and w.get("status") == "open"
         and "stuck" in w.get("rule_id", "")
     ]
+    return stuck, truth
+
+
+def test_stuck_value_injection_raises_a_stuck_sensor_warning(pipeline):
+    stuck, truth = raise_stuck_warning(pipeline)
     assert stuck, "no stuck-sensor warning for the injected flatline"
     began = datetime.fromisoformat(stuck[0]["start_time"]).timestamp()
     assert truth.start_s <= began <= truth.end_s

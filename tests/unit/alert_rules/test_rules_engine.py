@@ -308,6 +308,8 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
             "status": "open",
             "by": "riskwatch-rules",
             "comment": "rule combustible-gas-red: value above 50",
+            "from_status": None,
+            "command": None,
         }
     ]
     assert WarningRecord.from_json(red.to_json()) == red

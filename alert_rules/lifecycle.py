@@ -1,0 +1,303 @@
+"""The warning lifecycle: which transitions are allowed, and applying them.
+
+A warning's status changes only through :func:`step`, which the lifecycle agent
+of the worker (:mod:`stream_jobs.app`) calls for every command on the commands
+topic, one warning at a time and in the order of that topic's partition. The
+rule engine's versions arrive there as commands too (:meth:`Command.of_engine`),
+so the engine and the officers never write the same warning concurrently.
+
+Transitions (``TRANSITIONS``; anything else is refused with
+:class:`TransitionError`)::
+
+    (none)        --open (engine)---------> open
+    open          --acknowledge (officer)-> acknowledged
+    resolved      --acknowledge (officer)-> acknowledged
+    acknowledged  --dispose (officer)-----> disposed       a note is required
+    disposed      --close (officer)-------> closed
+    resolved      --close (officer)-------> closed
+    open, acknowledged, disposed
+                  --resolve (engine)------> resolved       the condition cleared
+    open          --expire (system)-------> expired        declared, no timer yet
+
+Every transition appends one :class:`AuditEntry` (who, when, from, to,
+comment, command id); the history is never rewritten, so a resolution after an
+acknowledgement leaves the acknowledgement in it. Closed and expired are final.
+
+Applying is deterministic: the new version takes its times from the command,
+never from a clock, so the same command applied again after a restart gives
+the same version with the same version id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
+
+from alert_rules.rule import Level
+from alert_rules.warning import (
+    AuditEntry,
+    WarningRecord,
+    WarningStatus,
+    _Record,
+)
+
+logger = logging.getLogger(__name__)
+
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+COMMENT_CHARS = 2000  # an officer's note, not a report: those go elsewhere
+REJECTED_KEPT = 64  # refused command ids remembered per warning, for redeliveries
+
+DEFAULT_HANDLING_LIMITS: Mapping[Level, timedelta] = {
+    Level.I: timedelta(hours=1),
+    Level.II: timedelta(hours=4),
+    Level.III: timedelta(hours=24),
+    Level.IV: timedelta(hours=72),
+}
+"""How long an officer has to handle a warning of each level, from its opening."""
+
+
+class Action(StrEnum):
+    """What a command asks for."""
+
+    OPEN = "open"
+    RESOLVE = "resolve"
+    ACKNOWLEDGE = "acknowledge"
+    DISPOSE = "dispose"
+    CLOSE = "close"
+    EXPIRE = "expire"
+
+
+OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
+_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE)
+
+S = WarningStatus
+TRANSITIONS: Mapping[Action, tuple[frozenset[WarningStatus], WarningStatus]] = {
+    Action.ACKNOWLEDGE: (frozenset({S.OPEN, S.RESOLVED}), S.ACKNOWLEDGED),
+    Action.DISPOSE: (frozenset({S.ACKNOWLEDGED}), S.DISPOSED),
+    Action.CLOSE: (frozenset({S.DISPOSED, S.RESOLVED}), S.CLOSED),
+    Action.RESOLVE: (frozenset({S.OPEN, S.ACKNOWLEDGED, S.DISPOSED}), S.RESOLVED),
+    Action.EXPIRE: (frozenset({S.OPEN}), S.EXPIRED),
+}
+"""Per action: the statuses it may be applied in, and the status it leads to.
+``open`` is not here: it only creates a warning."""
+
+
+class LifecycleError(Exception):
+    """A command that cannot be applied to the warning as it stands."""
+
+
+class UnknownWarning(LifecycleError):
+    """The command names a warning that does not exist."""
+
+    def __init__(self, warning: str) -> None:
+        super().__init__(f"warning {warning!r} does not exist")
+        self.warning = warning
+
+
+class TransitionError(LifecycleError):
+    """The action is not allowed from the warning's current status."""
+
+    def __init__(self, warning: str, status: WarningStatus, action: Action) -> None:
+        allowed = ", ".join(sorted(s.value for s in allowed_from(action)))
+        super().__init__(
+            f"warning {warning} is {status.value}: {action.value} is allowed only "
+            f"when it is {allowed or 'new'}"
+        )
+        self.warning, self.status, self.action = warning, status, action
+
+
+def allowed_from(action: Action) -> frozenset[WarningStatus]:
+    """The statuses ``action`` may be applied in (none for ``open``)."""
+    entry = TRANSITIONS.get(action)
+    return entry[0] if entry is not None else frozenset()
+
+
+def allowed_actions(status: WarningStatus) -> list[Action]:
+    """The officer actions allowed on a warning in ``status``.
+
+    >>> [a.value for a in allowed_actions(WarningStatus.RESOLVED)]
+    ['acknowledge', 'close']
+    """
+    return [a for a in OFFICER_ACTIONS if status in TRANSITIONS[a][0]]
+
+
+class Command(_Record):
+    """One request to change a warning, as it travels on the commands topic.
+
+    Attributes:
+        id: unique per request; the same id delivered again is applied once.
+            Engine versions use their version id (``rw-….v1``).
+        warning: the warning id (also the Kafka key).
+        action: what to do.
+        by: who asks: an officer's API user name, or the rule engine.
+        at: when riskwatch accepted the request (UTC); the new version's
+            issue time and the audit entry's ``at``.
+        comment: why; for ``dispose`` the required note of what was done.
+        record: the engine's version, for ``open`` and ``resolve`` only.
+    """
+
+    v: int = 1
+    id: str = Field(pattern=COMMAND_ID_PATTERN)
+    warning: str = Field(min_length=1, max_length=128)
+    action: Action
+    by: str = Field(min_length=1, max_length=128)
+    at: AwareDatetime
+    comment: str = Field(default="", max_length=COMMENT_CHARS)
+    record: WarningRecord | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Command:
+        if self.action == Action.DISPOSE and not self.comment.strip():
+            raise ValueError("comment: a disposal needs a note of what was done")
+        engine = self.action in _ENGINE_ACTIONS
+        if engine != (self.record is not None):
+            raise ValueError(
+                f"record: required for {self.action.value}"
+                if engine
+                else f"record: not allowed for {self.action.value}"
+            )
+        if self.record is not None and self.record.id != self.warning:
+            raise ValueError(
+                f"record: id {self.record.id!r} is not warning {self.warning!r}"
+            )
+        return self
+
+    @classmethod
+    def of_engine(cls, record: WarningRecord) -> Command:
+        """The command carrying one version the rule engine emitted."""
+        last = record.history[-1]
+        return cls(
+            id=record.version_id,
+            warning=record.id,
+            action=Action.OPEN if record.status == S.OPEN else Action.RESOLVE,
+            by=last.by,
+            at=last.at,
+            comment=last.comment,
+            record=record,
+        )
+
+
+def apply(
+    current: WarningRecord | None,
+    command: Command,
+    limits: Mapping[Level, timedelta] = DEFAULT_HANDLING_LIMITS,
+) -> WarningRecord | None:
+    """The version ``command`` makes of ``current``; None if already applied.
+
+    Args:
+        current: the warning's latest version, None if it has none yet.
+        command: the request.
+        limits: handling time per level, for the ``deadline`` of a new warning.
+
+    Raises:
+        UnknownWarning: an officer command for a warning with no version.
+        TransitionError: the action is not allowed from the current status.
+    """
+    if current is None:
+        if command.record is None:
+            raise UnknownWarning(command.warning)
+        return _created(command.record, command, limits)
+    if any(entry.command == command.id for entry in current.history):
+        return None
+    if command.action == Action.OPEN:
+        # The same opening under another command id (a version written before
+        # audit entries carried ids): the warning exists, nothing changes.
+        return None
+    allowed, target = TRANSITIONS[command.action]
+    if current.status not in allowed:
+        raise TransitionError(current.id, current.status, command.action)
+    entry = AuditEntry(
+        at=command.at,
+        status=target,
+        by=command.by,
+        comment=command.comment,
+        from_status=current.status,
+        command=command.id,
+    )
+    update: dict[str, Any] = {
+        "status": target,
+        "history": [*current.history, entry],
+        "issue_time": command.at,
+    }
+    if command.record is not None:  # resolve: the engine's view of the clearing
+        update |= {
+            "resolved_time": command.record.resolved_time,
+            "valid_until": command.record.valid_until,
+            "items": command.record.items,
+        }
+    return current.model_copy(update=update)
+
+
+def _created(
+    record: WarningRecord, command: Command, limits: Mapping[Level, timedelta]
+) -> WarningRecord:
+    # The first version this agent sees is normally the opening; a resolution
+    # whose opening it never saw (a table lost with its changelog) is kept as
+    # the engine wrote it. Either way the last entry names this command.
+    history = list(record.history)
+    history[-1] = history[-1].model_copy(update={"command": command.id})
+    return record.model_copy(
+        update={"history": history, "deadline": history[0].at + limits[record.level]}
+    )
+
+
+def step(
+    state: Mapping[str, Any] | None,
+    command: Command,
+    limits: Mapping[Level, timedelta] = DEFAULT_HANDLING_LIMITS,
+) -> tuple[dict[str, Any] | None, WarningRecord | None, LifecycleError | None]:
+    """Apply ``command`` to one warning's table state.
+
+    The state is JSON-compatible: ``{"record": <latest version>, "rejected":
+    [<command ids refused>]}``. Refused ids are kept (the last
+    ``REJECTED_KEPT``) so that a command delivered again after a restart is
+    not applied to a warning that has moved on since it was refused.
+
+    Returns:
+        The new state (None: unchanged), the version to publish (None:
+        nothing new) and the error when the command was refused.
+    """
+    current = latest(state)
+    rejected: list[str] = list((state or {}).get("rejected", []))
+    if command.id in rejected:
+        return None, None, None
+    try:
+        version = apply(current, command, limits)
+    except LifecycleError as exc:
+        if current is None:
+            return None, None, exc
+        rejected = [*rejected, command.id][-REJECTED_KEPT:]
+        return (
+            {"record": current.model_dump(mode="json"), "rejected": rejected},
+            None,
+            exc,
+        )
+    if version is None:
+        return None, None, None
+    return (
+        {"record": version.model_dump(mode="json"), "rejected": rejected},
+        version,
+        None,
+    )
+
+
+def latest(state: Mapping[str, Any] | None) -> WarningRecord | None:
+    """The latest version held in a table state, None if there is none."""
+    if not state or state.get("record") is None:
+        return None
+    try:
+        return WarningRecord.model_validate(state["record"])
+    except ValidationError as exc:
+        # Not expected (the agent wrote it); losing the history silently would
+        # be worse than refusing officer commands for this warning.
+        logger.error(  # noqa: TRY400 - the reason is in the message
+            "unreadable warning state warning=%s errors=%d",
+            state["record"].get("id"),
+            exc.error_count(),
+        )
+        return None

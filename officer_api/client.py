@@ -1,0 +1,81 @@
+"""A small client of the officer API, for ``riskwatch warnings``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from officer_api.errors import BY_STATUS, ApiError, Unavailable
+
+
+class ApiClient:
+    """Calls the officer API with one bearer token.
+
+    Args:
+        url: base URL, e.g. ``http://127.0.0.1:8788``.
+        token: the bearer token (never logged or printed).
+        timeout_s: per request, connecting included.
+
+    Every method raises the :class:`ApiError` subclass of the answer's status
+    (``Unauthorized``, ``Forbidden``, ``NotFound``, ``Conflict``,
+    ``InvalidInput``, ``Unavailable``), with the API's message.
+    """
+
+    def __init__(self, url: str, token: str, *, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def list(self, **filters: str | int | None) -> dict[str, Any]:
+        params = {k: str(v) for k, v in filters.items() if v is not None}
+        return await self._call("GET", "/warnings", params=params)
+
+    async def show(self, warning: str, *, evidence: bool = True) -> dict[str, Any]:
+        params = {"evidence": "true" if evidence else "false"}
+        return await self._call("GET", f"/warnings/{warning}", params=params)
+
+    async def act(
+        self, warning: str, action: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._call("POST", f"/warnings/{warning}/{action}", body=body)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as session,
+                session.request(
+                    method,
+                    self.url + path,
+                    params=params,
+                    json=body,
+                    headers=self._headers,
+                ) as response,
+            ):
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(
+                f"officer API at {self.url} not reachable: {exc!r}"
+            ) from exc
+        try:
+            answer = json.loads(text) if text else {}
+        except ValueError:
+            answer = {"message": text[:200]}
+        if status >= 400:
+            error = BY_STATUS.get(status, ApiError)
+            message = answer.get("message") or f"HTTP {status}"
+            raise error(message, status=status, field=answer.get("field"))
+        if not isinstance(answer, dict):
+            raise ApiError(
+                f"unexpected answer from {path}: {text[:200]}", status=status
+            )
+        return answer

@@ -1,0 +1,330 @@
+"""The OpenAPI 3.1 document of the officer API, served at ``/openapi.json``.
+
+Paths are written here by hand; the schemas of the bodies and the warning
+record are generated from the pydantic models, so they cannot drift from what
+the API accepts and returns. A test checks that every route of
+:func:`officer_api.build_app` is here and the other way round, and validates
+the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from alert_rules.lifecycle import Action
+from alert_rules.rule import Level, ScopeKind
+from alert_rules.warning import WarningRecord, WarningStatus
+from officer_api.models import (
+    LIST_LIMIT,
+    ActionBody,
+    DisposeBody,
+    Silence,
+    SilenceBody,
+)
+
+_REF = "#/components/schemas/{model}"
+
+
+def _schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=_REF)
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+_ERRORS = {
+    "401": _error("Missing or unknown bearer token."),
+    "422": _error("Invalid input; `field` names it."),
+    "503": _error("The warning store is still loading."),
+}
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The warning id (`rw-…`).",
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _enum(values: Iterable[StrEnum]) -> dict[str, Any]:
+    return {"type": "string", "enum": [v.value for v in values]}
+
+
+def _action_path(action: Action, body: str, summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": action.value,
+            "summary": summary,
+            "tags": ["actions"],
+            "parameters": [_ID],
+            "requestBody": {
+                "required": action == Action.DISPOSE,
+                "content": {"application/json": {"schema": _ref(body)}},
+            },
+            "responses": {
+                "200": _ok("Applied; the new version.", _ref("ActionResult")),
+                "202": _ok("Accepted, not applied yet.", _ref("Pending")),
+                **_ERRORS,
+                "403": _error("The token's role may only read."),
+                "404": _error("No such warning."),
+                "409": _error("Not allowed from the warning's current status."),
+            },
+        }
+    }
+
+
+_WARNING_VIEW = {
+    "allOf": [
+        _ref("WarningRecord"),
+        {
+            "type": "object",
+            "properties": {
+                "allowed_actions": {"type": "array", "items": _enum(Action)},
+            },
+        },
+    ]
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "riskwatch officer API",
+        "version": "1",
+        "description": (
+            "Warnings for the grid officers: list, inspect with their audit "
+            "trail and evidence, acknowledge, dispose, close; silences. "
+            "Send `Authorization: Bearer <token>`; role `viewer` may read, "
+            "`officer` may also act."
+        ),
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "security": [],
+                "responses": {"200": _ok("The OpenAPI document.", {"type": "object"})},
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether the warning store is loaded.",
+                "security": [],
+                "responses": {"200": _ok("Status and counts.", _ref("Health"))},
+            }
+        },
+        "/warnings": {
+            "get": {
+                "operationId": "listWarnings",
+                "summary": "Warnings, newest version first, filtered.",
+                "tags": ["warnings"],
+                "parameters": [
+                    _query("level", _enum(Level), "Warning level."),
+                    _query("status", _enum(WarningStatus), "Current status."),
+                    _query("scope", _enum(ScopeKind), "Scope kind."),
+                    _query("enterprise", {"type": "string"}, "Enterprise id."),
+                    _query("grid", {"type": "string"}, "Grid id."),
+                    _query(
+                        "since",
+                        {"type": "string", "format": "date-time"},
+                        "start_time at or after (with offset).",
+                    ),
+                    _query(
+                        "until",
+                        {"type": "string", "format": "date-time"},
+                        "start_time before (with offset).",
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": LIST_LIMIT,
+                            "default": 100,
+                        },
+                        "At most this many.",
+                    ),
+                ],
+                "responses": {
+                    "200": _ok("Matching warnings.", _ref("WarningList")),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/warnings/{id}": {
+            "get": {
+                "operationId": "getWarning",
+                "summary": "One warning with its audit trail and evidence series.",
+                "tags": ["warnings"],
+                "parameters": [
+                    _ID,
+                    _query(
+                        "evidence",
+                        {"type": "boolean", "default": True},
+                        "Read the evidence series from InfluxDB.",
+                    ),
+                ],
+                "responses": {
+                    "200": _ok("The latest version.", _ref("WarningDetail")),
+                    **_ERRORS,
+                    "404": _error("No such warning."),
+                },
+            }
+        },
+        "/warnings/{id}/acknowledge": _action_path(
+            Action.ACKNOWLEDGE, "ActionBody", "Acknowledge an open or resolved warning."
+        ),
+        "/warnings/{id}/dispose": _action_path(
+            Action.DISPOSE, "DisposeBody", "Record what was done (note required)."
+        ),
+        "/warnings/{id}/close": _action_path(
+            Action.CLOSE, "ActionBody", "Close a disposed or resolved warning."
+        ),
+        "/silences": {
+            "get": {
+                "operationId": "listSilences",
+                "summary": "Silences recorded.",
+                "tags": ["silences"],
+                "responses": {
+                    "200": _ok("Every silence.", _ref("SilenceList")),
+                    **_ERRORS,
+                },
+            },
+            "post": {
+                "operationId": "silence",
+                "summary": "Record a silence (not yet applied by the rule engine).",
+                "tags": ["silences"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SilenceBody")}},
+                },
+                "responses": {
+                    "201": _ok("Recorded.", _ref("SilenceCreated")),
+                    **_ERRORS,
+                    "403": _error("The token's role may only read."),
+                },
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            **_schemas(WarningRecord, ActionBody, DisposeBody, SilenceBody, Silence),
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {
+                    "error": {"type": "string", "examples": ["Conflict"]},
+                    "message": {"type": "string"},
+                    "field": {"type": ["string", "null"]},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok", "loading"]},
+                    "warnings": {"type": "integer"},
+                    "silences": {"type": "integer"},
+                },
+            },
+            "WarningView": _WARNING_VIEW,
+            "WarningList": {
+                "type": "object",
+                "properties": {
+                    "count": {"type": "integer"},
+                    "warnings": {"type": "array", "items": _ref("WarningView")},
+                },
+            },
+            "Series": {
+                "type": "object",
+                "properties": {
+                    "device": {"type": "string"},
+                    "metric": {"type": "string"},
+                    "from": {"type": "string", "format": "date-time"},
+                    "to": {"type": "string", "format": "date-time"},
+                    "points": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "time": {"type": "string", "format": "date-time"},
+                                "value": {"type": ["number", "null"]},
+                                "score": {"type": ["number", "null"]},
+                            },
+                        },
+                    },
+                    "error": {"type": ["string", "null"]},
+                },
+            },
+            "WarningDetail": {
+                "allOf": [
+                    _ref("WarningView"),
+                    {
+                        "type": "object",
+                        "properties": {
+                            "evidence": {"type": "array", "items": _ref("Series")}
+                        },
+                    },
+                ]
+            },
+            "ActionResult": {
+                "type": "object",
+                "properties": {
+                    "command": {"type": "string"},
+                    "warning": _ref("WarningView"),
+                },
+            },
+            "Pending": {
+                "type": "object",
+                "properties": {
+                    "command": {"type": "string"},
+                    "state": {"type": "string", "enum": ["pending"]},
+                },
+            },
+            "SilenceList": {
+                "type": "object",
+                "properties": {"silences": {"type": "array", "items": _ref("Silence")}},
+            },
+            "SilenceCreated": {
+                "type": "object",
+                "properties": {"silence": _ref("Silence")},
+            },
+        },
+    },
+}

@@ -1,0 +1,85 @@
+"""``riskwatch api``: the officer API process and its real seams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from aiohttp import web
+
+from officer_api.app import build_app
+from officer_api.auth import Tokens
+from officer_api.evidence import InfluxEvidence
+from officer_api.views import KafkaSink, SilenceView, WarningView
+from riskwatch.errors import RiskwatchError
+from riskwatch.secrets import SecretStore
+from riskwatch.settings import Settings
+from riskwatch.topics import SILENCES, WARNING_STORE
+
+log = logging.getLogger(__name__)
+
+READY_LINE = "officer api listening"
+
+
+class ApiStartError(RiskwatchError):
+    """The officer API could not start (address in use, Kafka unreachable)."""
+
+
+async def serve(settings: Settings) -> None:
+    """Run the API until SIGTERM or SIGINT."""
+    secrets = SecretStore(settings.run_dir / "secrets")
+    bootstrap = settings.kafka.bootstrap
+    view = WarningView(bootstrap, WARNING_STORE)
+    silences = SilenceView(bootstrap, SILENCES)
+    sink = KafkaSink(bootstrap)
+    influx = settings.influxdb
+    evidence = InfluxEvidence(
+        influx.url,
+        secrets.get_or_create("influxdb-operator-token", influx.token),
+        influx.org,
+        influx.bucket,
+    )
+    app = build_app(
+        view=view,
+        silences=silences,
+        sink=sink,
+        evidence=evidence,
+        tokens=Tokens.from_settings(settings.api, secrets),
+        apply_timeout_s=settings.api.apply_timeout_s,
+        evidence_points=settings.api.evidence_points,
+    )
+    try:
+        await sink.start()
+    except Exception as exc:
+        await evidence.close()
+        raise ApiStartError(f"kafka at {bootstrap} not reachable: {exc!r}") from exc
+    followers = [asyncio.create_task(v.follow()) for v in (view, silences)]
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.api.host, settings.api.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ApiStartError(
+                f"cannot listen on {settings.api.host}:{settings.api.port}: "
+                f"{exc.strerror}"
+            ) from exc
+        await view.ready.wait()
+        log.info("%s url=%s warnings=%d", READY_LINE, settings.api.url, len(view))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for task in followers:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        await runner.cleanup()
+        await sink.stop()
+        await evidence.close()
+        log.info("officer api stopped")

@@ -1,0 +1,109 @@
+"""The API's views of the warning store and the silences, and its command sink.
+
+The API never changes a warning itself: it sends a command to the commands
+topic and waits until the lifecycle agent's new version reaches the compacted
+warning store, which :class:`WarningView` follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from alert_rules.warning import WarningRecord
+from officer_api.models import Silence
+from riskwatch.compacted import ModelView
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Produces one record; raises if the broker did not take it."""
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+
+class KafkaSink:
+    """A :class:`Sink` on an aiokafka producer that waits for all replicas."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+class WarningView(ModelView[WarningRecord]):
+    """Every warning's latest version, from the warning store topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(
+            bootstrap,
+            topic,
+            WarningRecord,
+            label="warning store",
+            what="warning",
+            logger=log,
+        )
+        # Requests waiting for their command's version: warning -> command -> future.
+        self._waiting: dict[str, dict[str, asyncio.Future[WarningRecord]]] = {}
+
+    def records(self) -> Iterable[WarningRecord]:
+        return self._items.values()
+
+    def accept(self, key: str, item: WarningRecord) -> bool:
+        # The store is written by one agent in order; an older version can
+        # only come from a replay and must not hide the newer one.
+        known = self._items.get(key)
+        return known is None or item.version >= known.version
+
+    def stored(self, key: str, item: WarningRecord) -> None:
+        waiting = self._waiting.get(key, {})
+        for entry in item.history:
+            future = waiting.get(entry.command or "")
+            if future is not None and not future.done():
+                future.set_result(item)
+
+    async def applied(
+        self, warning: str, command: str, timeout_s: float
+    ) -> WarningRecord | None:
+        """The version of ``warning`` that ``command`` made, once it is in the
+        store; None if it is not there within ``timeout_s``."""
+        record = self._items.get(warning)
+        if record and any(e.command == command for e in record.history):
+            return record
+        future: asyncio.Future[WarningRecord] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.setdefault(warning, {})[command] = future
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiting = self._waiting.get(warning, {})
+            waiting.pop(command, None)
+            if not waiting:
+                self._waiting.pop(warning, None)
+
+
+class SilenceView(ModelView[Silence]):
+    """Every silence, from the silences topic."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(
+            bootstrap, topic, Silence, label="silences", what="silence", logger=log
+        )
+
+    def silences(self) -> list[Silence]:
+        return sorted(self._items.values(), key=lambda s: s.at)

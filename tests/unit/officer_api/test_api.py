@@ -1,0 +1,207 @@
+"""The officer API with aiohttp's test client: roles, transitions, errors."""
+
+import logging
+
+import pytest
+from openapi_spec_validator import validate
+
+from alert_rules.lifecycle import Action
+from officer_api import OPENAPI
+from tests.unit.conftest import make_warning_record
+from tests.unit.officer_api.conftest import NOW, OFFICER, VIEWER, Api, call
+
+OPENED = make_warning_record()
+OTHER = make_warning_record(
+    enterprise="HC009", device="PT-9", level="I", rule="pressure-high"
+)
+PATH = f"/warnings/{OPENED.id}"
+
+
+def test_an_officer_takes_a_warning_through_its_whole_lifecycle(caplog):
+    api = Api()
+    with caplog.at_level(logging.INFO, logger="officer_api.app"):
+        answers = call(
+            api,
+            [
+                ("POST", f"{PATH}/acknowledge", OFFICER, {"comment": "on my way"}),
+                ("POST", f"{PATH}/dispose", OFFICER, {"note": "valve closed"}),
+                ("POST", f"{PATH}/close", OFFICER, None),
+                ("GET", PATH, VIEWER, None),
+            ],
+            seed=[OPENED],
+        )
+    assert [status for status, _ in answers] == [200, 200, 200, 200]
+    assert [a["warning"]["status"] for _, a in answers[:3]] == [
+        "acknowledged",
+        "disposed",
+        "closed",
+    ]
+    shown = answers[3][1]
+    trail = [(e["from_status"], e["status"], e["by"]) for e in shown["history"]]
+    assert trail == [
+        (None, "open", "rules"),
+        ("open", "acknowledged", "officer-li"),
+        ("acknowledged", "disposed", "officer-li"),
+        ("disposed", "closed", "officer-li"),
+    ]
+    assert shown["history"][2]["comment"] == "valve closed"
+    assert shown["allowed_actions"] == []
+    assert shown["deadline"] == "2026-12-03T05:02:00.250000Z"  # level II: 4 h
+    [series] = shown["evidence"]
+    assert (series["device"], series["points"][0]["value"]) == ("GD-101", 31.0)
+    assert f"command sent warning={OPENED.id}" in caplog.text
+    assert OFFICER not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token", "body", "status", "error"),
+    [
+        ("GET", "/warnings", None, None, 401, "Unauthorized"),
+        ("GET", "/warnings", "wrong", None, 401, "Unauthorized"),
+        ("POST", f"{PATH}/acknowledge", VIEWER, {}, 403, "Forbidden"),
+        ("POST", "/silences", VIEWER, {}, 403, "Forbidden"),
+        ("GET", "/warnings/rw-nope", VIEWER, None, 404, "NotFound"),
+        ("POST", "/warnings/rw-nope/acknowledge", OFFICER, {}, 404, "NotFound"),
+        ("POST", f"{PATH}/close", OFFICER, {}, 409, "Conflict"),
+        ("POST", f"{PATH}/dispose", OFFICER, {"note": "x"}, 409, "Conflict"),
+        ("POST", f"{PATH}/dispose", OFFICER, {}, 422, "InvalidInput"),
+        ("POST", f"{PATH}/acknowledge", OFFICER, {"coment": "x"}, 422, "InvalidInput"),
+        ("GET", "/warnings?level=V", VIEWER, None, 422, "InvalidInput"),
+        ("GET", "/warnings?since=2026-01-01T00:00", VIEWER, None, 422, "InvalidInput"),
+    ],
+)
+def test_errors_name_the_problem(method, path, token, body, status, error):
+    [(got, answer)] = call(Api(), [(method, path, token, body)], seed=[OPENED])
+    assert (got, answer["error"]) == (status, error)
+    assert answer["message"]
+
+
+def test_422_names_the_field_and_409_the_status():
+    answers = call(
+        Api(),
+        [
+            ("POST", f"{PATH}/dispose", OFFICER, {"note": "   "}),
+            ("GET", "/warnings?limit=0", VIEWER, None),
+            ("POST", f"{PATH}/close", OFFICER, {}),
+        ],
+        seed=[OPENED],
+    )
+    assert [(a["field"], s) for s, a in answers] == [
+        ("note", 422),
+        ("limit", 422),
+        ("status", 409),
+    ]
+    assert (
+        "is open: close is allowed only when it is disposed, resolved"
+        in (answers[2][1]["message"])
+    )
+
+
+def test_a_command_the_worker_has_not_applied_yet_is_answered_202():
+    api = Api(apply=False, apply_timeout_s=0.05)
+    [(status, answer)] = call(
+        api,
+        [("POST", f"{PATH}/acknowledge", OFFICER, {"command_id": "retry-1"})],
+        seed=[OPENED],
+    )
+    assert (status, answer) == (202, {"command": "retry-1", "state": "pending"})
+    [(_, key, _)] = api.sink.sent
+    assert key == OPENED.id.encode()
+
+
+def test_list_filters_combine_and_newest_comes_first():
+    seed = [OPENED, OTHER]
+    answers = call(
+        Api(),
+        [
+            ("GET", "/warnings", VIEWER, None),
+            ("GET", "/warnings?level=I", VIEWER, None),
+            ("GET", "/warnings?enterprise=HC001&status=open", VIEWER, None),
+            ("GET", "/warnings?grid=nanhu-g2&scope=device&limit=1", VIEWER, None),
+            ("GET", "/warnings?status=closed", VIEWER, None),
+            (
+                "GET",
+                f"/warnings?since={NOW.isoformat()}".replace("+", "%2B"),
+                VIEWER,
+                None,
+            ),
+        ],
+        seed=seed,
+    )
+    ids = [[w["device_id"] for w in a["warnings"]] for _, a in answers]
+    assert ids[1:] == [["PT-9"], ["GD-101"], ["GD-101"], [], []]
+    assert sorted(ids[0]) == ["GD-101", "PT-9"]
+    assert answers[3][1]["count"] == 2  # the limit cuts the list, not the count
+
+
+def test_evidence_failure_still_shows_the_warning():
+    api = Api()
+    api.evidence.fail = ConnectionError("influxdb down")
+    [(status, shown)] = call(api, [("GET", PATH, VIEWER, None)], seed=[OPENED])
+    assert status == 200
+    assert shown["evidence"][0]["error"].startswith("evidence not available")
+    [(_, bare)] = call(api, [("GET", f"{PATH}?evidence=false", VIEWER, None)], [OPENED])
+    assert "evidence" not in bare
+
+
+def test_silences_are_recorded_and_listed():
+    until = "2026-12-04T00:00:00Z"
+    answers = call(
+        Api(),
+        [
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {
+                    "subject": {"kind": "device", "id": "HC001/GD-101"},
+                    "reason": "calibration",
+                    "until": until,
+                },
+            ),
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {
+                    "subject": {"kind": "rule", "id": "x"},
+                    "reason": "r",
+                    "until": "2020-01-01T00:00:00Z",
+                },
+            ),
+            ("GET", "/silences", VIEWER, None),
+        ],
+    )
+    assert [s for s, _ in answers] == [201, 422, 200]
+    assert answers[1][1]["field"] == "until"
+    [silence] = answers[2][1]["silences"]
+    assert (silence["by"], silence["reason"]) == ("officer-li", "calibration")
+
+
+def test_store_not_loaded_answers_503():
+    api = Api()
+    api.view.ready.clear()
+    [(status, answer)] = call(api, [("GET", "/warnings", VIEWER, None)])
+    assert (status, answer["error"]) == (503, "Unavailable")
+
+
+def test_openapi_document_is_valid_and_lists_every_route():
+    [(status, served)] = call(Api(), [("GET", "/openapi.json", None, None)])
+    assert status == 200
+    assert served == OPENAPI
+    validate(OPENAPI)
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in Api().app().router.routes()
+        if route.method != "HEAD"
+    }
+    documented = {
+        (method, path)
+        for path, operations in OPENAPI["paths"].items()
+        for method in operations
+    }
+    assert routes == documented
+    actions = {p.rsplit("/", 1)[1] for p in OPENAPI["paths"] if "{id}/" in p}
+    assert actions == {
+        a.value for a in (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
+    }
