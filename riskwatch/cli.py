@@ -134,7 +134,7 @@ cli.add_command(demo)
 from stream_jobs.bench.cli import bench  # noqa: E402
 
 cli.add_command(bench)
-from officer_api.cli import api, warnings  # noqa: E402
+from alert_rules.api.cli import api, warnings  # noqa: E402
 
 cli.add_command(api)
 cli.add_command(warnings)

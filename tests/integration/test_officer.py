@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from officer_api.server import READY_LINE
+from alert_rules.api.server import READY_LINE
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
 from tests.integration.conftest import RISKWATCH, ROOT

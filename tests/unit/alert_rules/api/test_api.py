@@ -5,10 +5,10 @@ import logging
 import pytest
 from openapi_spec_validator import validate
 
+from alert_rules.api import OPENAPI
 from alert_rules.lifecycle import Action
-from officer_api import OPENAPI
+from tests.unit.alert_rules.api.conftest import NOW, OFFICER, VIEWER, Api, call
 from tests.unit.conftest import make_warning_record
-from tests.unit.officer_api.conftest import NOW, OFFICER, VIEWER, Api, call
 
 OPENED = make_warning_record()
 OTHER = make_warning_record(
@@ -19,7 +19,7 @@ PATH = f"/warnings/{OPENED.id}"
 
 def test_an_officer_takes_a_warning_through_its_whole_lifecycle(caplog):
     api = Api()
-    with caplog.at_level(logging.INFO, logger="officer_api.app"):
+    with caplog.at_level(logging.INFO, logger="alert_rules.api.app"):
         answers = call(
             api,
             [

@@ -9,10 +9,10 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from officer_api.app import build_app
-from officer_api.auth import Tokens
-from officer_api.evidence import InfluxEvidence
-from officer_api.views import KafkaSink, SilenceView, WarningView
+from alert_rules.api.app import build_app
+from alert_rules.api.auth import Tokens
+from alert_rules.api.evidence import InfluxEvidence
+from alert_rules.api.views import KafkaSink, SilenceView, WarningView
 from riskwatch.errors import RiskwatchError
 from riskwatch.secrets import SecretStore
 from riskwatch.settings import Settings

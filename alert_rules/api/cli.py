@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 import click
 
+from alert_rules.api.auth import token_secret_name
+from alert_rules.api.client import ApiClient
+from alert_rules.api.errors import Unauthorized
 from alert_rules.lifecycle import Action
 from alert_rules.rule import Level, ScopeKind
 from alert_rules.warning import WarningStatus
-from officer_api.auth import token_secret_name
-from officer_api.client import ApiClient
-from officer_api.errors import Unauthorized
 from riskwatch.clictx import settings_of
 from riskwatch.secrets import SecretStore
 
@@ -39,7 +39,7 @@ def api(ctx: click.Context) -> None:
     topic, sends officers' actions to the commands topic (the worker applies
     them). Tokens left unset are generated into <run_dir>/secrets/api-token-*.
     """
-    from officer_api.server import serve  # noqa: PLC0415 - only this command needs it
+    from alert_rules.api.server import serve  # noqa: PLC0415 - only this command needs it
 
     asyncio.run(serve(settings_of(ctx)))
 

@@ -1,4 +1,4 @@
-"""The officer API's routes (see docs/api.md and :data:`officer_api.OPENAPI`).
+"""The officer API's routes (see docs/api.md and :data:`alert_rules.api.OPENAPI`).
 
 Errors answer ``{"error": <name>, "message": ..., "field": ...}``: 401 for a
 missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
@@ -24,19 +24,19 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
-from alert_rules.warning import WarningItem, WarningRecord
-from officer_api.auth import Account, Tokens
-from officer_api.evidence import EvidenceSource
-from officer_api.models import (
+from alert_rules.api.auth import Account, Tokens
+from alert_rules.api.evidence import EvidenceSource
+from alert_rules.api.models import (
     ActionBody,
     DisposeBody,
     ListQuery,
     Silence,
     SilenceBody,
 )
-from officer_api.openapi import OPENAPI
-from officer_api.views import SilenceView, Sink, WarningView
+from alert_rules.api.openapi import OPENAPI
+from alert_rules.api.views import SilenceView, Sink, WarningView
+from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
+from alert_rules.warning import WarningItem, WarningRecord
 from riskwatch.contracts import to_json_bytes
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 

@@ -10,8 +10,8 @@ Public surface:
 See docs/api.md.
 """
 
-from officer_api.app import build_app
-from officer_api.client import ApiClient
-from officer_api.openapi import OPENAPI
+from alert_rules.api.app import build_app
+from alert_rules.api.client import ApiClient
+from alert_rules.api.openapi import OPENAPI
 
 __all__ = ["OPENAPI", "ApiClient", "build_app"]

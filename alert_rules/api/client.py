@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from officer_api.errors import BY_STATUS, ApiError, Unavailable
+from alert_rules.api.errors import BY_STATUS, ApiError, Unavailable
 
 
 class ApiClient:

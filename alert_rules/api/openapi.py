@@ -3,7 +3,7 @@
 Paths are written here by hand; the schemas of the bodies and the warning
 record are generated from the pydantic models, so they cannot drift from what
 the API accepts and returns. A test checks that every route of
-:func:`officer_api.build_app` is here and the other way round, and validates
+:func:`alert_rules.api.build_app` is here and the other way round, and validates
 the document.
 """
 
@@ -15,16 +15,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from alert_rules.lifecycle import Action
-from alert_rules.rule import Level, ScopeKind
-from alert_rules.warning import WarningRecord, WarningStatus
-from officer_api.models import (
+from alert_rules.api.models import (
     LIST_LIMIT,
     ActionBody,
     DisposeBody,
     Silence,
     SilenceBody,
 )
+from alert_rules.lifecycle import Action
+from alert_rules.rule import Level, ScopeKind
+from alert_rules.warning import WarningRecord, WarningStatus
 
 _REF = "#/components/schemas/{model}"
 

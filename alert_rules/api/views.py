@@ -14,8 +14,8 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from alert_rules.api.models import Silence
 from alert_rules.warning import WarningRecord
-from officer_api.models import Silence
 from riskwatch.compacted import ModelView
 
 log = logging.getLogger(__name__)

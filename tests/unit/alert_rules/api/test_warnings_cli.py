@@ -5,8 +5,8 @@ import json
 from click.testing import CliRunner
 
 from riskwatch.cli import cli
+from tests.unit.alert_rules.api.conftest import OFFICER, VIEWER
 from tests.unit.conftest import make_warning_record
-from tests.unit.officer_api.conftest import OFFICER, VIEWER
 
 OPENED = make_warning_record()
 

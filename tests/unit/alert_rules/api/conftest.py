@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from alert_rules.api import build_app
+from alert_rules.api.auth import Account, Tokens
+from alert_rules.api.views import SilenceView, WarningView
 from alert_rules.lifecycle import Command, step
-from officer_api import build_app
-from officer_api.auth import Account, Tokens
-from officer_api.views import SilenceView, WarningView
 from riskwatch.contracts import to_json_bytes
 from riskwatch.topics import SILENCES, WARNING_COMMANDS, WARNING_STORE
 from tests.unit.conftest import T0
