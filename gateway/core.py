@@ -18,6 +18,7 @@ gateway then keeps retrying and the broker keeps the message.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,9 @@ from riskwatch.topics import DEAD_LETTER, READINGS
 log = logging.getLogger(__name__)
 
 Ack = Callable[[Inbound], bool]
+# How long a stopping gateway lets the acker settle what is in flight; what
+# is left is redelivered by the broker, so a quick stop loses nothing.
+ACKER_STOP_S = 5.0
 
 
 @dataclass
@@ -131,8 +135,15 @@ class Gateway:
                 await self._pending.put(await self._start(message))
         finally:
             await self._pending.put(None)
-            await asyncio.wait([acker], timeout=30)
+            await asyncio.wait([acker], timeout=ACKER_STOP_S)
             acker.cancel()
+            # Produces never waited for: their MQTT messages stay
+            # unacknowledged, so the broker redelivers them to the next
+            # gateway. Close them, or Python warns of coroutines never awaited.
+            while not self._pending.empty():
+                left = self._pending.get_nowait()
+                if left is not None and inspect.iscoroutine(left.result):
+                    left.result.close()
 
     async def drain(self) -> None:
         """Wait until every message handed over so far has been settled."""

@@ -1,9 +1,12 @@
 import asyncio
+import gc
 import hashlib
 import json
+import warnings
 
 import pytest
 
+from gateway import core
 from gateway.core import Gateway
 from gateway.mqtt_adapter import Inbound
 from gateway.sink import MemorySink, SinkError
@@ -296,6 +299,28 @@ def test_nothing_is_acked_while_kafka_is_down_and_all_is_acked_after():
     # The first message had exhausted its attempts and went to dead letter;
     # the second, which never failed on its own, is a normal reading.
     assert h.topics() == [DEAD_LETTER, READINGS]
+
+
+def test_stopping_while_kafka_is_down_is_quick_acks_nothing_and_leaks_nothing(
+    monkeypatch,
+):
+    monkeypatch.setattr(core, "ACKER_STOP_S", 0.05)
+    sink = MemorySink()
+    down = SinkError("kafka down")
+    sink.fail_topics = {READINGS: down, DEAD_LETTER: down}
+    h = Harness(sink)
+
+    async def retrying(h):
+        while len(h.sleeps) < 3:
+            await asyncio.sleep(0)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        h.run([_msg(_good(v), mid=v) for v in (1, 2, 3)], until=retrying)
+        gc.collect()
+    # Unacknowledged, so the broker redelivers all three to the next gateway.
+    assert h.acked == []
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
 
 
 def test_acks_follow_arrival_order_when_produces_finish_out_of_order():
