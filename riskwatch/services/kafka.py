@@ -35,6 +35,18 @@ log4j.logger.kafka.log.LogCleaner=WARN
 """
 
 
+def new_cluster_id() -> str:
+    """A random Kafka cluster id: a UUID in unpadded URL-safe base64.
+
+    Like Kafka's own ``random-uuid``, never one that starts with ``-``, which
+    a command line would read as an option (one id in 64 does).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
 def _java() -> str:
     home = os.environ.get("JAVA_HOME")
     if home and Path(home, "bin", "java").is_file():
@@ -150,8 +162,7 @@ class Kafka(Service):
         (self.folder / "log4j.properties").write_text(_LOG4J, encoding="utf-8")
         if (self.data_dir / "meta.properties").exists():
             return
-        # Kafka's cluster id is a random UUID in unpadded URL-safe base64.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         self.report("kafka: formatting storage (first start)")
         run_step(
             "kafka",
@@ -159,8 +170,7 @@ class Kafka(Service):
                 *self._java_argv(heap_mb=256),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.folder / "server.properties"),
             ],
