@@ -185,6 +185,25 @@ def test_spike_rule_needs_one_detector_past_its_own_alarm_level(
     assert [r.status.value for r in opened] == ["open"]
 
 
+def test_a_step_far_beyond_the_usual_is_a_spike_on_its_own(
+    default_rules, make_obs, run
+):
+    # A tank level whose wide rolling band hides a jump: only the rate of
+    # change sees it, so the combined score stays at a third.
+    def step(score):
+        finding = Finding(detector="rate_of_change", score=score, observed=26.0)
+        return [
+            make_obs("level_pct", 40.0, 0),
+            make_obs("level_pct", 66.0, 1, score=score / 3, findings=[finding]),
+        ]
+
+    def spikes(records):
+        return [r.status.value for r in records if r.rule_id == "spike-or-drop"]
+
+    assert spikes(run(default_rules, step(0.8))) == ["open"]
+    assert spikes(run(default_rules, step(0.5))) == []
+
+
 def test_load_rule_needs_an_unlicensed_or_closed_site(
     default_rules, make_obs, make_enterprise, run
 ):
