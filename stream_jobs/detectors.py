@@ -34,6 +34,10 @@ finding ``detector``      what it sees                                warm-up
                           or drift; after an alarm it measures from
                           the new level
 ``gap``                   a silence 4 or more usual intervals long    60 readings
+``stuck`` (counters)      a register frozen (rate exactly 0) for 12   2 days and
+                          readings and 30 min at an hour that         60 readings
+                          usually counts 3 or more times the
+                          meter's smallest rate (its idle use)
 ``counter``               a negative consumption rate: a counter      none
                           that went backwards (counters arrive here
                           as rates, see processing.py)

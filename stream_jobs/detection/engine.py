@@ -38,6 +38,9 @@ ZERO_IS_NORMAL = frozenset(
     }
 )
 COUNTERS = frozenset({Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3})
+# A frozen register is reported where this hour usually counts at least this
+# many times the smallest rate the meter has shown.
+FROZEN_BUSY = 3.0
 
 # ewma / rate / level shift -------------------------------------------------------
 EWMA_ALPHA = 0.05  # about 20 readings of memory
@@ -84,7 +87,7 @@ SAME_ALPHA = 0.01  # memory of how often the value repeats (~100 readings)
 
 # The layout of the state; bump it when keys are added so stored states are
 # completed on their next reading.
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 _TINY = 1e-9
 
@@ -119,6 +122,7 @@ def new_state() -> dict[str, Any]:
         "pk": 0.0,
         "pa": 0,
         "lr": 0.0,
+        "rq": None,
     }
 
 
@@ -198,6 +202,9 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         and run >= STUCK_MIN_READINGS
         and (ts_ns - run_start) / 1e9 >= STUCK_MIN_S
         and not (value == 0.0 and metric in ZERO_IS_NORMAL)
+        # A counter's steady rate is a steady process; its frozen register
+        # is found below, against the daily profile.
+        and metric not in COUNTERS
     ):
         # How unusual a run this long is here: a series that often repeats its
         # value (coarse resolution, idle counters) earns a weak score.
@@ -307,6 +314,37 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
             )
     elif warm and s["lvv"] > _TINY:
         u = (value - s["lv"] - s["ca"]) / math.sqrt(s["lvv"])
+
+    # frozen register -----------------------------------------------------------
+    # A meter register that stops moving reads as zero consumption. Exactly
+    # zero is rare while a site draws even its idle load, and impossible
+    # where this hour usually counts several times the smallest rate the
+    # meter has shown (``rq``, its idle use): the register or its sensor is
+    # stuck. (At an idle hour a frozen register cannot be told from one.)
+    quantum = s["rq"]
+    if (
+        metric in COUNTERS
+        and value == 0.0
+        and quantum is not None
+        and daily
+        and warm
+        and run >= STUCK_MIN_READINGS
+        and (ts_ns - run_start) / 1e9 >= STUCK_MIN_S
+    ):
+        score = _ramp(season_expected / quantum, FROZEN_BUSY, 4 * FROZEN_BUSY)
+        if score > 0:
+            findings.append(
+                Finding(
+                    detector="stuck",
+                    score=score,
+                    observed=value,
+                    expected=season_expected,
+                    detail=f"the register has not moved for {run} readings over "
+                    f"{(ts_ns - run_start) / 60e9:.0f} min; at {hour:02d}h it "
+                    f"usually counts {season_expected:.3g} per hour",
+                )
+            )
+            evidence = max(evidence, 3.0 * score)
 
     evidence = max(evidence, level_evidence)
 
@@ -470,6 +508,8 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         dow[day] = _q(dow[day] + WEEK_ALPHA * (r_day - dow[day]))
         s["dow"] = dow
 
+    if metric in COUNTERS and value > 0 and (s["rq"] is None or value < s["rq"]):
+        s["rq"] = _q(value)
     s.update(
         n=n + 1,
         last_ts=ts_ns,

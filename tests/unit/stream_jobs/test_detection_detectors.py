@@ -211,6 +211,47 @@ def test_a_negative_rate_of_a_counter_is_flagged():
     assert flagged(results, "counter") == []
 
 
+def _shift_rates(days, interval_s, seed=5):
+    # A meter's consumption per hour: 10 idle, 100 from 08:00 to 18:00 UTC.
+    t = np.arange(int(days * DAY_S / interval_s)) * interval_s
+    busy = ((t % DAY_S) >= 8 * 3600) & ((t % DAY_S) < 18 * 3600)
+    noise = np.random.default_rng(seed).normal(0, 1.0, t.size)
+    return np.where(busy, 100.0, 10.0) + noise, t
+
+
+def _frozen(start_h, hours, interval_s=300):
+    values, t = _shift_rates(4, interval_s)
+    first = int((3 * DAY_S + start_h * 3600) / interval_s)
+    values[first : first + int(hours * 3600 / interval_s)] = 0.0
+    return values, t, first
+
+
+def test_a_register_frozen_in_busy_hours_is_stuck():
+    values, t, first = _frozen(start_h=10, hours=2)
+    _, results = run(values, times_s=t, metric=Metric.WATER_M3)
+    stuck = flagged(results, "stuck")
+    # Reported once the run is STUCK_MIN_READINGS long and 30 minutes old.
+    assert stuck
+    assert stuck[0] == first + engine.STUCK_MIN_READINGS - 1
+    assert all(first <= i < first + 24 for i in stuck)
+    first_stuck = next(f for f in results[stuck[0]].findings if f.detector == "stuck")
+    assert "the register has not moved" in first_stuck.detail
+
+
+def test_a_register_at_zero_when_it_usually_idles_is_not_stuck():
+    # Zero at night is three times less than the usual idle use, not
+    # several times the idle rate: it cannot be told from a quiet night.
+    values, t, _ = _frozen(start_h=0, hours=4)
+    _, results = run(values, times_s=t, metric=Metric.WATER_M3)
+    assert flagged(results, "stuck") == []
+
+
+def test_a_steady_rate_is_no_stuck_counter():
+    values = np.full(2000, 12.0)
+    _, results = run(values, interval_s=300, metric=Metric.GAS_M3)
+    assert flagged(results, "stuck") == []
+
+
 # EWMA against a numpy oracle -------------------------------------------------------
 
 
