@@ -456,6 +456,11 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     xs = value
     if flagged and daily and warm:
         xs = min(max(value, expected - Z_QUIET * seas_sd), expected + Z_QUIET * seas_sd)
+    if any(f.detector == "stuck" and f.score > 0 for f in findings):
+        # A stuck sensor or frozen register says nothing about the process:
+        # learning its value would teach the profile to expect it tomorrow,
+        # and the next normal day would read as a jump.
+        x, xs = s["em"], season_expected
     if s["t0"] is None:
         s["t0"] = ts_s
     if dt_s is not None and dt_s > 0:
