@@ -16,7 +16,16 @@ Agents:
   applied in order to the changelog-backed table ``warning-state`` ->
   each new version to the warnings topic and the warning store. It is the
   only writer of a warning's status (see :mod:`alert_rules.lifecycle`).
-* ``deliver``: warnings -> InfluxDB and the supervision platform's webhook.
+* ``deliver``: warnings -> InfluxDB and the supervision platform's webhook;
+  a version ``held`` by a silence is stored but not posted.
+
+Silences (:mod:`alert_rules.silences`) are followed from their compacted topic
+by every worker (all partitions, like the registry). An opening whose device,
+enterprise or rule a silence covers at that moment (wall clock) is marked
+``silenced_by``/``held`` before it goes to the lifecycle agent, so the agent
+stays deterministic; a timer releases held warnings that are still active
+once no silence covers them (docs/rules.md, "Silences and maintenance
+windows").
 
 Every agent keeps Faust's default concurrency of 1: with more, faust can
 commit an offset past a message still in flight (faust-streaming #606).
@@ -37,14 +46,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel, ValidationError
 
 from alert_rules import Level, RuleEngine, WarningRecord, load_rules
-from alert_rules.lifecycle import Command, step
+from alert_rules.lifecycle import ACTIVE, Action, Command, latest, step, worker_command
+from alert_rules.silences import SilenceView
+from alert_rules.warning import WarningStatus
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -59,6 +70,7 @@ from riskwatch.topics import (
     ANOMALIES,
     DEAD_LETTER,
     READINGS,
+    SILENCES,
     WARNING_COMMANDS,
     WARNING_STORE,
     WARNINGS,
@@ -109,8 +121,11 @@ class StreamWorker:
         *,
         rules: Rules | None = None,
         writer_factory: Callable[[], PointWriter] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        # Wall clock of the administrative acts: silences, releases, expiry.
+        self.clock = clock
         w = settings.worker
         self.rules: Rules = rules or RuleEngine(
             load_rules(w.rules_dir), authority=w.authority
@@ -132,6 +147,9 @@ class StreamWorker:
         )
         self._writer: PointWriter | None = None
         self.registry = RegistryView(settings.kafka.bootstrap)
+        self.silence_view = SilenceView(settings.kafka.bootstrap, SILENCES)
+        # Held warnings whose release was sent and not yet seen applied.
+        self._releasing: set[str] = set()
         self.store = ReadingStore(
             bootstrap=settings.kafka.bootstrap,
             topic=READINGS,
@@ -161,6 +179,8 @@ class StreamWorker:
             "undelivered": 0,
             "transitions": 0,
             "commands_refused": 0,
+            "silenced": 0,
+            "held": 0,
         }
         self.app = self._build_app()
 
@@ -231,7 +251,9 @@ class StreamWorker:
         app.agent(self.commands, name="lifecycle")(self._lifecycle)
         app.agent(self.warnings, name="deliver")(self._deliver)
         app.task(self._follow_registry)
+        app.task(self._follow_silences)
         app.timer(SILENCE_SCAN_S)(self._find_silent)
+        app.timer(SILENCE_SCAN_S)(self._release_held)
         app.timer(DERIVED_FLUSH_S)(self._flush_derived)
         app.timer(STATS_S)(self._stats)
         # faust types its receivers with a keyword-only `signal` argument that
@@ -252,6 +274,9 @@ class StreamWorker:
 
     async def _follow_registry(self) -> None:
         await self.registry.follow()
+
+    async def _follow_silences(self) -> None:
+        await self.silence_view.follow()
 
     async def _run_store(self) -> None:
         await self.registry.ready.wait()
@@ -381,6 +406,17 @@ class StreamWorker:
                 continue
             data = record.model_dump(mode="json")
             await self.writer.write([warning_point(data)])
+            if record.held:
+                # Recorded (store, InfluxDB), not sent: the release timer
+                # sends this version later if the warning outlives the silence.
+                self.counters["held"] += 1
+                log.debug(
+                    "warning held warning=%s version=%d silence=%s",
+                    record.id,
+                    record.version,
+                    record.silenced_by,
+                )
+                continue
             receipt = await self.webhook.post(record)
             if receipt is None:
                 if self.settings.platform.webhook_url:
@@ -415,6 +451,41 @@ class StreamWorker:
         for key, state in list(self.device_state.items()):
             if _due_for_silence(state, wall_ns, limit):
                 await self.silences.send(key=key, value=str(wall_ns).encode())
+
+    async def _release_held(self) -> None:
+        """Send ``release`` for held warnings no silence covers any more.
+
+        Only the table partitions this worker holds are scanned; the command
+        goes through the lifecycle agent like any other change.
+        """
+        now = self.clock()
+        held: set[str] = set()
+        for key, state in list(self.warning_state.items()):
+            record = latest(state)
+            if record is None or not record.held or record.status not in ACTIVE:
+                continue
+            held.add(record.id)
+            if record.id in self._releasing or self._silence_of(record, now):
+                continue
+            command = worker_command(
+                record.id,
+                Action.RELEASE,
+                now,
+                f"silence {record.silenced_by} ended with the warning still "
+                f"{record.status.value}",
+            )
+            await self.commands.send(key=key, value=to_json_bytes(command))
+            self._releasing.add(record.id)
+            log.info(
+                "warning release sent warning=%s silence=%s status=%s "
+                "enterprise=%s device=%s",
+                record.id,
+                record.silenced_by,
+                record.status.value,
+                record.enterprise_id,
+                record.device_id,
+            )
+        self._releasing &= held
 
     async def _flush_derived(self) -> None:
         """Write the scores and rates buffered since the last flush.
@@ -475,9 +546,37 @@ class StreamWorker:
         )
         await self.dead_letter.send(key=b"worker", value=to_json_bytes(letter))
 
+    def _silence_of(self, record: WarningRecord, now: datetime) -> str | None:
+        silence = self.silence_view.covering(
+            enterprise=record.enterprise_id,
+            device=record.device_id,
+            rule=record.rule_id,
+            now=now,
+        )
+        return silence.id if silence is not None else None
+
+    def _held_if_silenced(self, record: WarningRecord) -> WarningRecord:
+        """The opening marked held when a silence covers it now."""
+        if record.status != WarningStatus.OPEN:
+            return record
+        silence = self._silence_of(record, self.clock())
+        if silence is None:
+            return record
+        self.counters["silenced"] += 1
+        log.info(
+            "warning silenced warning=%s silence=%s rule=%s enterprise=%s device=%s",
+            record.id,
+            silence,
+            record.rule_id,
+            record.enterprise_id,
+            record.device_id,
+        )
+        return record.model_copy(update={"silenced_by": silence, "held": True})
+
     async def _publish(
         self, warnings: list[BaseModel], observations: list[Observation]
     ) -> None:
+        await self.silence_view.ready.wait()
         for observation in observations:
             if observation.findings or observation.kind == "silence":
                 await self.anomalies.send(
@@ -489,7 +588,7 @@ class StreamWorker:
             data = warning.model_dump(mode="json")
             # Through the lifecycle agent, which numbers the versions and
             # merges the engine's news with what the officers did.
-            record = (
+            record = self._held_if_silenced(
                 warning
                 if isinstance(warning, WarningRecord)
                 else WarningRecord.model_validate(data)
