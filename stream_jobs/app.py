@@ -11,6 +11,10 @@ Agents:
   ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
   the silence, so the table is only written on the partition that owns it.
+* ``expire``: the same timer finds devices not heard from for
+  ``worker.expire_after_s`` (default 7 days) and sends them to a second
+  internal topic; this agent has the rule engine forget their warnings and
+  sends an ``expire`` command for each to the lifecycle agent.
 * ``lifecycle``: the commands topic (the engine's warning versions and the
   officers' acknowledge/dispose/close, keyed by warning id) -> transitions
   applied in order to the changelog-backed table ``warning-state`` ->
@@ -77,7 +81,7 @@ from riskwatch.topics import (
     WARNINGS_UNDELIVERED,
 )
 from stream_jobs.delivery import WebhookClient
-from stream_jobs.processing import Rules, process_reading, silence
+from stream_jobs.processing import Rules, expire, process_reading, silence
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.storage import (
     InfluxWriter,
@@ -181,6 +185,7 @@ class StreamWorker:
             "commands_refused": 0,
             "silenced": 0,
             "held": 0,
+            "expired": 0,
         }
         self.app = self._build_app()
 
@@ -231,6 +236,9 @@ class StreamWorker:
         self.silences = topic(
             f"{w.app_id}-silence", partitions=partitions, internal=True
         )
+        self.expiries = topic(
+            f"{w.app_id}-expire", partitions=partitions, internal=True
+        )
         # key_type=bytes makes faust read the changelog keys back raw, as
         # they were written (it derives the changelog codec from key_type).
         self.device_state = app.Table(
@@ -248,6 +256,7 @@ class StreamWorker:
         app.task(self._run_store)
         app.agent(readings, name="score")(self._score)
         app.agent(self.silences, name="silence")(self._on_silence)
+        app.agent(self.expiries, name="expire")(self._on_expiry)
         app.agent(self.commands, name="lifecycle")(self._lifecycle)
         app.agent(self.warnings, name="deliver")(self._deliver)
         app.task(self._follow_registry)
@@ -334,6 +343,45 @@ class StreamWorker:
                 silent_s,
             )
             await self._publish(outcome.warnings, outcome.observations)
+
+    async def _on_expiry(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self.on_expiry(event.key, int(event.value))
+
+    async def on_expiry(self, key: bytes, wall_ns: int) -> None:
+        """Expire the warnings of a device not heard from for too long.
+
+        One ``expire`` command per warning goes out before the table is
+        written: after a crash in between, the timer finds the device again
+        and sends the same commands (same ids), which the lifecycle agent
+        applies once.
+        """
+        state = self.device_state.get(key)
+        limit = self.settings.worker.expire_after_s
+        if not _due_for_expiry(state, wall_ns, limit):
+            return  # it spoke again since the timer looked, or already done
+        assert state is not None  # noqa: S101 - checked just above
+        enterprise_id, device = key.decode().split("/", 1)
+        new_state, ids = expire(enterprise_id, device, state, self.rules)
+        silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
+        at = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
+        comment = (
+            f"no reading from device {device} for {silent_s:.0f} s "
+            f"(worker.expire_after_s {limit:.0f} s): the condition can no "
+            "longer be judged"
+        )
+        for ident in ids:
+            command = worker_command(ident, Action.EXPIRE, at, comment)
+            await self.commands.send(key=ident.encode(), value=to_json_bytes(command))
+        self.device_state[key] = new_state
+        self.counters["expired"] += len(ids)
+        log.info(
+            "device expired enterprise=%s device=%s silent_s=%.0f warnings=%d",
+            enterprise_id,
+            device,
+            silent_s,
+            len(ids),
+        )
 
     async def _lifecycle(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -447,10 +495,12 @@ class StreamWorker:
 
     async def _find_silent(self) -> None:
         wall_ns = time.time_ns()
-        limit = self.settings.worker.silent_after_s
+        w = self.settings.worker
         for key, state in list(self.device_state.items()):
-            if _due_for_silence(state, wall_ns, limit):
+            if _due_for_silence(state, wall_ns, w.silent_after_s):
                 await self.silences.send(key=key, value=str(wall_ns).encode())
+            if _due_for_expiry(state, wall_ns, w.expire_after_s):
+                await self.expiries.send(key=key, value=str(wall_ns).encode())
 
     async def _release_held(self) -> None:
         """Send ``release`` for held warnings no silence covers any more.
@@ -615,6 +665,17 @@ def _due_for_silence(
         state
         and not state["silent"]
         and state["last_ts"] is not None
+        and state.get("last_seen_ns") is not None
+        and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
+    )
+
+
+def _due_for_expiry(state: dict[str, Any] | None, wall_ns: int, limit_s: float) -> bool:
+    """True if the device has been heard from, its warnings were not expired
+    since its last reading, and nothing has arrived from it for ``limit_s``."""
+    return bool(
+        state
+        and not state.get("expired", False)
         and state.get("last_seen_ns") is not None
         and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
     )
