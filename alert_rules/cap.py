@@ -5,10 +5,11 @@ One ``<alert>`` per published version of a warning (:func:`cap_document`,
 
 * ``identifier`` is :attr:`WarningRecord.version_id`, the CloudEvent id of
   the same version, so the two channels name a version alike;
-* ``msgType`` is ``Alert`` for the opening, ``Cancel`` for the resolved
-  version and ``Update`` for any other later one (the lifecycle work of
-  issue 5); a later version's ``references`` lists every earlier version as
-  ``sender,identifier,sent``, and ``incidents`` is the warning id;
+* ``msgType`` is ``Alert`` for the opening, ``Cancel`` for a version that
+  ends the warning (resolved, closed, expired: :data:`ENDED`) and ``Update``
+  for any other later one; a later version's ``references`` lists every
+  earlier version as ``sender,identifier,sent``, and ``incidents`` is the
+  warning id;
 * ``scope`` is ``Restricted``: a warning names an enterprise, its devices and
   the grid officer's phone, and an early warning from sensors is for the
   supervisors to act on, not a public announcement;
@@ -38,6 +39,20 @@ RESTRICTION = (
     "names enterprises and officers, not for public dissemination."
 )
 HEADLINE_CHARS = 160  # CAP 1.2 asks for headlines of about this length at most
+
+ENDED = frozenset({WarningStatus.RESOLVED, WarningStatus.CLOSED, WarningStatus.EXPIRED})
+"""Statuses whose version cancels the alert: nothing is asked of anyone any more.
+(A resolved warning may still be acknowledged or closed by an officer; for
+the CAP consumer the hazard message is withdrawn either way.)"""
+
+# responseType of an ending version: the condition cleared (resolved) or an
+# officer closed the case, so all clear; an expired warning's condition was
+# never seen to clear, so nothing is recommended rather than "all clear".
+_ENDED_RESPONSE = {
+    WarningStatus.RESOLVED: "AllClear",
+    WarningStatus.CLOSED: "AllClear",
+    WarningStatus.EXPIRED: "None",
+}
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,7 @@ def msg_type(record: WarningRecord) -> str:
     """``Alert``, ``Update`` or ``Cancel`` for this version."""
     if record.version == 1:
         return "Alert"
-    return "Cancel" if record.status == WarningStatus.RESOLVED else "Update"
+    return "Cancel" if record.status in ENDED else "Update"
 
 
 def cap_document(record: WarningRecord, *, sender: str) -> etree._Element:
@@ -152,8 +167,7 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
     for category in CATEGORIES[record.metric]:
         _add(info, "category", category)
     _add(info, "event", record.title)
-    resolved = record.status == WarningStatus.RESOLVED
-    _add(info, "responseType", "AllClear" if resolved else grade.response)
+    _add(info, "responseType", _ENDED_RESPONSE.get(record.status, grade.response))
     _add(info, "urgency", grade.urgency)
     _add(info, "severity", grade.severity)
     _add(info, "certainty", grade.certainty)
@@ -187,7 +201,7 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
 
 def _headline(record: WarningRecord) -> str:
     where = record.enterprise_name or record.enterprise_id
-    state = "resolved: " if record.status == WarningStatus.RESOLVED else ""
+    state = f"{record.status.value}: " if record.status in ENDED else ""
     text = (
         f"{state}level {record.level.value} ({record.colour}) {record.title}, {where}"
     )

@@ -99,7 +99,13 @@ def _ns(moment: datetime) -> int:
 
 def subject_of(observation: Observation) -> str:
     """The subject of a device-scope warning: one metric stream of one device."""
-    return f"{observation.enterprise}/{observation.device}/{observation.metric.value}"
+    return _subject(
+        observation.enterprise, observation.device, observation.metric.value
+    )
+
+
+def _subject(enterprise: str, device: str, metric: str) -> str:
+    return f"{enterprise}/{device}/{metric}"
 
 
 class RuleEngine:
@@ -171,7 +177,7 @@ class RuleEngine:
             before the latest one applied (a silence dated by a worker clock
             that differs from the device's) is applied at that latest time.
         """
-        current = self._load(state, observation)
+        current = self._load(state, observation.device)
         metric = observation.metric.value
         last = current.last_seen.get(metric)
         if (
@@ -206,11 +212,39 @@ class RuleEngine:
                 records.append(record)
         return current.model_dump(), records
 
+    def expire(
+        self, state: dict[str, Any] | None, enterprise: str, device: str
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Forget every warning of a device that stopped reporting for good.
+
+        The caller expires the warnings through the lifecycle; the engine
+        drops their tracks (and any pending run), so a device that comes back
+        with the condition still met opens a new warning with a new id
+        instead of being taken for one still open. The last reading times are
+        kept: a late reading stays late.
+
+        Args:
+            state: the device's state, as :meth:`evaluate` returned it.
+            enterprise: the device's enterprise id.
+            device: the device id.
+
+        Returns:
+            The new state and the ids of the warnings that were open (or
+            clearing), in track order.
+        """
+        current = self._load(state, device)
+        ids = [
+            warning_id(rule, _subject(enterprise, device, metric), track.start)
+            for key, track in current.tracks.items()
+            if track.phase != "pending"
+            for rule, metric in [key.split("|", 1)]
+        ]
+        current.tracks.clear()
+        return current.model_dump(), ids
+
     # State ---------------------------------------------------------------
 
-    def _load(
-        self, state: dict[str, Any] | None, observation: Observation
-    ) -> _DeviceState:
+    def _load(self, state: dict[str, Any] | None, device: str) -> _DeviceState:
         try:
             current = _DeviceState.model_validate(state or {})
         except ValidationError as exc:
@@ -218,7 +252,7 @@ class RuleEngine:
             # the device's stream; its open warnings are forgotten.
             logger.warning(
                 "unreadable rule state reset device=%s errors=%d",
-                observation.device,
+                device,
                 exc.error_count(),
             )
             return _DeviceState()
@@ -227,7 +261,7 @@ class RuleEngine:
             if track.phase != "pending":
                 logger.warning(
                     "open warning dropped with its rule device=%s track=%s",
-                    observation.device,
+                    device,
                     key,
                 )
         return current

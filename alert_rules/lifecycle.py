@@ -17,11 +17,18 @@ Transitions (``TRANSITIONS``; anything else is refused with
     resolved      --close (officer)-------> closed
     open, acknowledged, disposed
                   --resolve (engine)------> resolved       the condition cleared
-    open          --expire (system)-------> expired        declared, no timer yet
+    open, acknowledged, disposed
+                  --expire (worker)-------> expired        no reading for
+                                                           worker.expire_after_s
 
 Every transition appends one :class:`AuditEntry` (who, when, from, to,
 comment, command id); the history is never rewritten, so a resolution after an
 acknowledgement leaves the acknowledgement in it. Closed and expired are final.
+
+``release`` (worker) is not a transition: a warning whose opening a silence
+covered is kept with ``held`` set, and released (``held`` cleared, no new
+history entry, the same version id) when no silence covers it any more and
+it is still active; the platform then gets the version it was never sent.
 
 Applying is deterministic: the new version takes its times from the command,
 never from a clock, so the same command applied again after a restart gives
@@ -32,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -70,21 +77,33 @@ class Action(StrEnum):
     DISPOSE = "dispose"
     CLOSE = "close"
     EXPIRE = "expire"
+    RELEASE = "release"
 
 
 OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
 _ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE)
 
+WORKER_ACTOR = "riskwatch-worker"
+"""The ``by`` of the commands the worker's timers send (expire, release)."""
+
 S = WarningStatus
+ACTIVE = frozenset({S.OPEN, S.ACKNOWLEDGED, S.DISPOSED})
+"""Statuses in which the condition may still hold: resolve and expire apply."""
+
 TRANSITIONS: Mapping[Action, tuple[frozenset[WarningStatus], WarningStatus]] = {
     Action.ACKNOWLEDGE: (frozenset({S.OPEN, S.RESOLVED}), S.ACKNOWLEDGED),
     Action.DISPOSE: (frozenset({S.ACKNOWLEDGED}), S.DISPOSED),
     Action.CLOSE: (frozenset({S.DISPOSED, S.RESOLVED}), S.CLOSED),
-    Action.RESOLVE: (frozenset({S.OPEN, S.ACKNOWLEDGED, S.DISPOSED}), S.RESOLVED),
-    Action.EXPIRE: (frozenset({S.OPEN}), S.EXPIRED),
+    Action.RESOLVE: (ACTIVE, S.RESOLVED),
+    # Expiry is resolve's counterpart when evidence stops for good, so it
+    # applies where resolve does: an acknowledged warning left alone on a
+    # device that never reports again must not stay acknowledged forever
+    # while the rule engine has forgotten it.
+    Action.EXPIRE: (ACTIVE, S.EXPIRED),
 }
 """Per action: the statuses it may be applied in, and the status it leads to.
-``open`` is not here: it only creates a warning."""
+``open`` and ``release`` are not here: one creates a warning, the other
+changes no status."""
 
 
 class LifecycleError(Exception):
@@ -182,6 +201,22 @@ class Command(_Record):
         )
 
 
+def worker_command(warning: str, action: Action, at: datetime, comment: str) -> Command:
+    """A command of one of the worker's timers (``expire``, ``release``).
+
+    Its id is one per warning and action, so a timer that sends it again
+    before the first was applied changes nothing.
+    """
+    return Command(
+        id=f"{action.value}-{warning}",
+        warning=warning,
+        action=action,
+        by=WORKER_ACTOR,
+        at=at,
+        comment=comment,
+    )
+
+
 def apply(
     current: WarningRecord | None,
     command: Command,
@@ -208,6 +243,12 @@ def apply(
         # The same opening under another command id (a version written before
         # audit entries carried ids): the warning exists, nothing changes.
         return None
+    if command.action == Action.RELEASE:
+        # Already released, or over (resolved, closed, expired while held):
+        # nothing the platform still needs to hear about.
+        if not current.held or current.status not in ACTIVE:
+            return None
+        return current.model_copy(update={"held": False})
     allowed, target = TRANSITIONS[command.action]
     if current.status not in allowed:
         raise TransitionError(current.id, current.status, command.action)

@@ -145,6 +145,11 @@ class WarningRecord(_Record):
     officer: Officer | None
     authority: str
     history: list[AuditEntry] = Field(min_length=1)
+    # The silence that covered the warning's subject when it opened (None:
+    # none did), and whether its versions are still held back from the
+    # platform: recorded and stored, not delivered (see docs/rules.md).
+    silenced_by: str | None = None
+    held: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRecord:

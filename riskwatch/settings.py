@@ -157,6 +157,10 @@ class WorkerSettings(_Section):
     rules_dir: Path | None = None  # None: the default rules shipped in alert_rules
     authority: str = "Municipal Market Supervision and Work Safety Office"
     silent_after_s: float = Field(default=900.0, gt=0)
+    # A device not heard from for this long (wall time since its last reading
+    # reached the gateway) has its active warnings expired; keep it well
+    # above silent_after_s, or the silence warnings open after the expiry.
+    expire_after_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     influx_batch: int = Field(default=2000, ge=1)
     influx_flush_s: float = Field(default=1.0, gt=0)
     # Hours an officer has to handle a warning, by level, from its opening:

@@ -11,12 +11,25 @@ Agents:
   ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
   the silence, so the table is only written on the partition that owns it.
+* ``expire``: the same timer finds devices not heard from for
+  ``worker.expire_after_s`` (default 7 days) and sends them to a second
+  internal topic; this agent has the rule engine forget their warnings and
+  sends an ``expire`` command for each to the lifecycle agent.
 * ``lifecycle``: the commands topic (the engine's warning versions and the
   officers' acknowledge/dispose/close, keyed by warning id) -> transitions
   applied in order to the changelog-backed table ``warning-state`` ->
   each new version to the warnings topic and the warning store. It is the
   only writer of a warning's status (see :mod:`alert_rules.lifecycle`).
-* ``deliver``: warnings -> InfluxDB and the supervision platform's webhook.
+* ``deliver``: warnings -> InfluxDB and the supervision platform's webhook;
+  a version ``held`` by a silence is stored but not posted.
+
+Silences (:mod:`alert_rules.silences`) are followed from their compacted topic
+by every worker (all partitions, like the registry). An opening whose device,
+enterprise or rule a silence covers at that moment (wall clock) is marked
+``silenced_by``/``held`` before it goes to the lifecycle agent, so the agent
+stays deterministic; a timer releases held warnings that are still active
+once no silence covers them (docs/rules.md, "Silences and maintenance
+windows").
 
 Every agent keeps Faust's default concurrency of 1: with more, faust can
 commit an offset past a message still in flight (faust-streaming #606).
@@ -37,14 +50,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
 from pydantic import BaseModel, ValidationError
 
 from alert_rules import Level, RuleEngine, WarningRecord, load_rules
-from alert_rules.lifecycle import Command, step
+from alert_rules.lifecycle import ACTIVE, Action, Command, latest, step, worker_command
+from alert_rules.silences import SilenceView
+from alert_rules.warning import WarningStatus
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -59,13 +74,14 @@ from riskwatch.topics import (
     ANOMALIES,
     DEAD_LETTER,
     READINGS,
+    SILENCES,
     WARNING_COMMANDS,
     WARNING_STORE,
     WARNINGS,
     WARNINGS_UNDELIVERED,
 )
 from stream_jobs.delivery import WebhookClient
-from stream_jobs.processing import Rules, process_reading, silence
+from stream_jobs.processing import Rules, expire, process_reading, silence
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.storage import (
     InfluxWriter,
@@ -109,8 +125,11 @@ class StreamWorker:
         *,
         rules: Rules | None = None,
         writer_factory: Callable[[], PointWriter] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        # Wall clock of the administrative acts: silences, releases, expiry.
+        self.clock = clock
         w = settings.worker
         self.rules: Rules = rules or RuleEngine(
             load_rules(w.rules_dir), authority=w.authority
@@ -132,6 +151,9 @@ class StreamWorker:
         )
         self._writer: PointWriter | None = None
         self.registry = RegistryView(settings.kafka.bootstrap)
+        self.silence_view = SilenceView(settings.kafka.bootstrap, SILENCES)
+        # Held warnings whose release was sent and not yet seen applied.
+        self._releasing: set[str] = set()
         self.store = ReadingStore(
             bootstrap=settings.kafka.bootstrap,
             topic=READINGS,
@@ -161,6 +183,9 @@ class StreamWorker:
             "undelivered": 0,
             "transitions": 0,
             "commands_refused": 0,
+            "silenced": 0,
+            "held": 0,
+            "expired": 0,
         }
         self.app = self._build_app()
 
@@ -211,6 +236,9 @@ class StreamWorker:
         self.silences = topic(
             f"{w.app_id}-silence", partitions=partitions, internal=True
         )
+        self.expiries = topic(
+            f"{w.app_id}-expire", partitions=partitions, internal=True
+        )
         # key_type=bytes makes faust read the changelog keys back raw, as
         # they were written (it derives the changelog codec from key_type).
         self.device_state = app.Table(
@@ -228,10 +256,13 @@ class StreamWorker:
         app.task(self._run_store)
         app.agent(readings, name="score")(self._score)
         app.agent(self.silences, name="silence")(self._on_silence)
+        app.agent(self.expiries, name="expire")(self._on_expiry)
         app.agent(self.commands, name="lifecycle")(self._lifecycle)
         app.agent(self.warnings, name="deliver")(self._deliver)
         app.task(self._follow_registry)
+        app.task(self._follow_silences)
         app.timer(SILENCE_SCAN_S)(self._find_silent)
+        app.timer(SILENCE_SCAN_S)(self._release_held)
         app.timer(DERIVED_FLUSH_S)(self._flush_derived)
         app.timer(STATS_S)(self._stats)
         # faust types its receivers with a keyword-only `signal` argument that
@@ -252,6 +283,9 @@ class StreamWorker:
 
     async def _follow_registry(self) -> None:
         await self.registry.follow()
+
+    async def _follow_silences(self) -> None:
+        await self.silence_view.follow()
 
     async def _run_store(self) -> None:
         await self.registry.ready.wait()
@@ -309,6 +343,45 @@ class StreamWorker:
                 silent_s,
             )
             await self._publish(outcome.warnings, outcome.observations)
+
+    async def _on_expiry(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await self.on_expiry(event.key, int(event.value))
+
+    async def on_expiry(self, key: bytes, wall_ns: int) -> None:
+        """Expire the warnings of a device not heard from for too long.
+
+        One ``expire`` command per warning goes out before the table is
+        written: after a crash in between, the timer finds the device again
+        and sends the same commands (same ids), which the lifecycle agent
+        applies once.
+        """
+        state = self.device_state.get(key)
+        limit = self.settings.worker.expire_after_s
+        if not _due_for_expiry(state, wall_ns, limit):
+            return  # it spoke again since the timer looked, or already done
+        assert state is not None  # noqa: S101 - checked just above
+        enterprise_id, device = key.decode().split("/", 1)
+        new_state, ids = expire(enterprise_id, device, state, self.rules)
+        silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
+        at = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
+        comment = (
+            f"no reading from device {device} for {silent_s:.0f} s "
+            f"(worker.expire_after_s {limit:.0f} s): the condition can no "
+            "longer be judged"
+        )
+        for ident in ids:
+            command = worker_command(ident, Action.EXPIRE, at, comment)
+            await self.commands.send(key=ident.encode(), value=to_json_bytes(command))
+        self.device_state[key] = new_state
+        self.counters["expired"] += len(ids)
+        log.info(
+            "device expired enterprise=%s device=%s silent_s=%.0f warnings=%d",
+            enterprise_id,
+            device,
+            silent_s,
+            len(ids),
+        )
 
     async def _lifecycle(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -381,6 +454,17 @@ class StreamWorker:
                 continue
             data = record.model_dump(mode="json")
             await self.writer.write([warning_point(data)])
+            if record.held:
+                # Recorded (store, InfluxDB), not sent: the release timer
+                # sends this version later if the warning outlives the silence.
+                self.counters["held"] += 1
+                log.debug(
+                    "warning held warning=%s version=%d silence=%s",
+                    record.id,
+                    record.version,
+                    record.silenced_by,
+                )
+                continue
             receipt = await self.webhook.post(record)
             if receipt is None:
                 if self.settings.platform.webhook_url:
@@ -411,10 +495,47 @@ class StreamWorker:
 
     async def _find_silent(self) -> None:
         wall_ns = time.time_ns()
-        limit = self.settings.worker.silent_after_s
+        w = self.settings.worker
         for key, state in list(self.device_state.items()):
-            if _due_for_silence(state, wall_ns, limit):
+            if _due_for_silence(state, wall_ns, w.silent_after_s):
                 await self.silences.send(key=key, value=str(wall_ns).encode())
+            if _due_for_expiry(state, wall_ns, w.expire_after_s):
+                await self.expiries.send(key=key, value=str(wall_ns).encode())
+
+    async def _release_held(self) -> None:
+        """Send ``release`` for held warnings no silence covers any more.
+
+        Only the table partitions this worker holds are scanned; the command
+        goes through the lifecycle agent like any other change.
+        """
+        now = self.clock()
+        held: set[str] = set()
+        for key, state in list(self.warning_state.items()):
+            record = latest(state)
+            if record is None or not record.held or record.status not in ACTIVE:
+                continue
+            held.add(record.id)
+            if record.id in self._releasing or self._silence_of(record, now):
+                continue
+            command = worker_command(
+                record.id,
+                Action.RELEASE,
+                now,
+                f"silence {record.silenced_by} ended with the warning still "
+                f"{record.status.value}",
+            )
+            await self.commands.send(key=key, value=to_json_bytes(command))
+            self._releasing.add(record.id)
+            log.info(
+                "warning release sent warning=%s silence=%s status=%s "
+                "enterprise=%s device=%s",
+                record.id,
+                record.silenced_by,
+                record.status.value,
+                record.enterprise_id,
+                record.device_id,
+            )
+        self._releasing &= held
 
     async def _flush_derived(self) -> None:
         """Write the scores and rates buffered since the last flush.
@@ -475,9 +596,37 @@ class StreamWorker:
         )
         await self.dead_letter.send(key=b"worker", value=to_json_bytes(letter))
 
+    def _silence_of(self, record: WarningRecord, now: datetime) -> str | None:
+        silence = self.silence_view.covering(
+            enterprise=record.enterprise_id,
+            device=record.device_id,
+            rule=record.rule_id,
+            now=now,
+        )
+        return silence.id if silence is not None else None
+
+    def _held_if_silenced(self, record: WarningRecord) -> WarningRecord:
+        """The opening marked held when a silence covers it now."""
+        if record.status != WarningStatus.OPEN:
+            return record
+        silence = self._silence_of(record, self.clock())
+        if silence is None:
+            return record
+        self.counters["silenced"] += 1
+        log.info(
+            "warning silenced warning=%s silence=%s rule=%s enterprise=%s device=%s",
+            record.id,
+            silence,
+            record.rule_id,
+            record.enterprise_id,
+            record.device_id,
+        )
+        return record.model_copy(update={"silenced_by": silence, "held": True})
+
     async def _publish(
         self, warnings: list[BaseModel], observations: list[Observation]
     ) -> None:
+        await self.silence_view.ready.wait()
         for observation in observations:
             if observation.findings or observation.kind == "silence":
                 await self.anomalies.send(
@@ -489,7 +638,7 @@ class StreamWorker:
             data = warning.model_dump(mode="json")
             # Through the lifecycle agent, which numbers the versions and
             # merges the engine's news with what the officers did.
-            record = (
+            record = self._held_if_silenced(
                 warning
                 if isinstance(warning, WarningRecord)
                 else WarningRecord.model_validate(data)
@@ -516,6 +665,17 @@ def _due_for_silence(
         state
         and not state["silent"]
         and state["last_ts"] is not None
+        and state.get("last_seen_ns") is not None
+        and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
+    )
+
+
+def _due_for_expiry(state: dict[str, Any] | None, wall_ns: int, limit_s: float) -> bool:
+    """True if the device has been heard from, its warnings were not expired
+    since its last reading, and nothing has arrived from it for ``limit_s``."""
+    return bool(
+        state
+        and not state.get("expired", False)
         and state.get("last_seen_ns") is not None
         and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
     )

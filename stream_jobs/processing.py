@@ -36,6 +36,10 @@ class Rules(Protocol):
         state: dict[str, Any],
     ) -> tuple[dict[str, Any], Sequence[BaseModel]]: ...
 
+    def expire(
+        self, state: dict[str, Any] | None, enterprise: str, device: str
+    ) -> tuple[dict[str, Any], list[str]]: ...
+
 
 @dataclass
 class Outcome:
@@ -48,7 +52,14 @@ class Outcome:
 
 
 def new_device_state() -> DeviceState:
-    return {"series": {}, "counters": {}, "rules": {}, "last_ts": None, "silent": False}
+    return {
+        "series": {},
+        "counters": {},
+        "rules": {},
+        "last_ts": None,
+        "silent": False,
+        "expired": False,
+    }
 
 
 def process_reading(
@@ -112,7 +123,17 @@ def process_reading(
     # When it reached the gateway (wall clock): silence is judged on arrival.
     current["last_seen_ns"] = record.received_ns
     current["silent"] = False
+    current["expired"] = False
     return outcome
+
+
+def expire(
+    enterprise_id: str, device: str, state: DeviceState, rules: Rules
+) -> tuple[DeviceState, list[str]]:
+    """A device gone for good: the rules forget its warnings, whose ids are
+    returned for the caller to expire; ``expired`` holds until it reads again."""
+    rule_state, ids = rules.expire(state["rules"], enterprise_id, device)
+    return {**state, "rules": rule_state, "expired": True}, ids
 
 
 def silence(

@@ -2,7 +2,8 @@
 
 Errors answer ``{"error": <name>, "message": ..., "field": ...}``: 401 for a
 missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
-409 for an action the warning's status does not allow, 422 naming the field
+409 for an action the warning's status does not allow (or lifting a
+silence that already ended), 422 naming the field
 and the reason for bad input, 503 while the warning store is still loading.
 
 An action is checked against the store's latest version (the quick 409), sent
@@ -107,6 +108,7 @@ def build_app(
         app.router.add_post(f"/warnings/{{id}}/{action.value}", _action(action))
     app.router.add_get("/silences", _list_silences)
     app.router.add_post("/silences", _silence)
+    app.router.add_delete("/silences/{id}", _lift_silence)
     return app
 
 
@@ -312,6 +314,8 @@ async def _silence(request: web.Request) -> web.Response:
     now: datetime = request.app[OPTIONS]["clock"]()
     if body.until <= now:
         raise _Problem(422, "InvalidInput", "until: must be in the future", "until")
+    if body.starts is not None and body.starts >= body.until:
+        raise _Problem(422, "InvalidInput", "starts: must be before until", "starts")
     silence = Silence(
         id=f"sil-{uuid.uuid4().hex[:16]}",
         subject=body.subject,
@@ -319,14 +323,45 @@ async def _silence(request: web.Request) -> web.Response:
         until=body.until,
         by=account.name,
         at=now,
+        starts=body.starts,
     )
+    await _record_silence(request, silence, "recorded", account)
+    return _json({"silence": silence.model_dump(mode="json")}, status=201)
+
+
+async def _lift_silence(request: web.Request) -> web.Response:
+    account = _account(request, acting=True)
+    ident = request.match_info["id"]
+    silence = request.app[SILENCE_VIEW].get(ident)
+    if silence is None:
+        raise _Problem(404, "NotFound", f"silence {ident!r} does not exist", "id")
+    now: datetime = request.app[OPTIONS]["clock"]()
+    if silence.until <= now:
+        raise _Problem(
+            409,
+            "Conflict",
+            f"silence {ident} already ended at {silence.until.isoformat()}",
+            "until",
+        )
+    # The same key again: the compacted topic keeps only this version, which
+    # still says who asked for the silence and who lifted it.
+    lifted = silence.model_copy(
+        update={"until": now, "lifted_by": account.name, "lifted_at": now}
+    )
+    await _record_silence(request, lifted, "lifted", account)
+    return _json({"silence": lifted.model_dump(mode="json")})
+
+
+async def _record_silence(
+    request: web.Request, silence: Silence, what: str, account: Account
+) -> None:
     await request.app[SINK].send(SILENCES, silence.id.encode(), to_json_bytes(silence))
     log.info(
-        "silence recorded silence=%s kind=%s subject=%s until=%s by=%s",
+        "silence %s silence=%s kind=%s subject=%s until=%s by=%s",
+        what,
         silence.id,
         silence.subject.kind.value,
         silence.subject.id,
         silence.until.isoformat(),
         account.name,
     )
-    return _json({"silence": silence.model_dump(mode="json")}, status=201)

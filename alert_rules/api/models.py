@@ -1,4 +1,5 @@
-"""What the officer API takes in: request bodies, query parameters, silences.
+"""What the officer API takes in: request bodies, query parameters, silences
+(the :class:`Silence` model itself lives in :mod:`alert_rules.silences`).
 
 Every model forbids unknown fields, so a misspelt field is a 422 naming it
 rather than silently ignored.
@@ -6,12 +7,11 @@ rather than silently ignored.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from alert_rules.lifecycle import COMMAND_ID_PATTERN, COMMENT_CHARS
 from alert_rules.rule import Level, ScopeKind
+from alert_rules.silences import Silence, SilenceKind, SilenceSubject
 from alert_rules.warning import WarningStatus
 
 LIST_LIMIT = 1000
@@ -54,36 +54,23 @@ class ListQuery(_Input):
     limit: int = Field(default=100, ge=1, le=LIST_LIMIT)
 
 
-class SilenceKind(StrEnum):
-    """What a silence is about."""
-
-    DEVICE = "device"
-    ENTERPRISE = "enterprise"
-    RULE = "rule"
-
-
-class SilenceSubject(_Input):
-    """A device (``id`` is ``<enterprise>/<device>``), an enterprise or a rule."""
-
-    kind: SilenceKind
-    id: str = Field(min_length=1, max_length=130, pattern=r"^[A-Za-z0-9][\w./-]*$")
-
-
 class SilenceBody(_Input):
-    """Body of ``POST /silences``."""
+    """Body of ``POST /silences``: ``starts`` (optional, default now) plans a
+    maintenance window ahead; ``until`` is its end."""
 
     subject: SilenceSubject
     reason: str = Field(min_length=1, max_length=COMMENT_CHARS, pattern=r"\S")
     until: AwareDatetime
+    starts: AwareDatetime | None = None
 
 
-class Silence(_Input):
-    """A silence as recorded on the silences topic (keyed by ``id``)."""
-
-    v: int = 1
-    id: str
-    subject: SilenceSubject
-    reason: str
-    until: AwareDatetime
-    by: str
-    at: AwareDatetime
+__all__ = [
+    "LIST_LIMIT",
+    "ActionBody",
+    "DisposeBody",
+    "ListQuery",
+    "Silence",
+    "SilenceBody",
+    "SilenceKind",
+    "SilenceSubject",
+]

@@ -228,7 +228,8 @@ OPENAPI: dict[str, Any] = {
             },
             "post": {
                 "operationId": "silence",
-                "summary": "Record a silence (not yet applied by the rule engine).",
+                "summary": "Record a silence or maintenance window; the worker "
+                "holds the warnings it covers back from the platform.",
                 "tags": ["silences"],
                 "requestBody": {
                     "required": True,
@@ -240,6 +241,21 @@ OPENAPI: dict[str, Any] = {
                     "403": _error("The token's role may only read."),
                 },
             },
+        },
+        "/silences/{id}": {
+            "delete": {
+                "operationId": "liftSilence",
+                "summary": "Lift a silence early: it ends now.",
+                "tags": ["silences"],
+                "parameters": [{**_ID, "description": "The silence id (`sil-…`)."}],
+                "responses": {
+                    "200": _ok("Lifted.", _ref("SilenceCreated")),
+                    **_ERRORS,
+                    "403": _error("The token's role may only read."),
+                    "404": _error("No such silence."),
+                    "409": _error("The silence already ended."),
+                },
+            }
         },
     },
     "components": {

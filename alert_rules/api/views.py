@@ -14,11 +14,13 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from alert_rules.api.models import Silence
+from alert_rules.silences import SilenceView
 from alert_rules.warning import WarningRecord
 from riskwatch.compacted import ModelView
 
 log = logging.getLogger(__name__)
+
+__all__ = ["KafkaSink", "SilenceView", "Sink", "WarningView"]
 
 
 class Sink(Protocol):
@@ -95,15 +97,3 @@ class WarningView(ModelView[WarningRecord]):
             waiting.pop(command, None)
             if not waiting:
                 self._waiting.pop(warning, None)
-
-
-class SilenceView(ModelView[Silence]):
-    """Every silence, from the silences topic."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(
-            bootstrap, topic, Silence, label="silences", what="silence", logger=log
-        )
-
-    def silences(self) -> list[Silence]:
-        return sorted(self._items.values(), key=lambda s: s.at)

@@ -165,7 +165,12 @@ def _stop(proc) -> None:
 
 @pytest.fixture(scope="module")
 def pipeline(settings, stack, tmp_path_factory):
+    yield from running_pipeline(settings, tmp_path_factory)
 
+
+def running_pipeline(settings, tmp_path_factory, **worker):
+    """A gateway, a worker and a receiver of their own, for one test module;
+    ``worker`` overrides worker settings (``expire_after_s=30``)."""
     asyncio.run(
         publish_registry(
             load_registry(sample_registry_path()), settings.kafka.bootstrap
@@ -178,6 +183,7 @@ def pipeline(settings, stack, tmp_path_factory):
         "RISKWATCH_PLATFORM__WEBHOOK_URL": f"http://127.0.0.1:{port}/warnings",
         # A short silence so that the stuck test's device is not also silent.
         "RISKWATCH_WORKER__SILENT_AFTER_S": "86400",
+        **{f"RISKWATCH_WORKER__{k.upper()}": str(v) for k, v in worker.items()},
     }
     own = load_settings().model_copy(
         update={

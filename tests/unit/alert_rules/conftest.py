@@ -133,3 +133,19 @@ def run() -> Runner:
         return records
 
     return feed
+
+
+@pytest.fixture
+def gas_rule(make_rule: Callable[[str], Rule]) -> Rule:
+    """Gas over 25 %LEL for 5m opens; under 20 for 3m resolves."""
+    return make_rule(
+        """
+        id: gas
+        level: II
+        select: {metrics: [combustible_gas_lel]}
+        when: {above: 25}
+        for: 5m
+        clear: {below: 20}
+        clear_for: 3m
+        """
+    )

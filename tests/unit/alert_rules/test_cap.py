@@ -111,6 +111,31 @@ def test_open_and_resolved_versions_validate(
     assert text(second, "cap:info/cap:responseType") == "AllClear"
 
 
+@pytest.mark.parametrize(
+    ("status", "response"),
+    [(WarningStatus.CLOSED, "AllClear"), (WarningStatus.EXPIRED, "None")],
+)
+def test_closed_and_expired_versions_cancel_and_validate(
+    schema, make_warning, status, response
+):
+    resolved = make_warning(resolved=True)
+    last = resolved.history[-1]
+    ended = resolved.model_copy(
+        update={
+            "status": status,
+            "history": [
+                *resolved.history,
+                last.model_copy(update={"status": status, "from_status": last.status}),
+            ],
+        }
+    )
+    doc = valid(schema, render_cap(ended, sender=SENDER))
+    assert text(doc, "cap:msgType") == "Cancel"
+    assert text(doc, "cap:info/cap:responseType") == response
+    assert text(doc, "cap:info/cap:headline").startswith(f"{status.value}: ")
+    assert len(text(doc, "cap:references").split()) == 2
+
+
 def test_engine_records_validate(schema, default_rules, make_obs, make_enterprise, run):
     gas = [make_obs("combustible_gas_lel", v, m) for m, v in enumerate([5, 60, 60, 60])]
     gas += [make_obs("combustible_gas_lel", 2, 30 + m) for m in range(30)]

@@ -26,21 +26,6 @@ def test_minute_zero_is_t0(make_obs):
     assert make_obs("power_kw", 1, 0).ts_ns == T0_NS
 
 
-@pytest.fixture
-def gas_rule(make_rule):
-    return make_rule(
-        """
-        id: gas
-        level: II
-        select: {metrics: [combustible_gas_lel]}
-        when: {above: 25}
-        for: 5m
-        clear: {below: 20}
-        clear_for: 3m
-        """
-    )
-
-
 def _gas(make_obs, pairs):
     return [make_obs("combustible_gas_lel", v, m) for m, v in pairs]
 

@@ -19,6 +19,7 @@ from alert_rules.lifecycle import (
     apply,
     latest,
     step,
+    worker_command,
 )
 from alert_rules.rule import Level
 from tests.unit.conftest import T0, make_warning_record
@@ -211,3 +212,35 @@ def test_records_written_before_the_lifecycle_still_read():
     record = WarningRecord.model_validate(old)
     assert record.history[-1].from_status is None
     assert record.deadline is None
+
+
+@pytest.mark.parametrize(
+    "handled", [(), (Action.ACKNOWLEDGE,), (Action.ACKNOWLEDGE, Action.DISPOSE)]
+)
+def test_expiry_applies_to_every_active_status_and_is_final(handled):
+    expire = worker_command(OPENED.id, Action.EXPIRE, T0 + timedelta(days=8), "gone")
+    steps = [officer(action) for action in handled]
+    _, versions, errors = run(
+        Command.of_engine(OPENED), *steps, expire, expire, officer(Action.CLOSE)
+    )
+    assert versions[-1].status == S.EXPIRED
+    assert versions[-1].history[-1].by == "riskwatch-worker"
+    assert len(versions) == 2 + len(handled)
+    [refused] = errors  # closing an expired warning
+    assert isinstance(refused, TransitionError)
+
+
+def test_release_clears_held_once_and_only_while_active():
+    held = OPENED.model_copy(update={"held": True, "silenced_by": "sil-1"})
+    release = worker_command(OPENED.id, Action.RELEASE, T0, "silence ended")
+    _, versions, errors = run(Command.of_engine(held), release, release)
+    assert [v.held for v in versions] == [True, False]
+    assert versions[1].version_id == versions[0].version_id
+    assert errors == []
+    _, versions, _ = run(
+        Command.of_engine(held), Command.of_engine(RESOLVED.model_copy()), release
+    )
+    assert [(v.status, v.held) for v in versions] == [
+        (S.OPEN, True),
+        (S.RESOLVED, True),
+    ]

@@ -1,6 +1,7 @@
 """The officer API with aiohttp's test client: roles, transitions, errors."""
 
 import logging
+from datetime import datetime
 
 import pytest
 from openapi_spec_validator import validate
@@ -176,6 +177,43 @@ def test_silences_are_recorded_and_listed():
     assert answers[1][1]["field"] == "until"
     [silence] = answers[2][1]["silences"]
     assert (silence["by"], silence["reason"]) == ("officer-li", "calibration")
+
+
+def test_a_silence_is_lifted_early_once_and_a_window_may_start_later():
+    body = {
+        "subject": {"kind": "enterprise", "id": "HC001"},
+        "reason": "shutdown for maintenance",
+        "until": "2026-12-04T00:00:00Z",
+    }
+    api = Api()
+    [(status, created)] = call(api, [("POST", "/silences", OFFICER, body)])
+    assert status == 201
+    ident = created["silence"]["id"]
+    answers = call(
+        api,
+        [
+            ("DELETE", f"/silences/{ident}", VIEWER, None),
+            ("DELETE", f"/silences/{ident}", OFFICER, None),
+            ("DELETE", f"/silences/{ident}", OFFICER, None),
+            ("DELETE", "/silences/sil-nope", OFFICER, None),
+            ("POST", "/silences", OFFICER, {**body, "starts": body["until"]}),
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {**body, "starts": "2026-12-03T12:00:00Z"},
+            ),
+        ],
+    )
+    assert [s for s, _ in answers] == [403, 200, 409, 404, 422, 201]
+    lifted = answers[1][1]["silence"]
+    assert lifted["lifted_by"] == "officer-li"
+    assert datetime.fromisoformat(lifted["until"]) == NOW
+    assert lifted["by"] == created["silence"]["by"]
+    assert answers[2][1]["field"] == "until"
+    assert answers[4][1]["field"] == "starts"
+    assert answers[5][1]["silence"]["starts"].startswith("2026-12-03T12:00:00")
+    assert api.silences.get(ident).until == NOW
 
 
 def test_store_not_loaded_answers_503():

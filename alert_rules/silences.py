@@ -1,0 +1,135 @@
+"""Silences and maintenance windows: which warnings an officer asked to hold.
+
+A :class:`Silence` names a subject (a device ``<enterprise>/<device>``, an
+enterprise or a rule), a reason and an end time (``until``), optionally a
+start (``starts``: a maintenance window planned ahead). It is recorded by the
+officer API on the compacted silences topic, keyed by its id; lifting it early
+records the same id again with ``until`` moved to the lifting time.
+
+Silences are administrative acts, so they are judged on the wall clock (UTC),
+never on a device's event time: a backlog of readings from last week replayed
+today is silenced by today's silences, not last week's. What the worker does
+with a warning a silence covers is in docs/rules.md ("Silences and
+maintenance windows").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from riskwatch.compacted import ModelView
+
+log = logging.getLogger(__name__)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SilenceKind(StrEnum):
+    """What a silence is about."""
+
+    DEVICE = "device"
+    ENTERPRISE = "enterprise"
+    RULE = "rule"
+
+
+class SilenceSubject(_Input):
+    """A device (``id`` is ``<enterprise>/<device>``), an enterprise or a rule."""
+
+    kind: SilenceKind
+    id: str = Field(min_length=1, max_length=130, pattern=r"^[A-Za-z0-9][\w./-]*$")
+
+
+class Silence(_Input):
+    """A silence as recorded on the silences topic (keyed by ``id``).
+
+    Attributes:
+        at: when it was recorded (UTC).
+        starts: when it begins; None: at ``at``.
+        until: when it ends (exclusive); moved to the lifting time when an
+            officer lifts it early.
+        lifted_by, lifted_at: who lifted it early and when; None otherwise.
+    """
+
+    v: int = 1
+    id: str
+    subject: SilenceSubject
+    reason: str
+    until: AwareDatetime
+    by: str
+    at: AwareDatetime
+    starts: AwareDatetime | None = None
+    lifted_by: str | None = None
+    lifted_at: AwareDatetime | None = None
+
+    def active(self, now: datetime) -> bool:
+        """Whether the silence holds at wall time ``now`` (start inclusive)."""
+        return (self.starts or self.at) <= now < self.until
+
+    def covers(self, enterprise: str, device: str, rule: str) -> bool:
+        """Whether the silence is about this device, its enterprise or rule.
+
+        >>> s = Silence.model_validate({"id": "s", "reason": "r", "by": "li",
+        ...     "subject": {"kind": "device", "id": "HC001/GD-1"},
+        ...     "until": "2026-12-03T02:00:00Z", "at": "2026-12-03T01:00:00Z"})
+        >>> s.covers("HC001", "GD-1", "gas-red"), s.covers("HC001", "GD-2", "x")
+        (True, False)
+        """
+        wanted = {
+            SilenceKind.DEVICE: f"{enterprise}/{device}",
+            SilenceKind.ENTERPRISE: enterprise,
+            SilenceKind.RULE: rule,
+        }[self.subject.kind]
+        return self.subject.id == wanted
+
+
+def covering(
+    silences: Iterable[Silence],
+    *,
+    enterprise: str,
+    device: str,
+    rule: str,
+    now: datetime,
+) -> Silence | None:
+    """The active silence covering a warning's subject, None if there is none.
+
+    When several do, the one that ends last is returned (ties: the smallest
+    id), so the answer does not depend on the order the silences were read.
+    """
+    found = [
+        s for s in silences if s.active(now) and s.covers(enterprise, device, rule)
+    ]
+    if not found:
+        return None
+    return min(found, key=lambda s: (-s.until.timestamp(), s.id))
+
+
+class SilenceView(ModelView[Silence]):
+    """Every silence, kept current from the silences topic (all partitions)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(
+            bootstrap, topic, Silence, label="silences", what="silence", logger=log
+        )
+
+    def silences(self) -> list[Silence]:
+        """Every silence recorded, oldest first, ended ones included."""
+        return sorted(self._items.values(), key=lambda s: s.at)
+
+    def covering(
+        self, *, enterprise: str, device: str, rule: str, now: datetime
+    ) -> Silence | None:
+        """:func:`covering` over the silences of this view."""
+        return covering(
+            self._items.values(),
+            enterprise=enterprise,
+            device=device,
+            rule=rule,
+            now=now,
+        )
