@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from faust.utils import json as faust_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,20 @@ def test_state_after_weeks_of_seasonal_data_is_bounded_and_exact():
     text = json.dumps(state)
     assert len(text) <= STATE_BUDGET_BYTES
     assert json.loads(text) == state
+
+
+def test_state_round_trips_through_the_faust_table_codec_exactly():
+    # The worker's table stores states with Faust's own JSON codec (orjson
+    # when installed, which riskwatch depends on): scoring must continue
+    # from what it reads back exactly as from the state in memory.
+    values, t = busy_series(2_000)
+    state, _ = run(values[:1_500], t[:1_500])
+    assert faust_json.loads(faust_json.dumps(state)) == state
+    _, direct = run(values[1_500:], t[1_500:], state=state)
+    _, restored = run(
+        values[1_500:], t[1_500:], state=faust_json.loads(faust_json.dumps(state))
+    )
+    assert [r.score for r in direct] == [r.score for r in restored]
 
 
 def test_the_same_input_gives_the_same_output():
