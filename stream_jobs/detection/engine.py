@@ -287,8 +287,9 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     # the overall one so a bin that happened to be calm is not hair-trigger.
     seas_sd = max(ABS_TO_SIGMA * s["had"][near], BIN_SD_FLOOR * math.sqrt(s["sv"]))
     u = 0.0
+    z_seasonal = 0.0
     if daily and warm and seas_sd > _TINY:
-        z = abs(resid) / seas_sd
+        z = z_seasonal = abs(resid) / seas_sd
         u = (resid - s["ca"]) / seas_sd
         # Where the daily profile explains most of the variance, it is the
         # better model: a value it expects is no surprise, however far it is
@@ -447,7 +448,7 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         s["pk"] = 0.0
 
     # learn ------------------------------------------------------------------
-    flagged = combined > 0 or z_robust > Z_FULL
+    flagged = combined > 0 or z_robust > Z_FULL or z_seasonal > Z_FULL
     x = value
     if flagged and warm:
         x = min(max(value, band[0]), band[1])
