@@ -295,6 +295,15 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
             "comment": "rule combustible-gas-red: value above 50",
             "from_status": None,
             "command": None,
+            "from_level": None,
+            "level": None,
+        }
+    ]
+    assert data["levels"] == [
+        {
+            "level": "I",
+            "from": "2026-12-03T00:00:00Z",
+            "reason": "opened: value above 50",
         }
     ]
     assert WarningRecord.from_json(red.to_json()) == red
