@@ -58,22 +58,9 @@ def persisting(make_rule):
 
 
 @pytest.fixture
-def worsening(make_rule):
-    """Orange over 25 %LEL, red over 50 until under 40 (hysteresis)."""
-    return make_rule(
-        """
-        level: II
-        select: {metrics: [combustible_gas_lel]}
-        when: {above: 25}
-        clear: {below: 20}
-        clear_for: 5m
-        escalate:
-          - when: {above: 50}
-            clear: {below: 40}
-            to: I
-            action: Evacuate the area.
-        """
-    )
+def worsening(escalating_gas_rule):
+    """Orange over 25 %LEL, red over 50 until under 40; resolves after 5m."""
+    return escalating_gas_rule.model_copy(update={"clear_for": timedelta(minutes=5)})
 
 
 # Syntax ----------------------------------------------------------------------
