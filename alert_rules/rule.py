@@ -329,6 +329,8 @@ class Rule(StrictModel):
             text += f" for {format_duration(self.clear_for)}"
         for step in self.escalate:
             text += f"; {step.to.value} on {step.describe(self.when)}"
+            if step.clear is not None or step.clear_for:
+                text += f" until {step.describe_clear(self.when)}"
         return text + ("" if self.enabled else " (disabled)")
 
     def level_with(self, met: Iterable[int]) -> Level:
