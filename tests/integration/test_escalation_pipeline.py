@@ -9,15 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.contracts import telemetry_topic
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
-from tests.integration.test_pipeline import (
-    ENTERPRISE,
-    _device,
-    _reading,
-    running_pipeline,
-)
+from tests.integration.test_pipeline import _device, running_pipeline
+from tests.integration.test_silenced_pipeline import _gas
 
 RULE = "combustible-gas-orange"
 
@@ -35,14 +30,7 @@ def test_a_gas_ramp_is_one_warning_escalated_then_de_escalated(pipeline):
     # held 5 minutes (resolved at 18).
     values = [10, 30, 40, 55, 60, 60, 45, 38, 35, 35, 35, 35, 35]
     values += [10] * 7
-    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
-    payloads = [
-        _reading(start + timedelta(minutes=m), "combustible_gas_lel", v, "%LEL")
-        for m, v in enumerate(values)
-    ]
-    baselines = pipeline.baselines()
-    pipeline.publish(topic, payloads)
-    pipeline.wait_processed(baselines)
+    _gas(pipeline, device, start, values)
 
     def received():
         return [
