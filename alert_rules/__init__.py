@@ -17,6 +17,7 @@ from alert_rules.rule import Level, Rule, ScopeKind
 from alert_rules.warning import (
     AuditEntry,
     Evidence,
+    LevelEntry,
     Officer,
     WarningItem,
     WarningRecord,
@@ -30,6 +31,7 @@ __all__ = [
     "AuditEntry",
     "Evidence",
     "Level",
+    "LevelEntry",
     "Officer",
     "Rule",
     "RuleCheck",

@@ -17,10 +17,19 @@ A run (pending or clearing) is broken, and starts again at the next reading
 that qualifies, by a reading that does not qualify, by a reading with no
 evidence (a silence for a value rule) or by two qualifying readings more than
 ``max_gap`` apart: a gap in the data is not evidence.
+
+Escalation steps (``Rule.escalate``) run beside it on the same readings, from
+the first reading of the pending run: each step is met once its condition has
+held on such an unbroken run for its ``after``, and stops being met once its
+``clear`` has held for its ``clear_for``. While the warning is open the level
+is the most severe of the rule's and the met steps'; a change emits a new
+version of the same warning. A de-escalation waits while the warning is
+clearing: if it resolves, the resolution says it all.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,10 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alert_rules._base import to_ns
 from alert_rules.conditions import Context, negate
-from alert_rules.rule import Rule, ScopeKind
+from alert_rules.rule import EscalationStep, Level, Rule, ScopeKind
 from alert_rules.warning import (
     AuditEntry,
     Evidence,
+    LevelEntry,
     Officer,
     WarningItem,
     WarningRecord,
@@ -53,11 +63,42 @@ ENGINE_ACTOR = "riskwatch-rules"
 _DETAIL_CHARS = 200  # keeps each stored track small whatever detectors write
 
 
+class _StepRun(BaseModel):
+    """Where one escalation step stands: its run, and whether it is met.
+
+    ``start`` is the first reading of the unbroken run meeting the step's
+    condition (None: no run), ``last`` the latest reading seen while a run
+    or a met step lasts (for the ``max_gap`` check), ``clear_start`` the
+    first reading of a run meeting the step's clear condition.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: int | None = None
+    last: int | None = None
+    met: bool = False
+    clear_start: int | None = None
+
+
+class _LevelMark(BaseModel):
+    """One level of the warning: from which reading (``at``, event time),
+    issued when (``issued``: ``now`` or the event time), and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Level
+    at: int
+    issued: int
+    reason: str
+
+
 class _Track(BaseModel):
     """Where one rule stands on one metric stream of the device.
 
     Times are epoch nanoseconds, event time. ``issued`` is the caller's
-    ``now`` when one was given, else the detection time.
+    ``now`` when one was given, else the detection time. ``steps`` and
+    ``levels`` default to empty so that states written before escalation
+    existed still read.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +113,8 @@ class _Track(BaseModel):
     expected: float | None = None
     unit: str = ""
     said: str = ""
+    steps: list[_StepRun] = Field(default_factory=list)
+    levels: list[_LevelMark] = Field(default_factory=list)
 
 
 class _DeviceState(BaseModel):
@@ -285,27 +328,81 @@ class RuleEngine:
                 track = _Track(phase="pending", start=ts, last=ts)
             else:
                 track.last = ts
+            _advance_steps(rule, ctx, track)
             if ts - track.start < to_ns(rule.for_at(ctx.enterprise)):
                 return track, None
             return track, self._open(rule, ctx, track, now)
+        _advance_steps(rule, ctx, track)
         clears = rule.clear.test(ctx) if rule.clear is not None else negate(fires)
         if clears is not True:
             track.phase, track.clear_start, track.last = "open", None, ts
-            return track, None
+            return track, self._relevel(rule, ctx, track, now, lower=True)
         if track.phase == "open" or ts - track.last > gap:
             track.phase, track.clear_start = "clearing", ts
         track.last = ts
         if ts - (track.clear_start or ts) < to_ns(rule.clear_for):
-            return track, None
+            return track, self._relevel(rule, ctx, track, now, lower=False)
         record = self._record(rule, ctx, track, resolved_ns=ts, now=now)
         logger.info(
-            "warning resolved warning=%s rule=%s device=%s metric=%s",
+            "warning resolved warning=%s rule=%s level=%s device=%s metric=%s",
             record.id,
             rule.id,
+            record.level.value,
             record.device_id,
             record.metric.value,
         )
         return None, record
+
+    def _relevel(
+        self,
+        rule: Rule,
+        ctx: Context,
+        track: _Track,
+        now: datetime | None,
+        *,
+        lower: bool,
+    ) -> WarningRecord | None:
+        """The version for a level change of an open warning, if one is due.
+
+        Args:
+            lower: whether a de-escalation may be applied now; False while
+                the warning is clearing, so that a warning about to resolve
+                does not first announce a lower level.
+        """
+        marks = _marks(rule, track)
+        current = marks[-1].level
+        target = _justified(rule, track)
+        if target == current or (target.severity < current.severity and not lower):
+            return None
+        ts = ctx.observation.ts_ns
+        if target.severity > current.severity:
+            reason = (
+                f"escalated {current.value} -> {target.value}: {_why_up(rule, target)}"
+            )
+        else:
+            reason = (
+                f"de-escalated {current.value} -> {target.value}: "
+                f"{_why_down(rule, current)}"
+            )
+        issued = _ns(now) if now is not None else ts
+        track.levels = [
+            *marks,
+            _LevelMark(level=target, at=ts, issued=issued, reason=reason),
+        ]
+        _observe(rule, ctx, track)
+        record = self._record(rule, ctx, track, resolved_ns=None, now=now)
+        logger.info(
+            "warning level changed warning=%s rule=%s from_level=%s level=%s "
+            "device=%s metric=%s reason=%s",
+            record.id,
+            rule.id,
+            current.value,
+            target.value,
+            record.device_id,
+            record.metric.value,
+            reason,
+        )
+        return record
 
     def _open(
         self, rule: Rule, ctx: Context, track: _Track, now: datetime | None
@@ -314,33 +411,22 @@ class RuleEngine:
         track.phase = "open"
         track.detected = obs.ts_ns
         track.issued = _ns(now) if now is not None else obs.ts_ns
-        findings = rule.when.findings(ctx)
-        info = METRICS[obs.metric]
-        if obs.kind == "silence":
-            track.observed, track.unit = obs.silent_s, "s"
-            silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
-            said = f"device {obs.device} sent no {info.description} data for {silent}"
-        else:
-            track.observed, track.unit = obs.value, obs.unit
-            said = (
-                f"device {obs.device} measured {obs.value:g} {obs.unit} "
-                f"({info.description}{', rate' if obs.rate else ''})"
-            )
-            thresholds = list(rule.when.thresholds())
-            if thresholds:
-                track.expected = thresholds[0]
-            else:
-                expected = [f.expected for f in findings if f.expected is not None]
-                track.expected = expected[0] if expected else None
-        details = "; ".join(f.detail for f in findings if f.detail)
-        said = f"{rule.title}: {said}" + (f" ({details})" if details else "")
-        track.said = said[: _DETAIL_CHARS * 2]
+        _observe(rule, ctx, track)
+        level = _justified(rule, track)
+        reason = f"opened: {rule.when.describe()}"
+        if level != rule.level:
+            # A step already met when the rule fires (a reading straight past
+            # the second threshold): the office hears the higher level first.
+            reason += f"; at {level.value}: {_why_up(rule, level)}"
+        track.levels = [
+            _LevelMark(level=level, at=obs.ts_ns, issued=track.issued, reason=reason)
+        ]
         record = self._record(rule, ctx, track, resolved_ns=None, now=now)
         logger.info(
             "warning opened warning=%s rule=%s level=%s device=%s metric=%s start=%s",
             record.id,
             rule.id,
-            rule.level.value,
+            level.value,
             record.device_id,
             record.metric.value,
             record.start_time.isoformat(),
@@ -369,7 +455,23 @@ class RuleEngine:
                 comment=f"rule {rule.id}: {rule.when.describe()}",
             )
         ]
+        marks = _marks(rule, track)
+        for before, mark in itertools.pairwise(marks):
+            history.append(
+                AuditEntry(
+                    at=_moment(mark.issued),
+                    status=WarningStatus.OPEN,
+                    by=ENGINE_ACTOR,
+                    comment=mark.reason,
+                    from_status=WarningStatus.OPEN,
+                    from_level=before.level,
+                    level=mark.level,
+                )
+            )
+        level = marks[-1].level
         status = WarningStatus.OPEN
+        # A level change is issued anew, and valid from then on.
+        issued = history[-1].at
         valid_until = issued + rule.valid_for
         resolved: datetime | None = None
         if resolved_ns is not None:
@@ -401,14 +503,14 @@ class RuleEngine:
                     "to": resolved or detected,
                 }
             ),
-            action=rule.action,
+            action=_action(rule, level),
         )
         return WarningRecord(
             id=warning_id(rule.id, subject_of(obs), track.start),
             rule_id=rule.id,
             title=rule.title,
-            level=rule.level,
-            colour=rule.level.colour,
+            level=level,
+            colour=level.colour,
             status=status,
             scope=WarningScope(
                 kind=ScopeKind.DEVICE, id=obs.device, name=_device_name(ctx)
@@ -434,6 +536,12 @@ class RuleEngine:
             else None,
             authority=self.authority,
             history=history,
+            levels=[
+                LevelEntry.model_validate(
+                    {"level": m.level, "from": _moment(m.at), "reason": m.reason}
+                )
+                for m in marks
+            ],
         )
 
 
@@ -459,3 +567,107 @@ def _device_name(ctx: Context) -> str:
     device = next((d for d in enterprise.devices if d.id == obs.device), None)
     label = device.description if device and device.description else obs.device
     return f"{enterprise.name} / {label}"
+
+
+def _advance_steps(rule: Rule, ctx: Context, track: _Track) -> None:
+    """Apply the observation to the run of every escalation step."""
+    count = len(rule.escalate)
+    # The rule may have gained or lost steps since the state was written.
+    runs = track.steps[:count] + [_StepRun() for _ in range(count - len(track.steps))]
+    gap = to_ns(rule.max_gap)
+    for step, run in zip(rule.escalate, runs, strict=True):
+        _advance(step, run, rule, ctx, gap)
+    track.steps = runs
+
+
+def _advance(
+    step: EscalationStep, run: _StepRun, rule: Rule, ctx: Context, gap: int
+) -> None:
+    ts = ctx.observation.ts_ns
+    holds = step.condition(rule.when).test(ctx)
+    if not run.met:
+        if holds is not True:
+            run.start = run.last = None
+            return
+        # A gap longer than max_gap is not evidence that the condition held
+        # through it: the run for `after` starts again at this reading.
+        if run.start is None or run.last is None or ts - run.last > gap:
+            run.start = ts
+        run.last = ts
+        if ts - run.start >= to_ns(step.after):
+            run.met, run.clear_start = True, None
+        return
+    clears = step.clear.test(ctx) if step.clear is not None else negate(holds)
+    if clears is not True:
+        run.clear_start, run.last = None, ts
+        return
+    if run.clear_start is None or run.last is None or ts - run.last > gap:
+        run.clear_start = ts
+    run.last = ts
+    if ts - run.clear_start >= to_ns(step.clear_for):
+        run.met, run.start, run.clear_start = False, None, None
+
+
+def _justified(rule: Rule, track: _Track) -> Level:
+    """The level the met steps justify, never below the rule's."""
+    return rule.level_with(i for i, run in enumerate(track.steps) if run.met)
+
+
+def _step_for(rule: Rule, level: Level) -> EscalationStep | None:
+    """The first escalation step that leads to ``level``; None when there is
+    none (the rule's own level, or a step removed since the state was written)."""
+    return next((step for step in rule.escalate if step.to == level), None)
+
+
+def _why_up(rule: Rule, level: Level) -> str:
+    step = _step_for(rule, level)
+    return step.describe(rule.when) if step is not None else rule.when.describe()
+
+
+def _why_down(rule: Rule, level: Level) -> str:
+    step = _step_for(rule, level)
+    if step is None:
+        return f"the rule has no step to {level.value} any more"
+    return step.describe_clear(rule.when)
+
+
+def _marks(rule: Rule, track: _Track) -> list[_LevelMark]:
+    """The track's levels; a track from before escalation has the rule's."""
+    if track.levels:
+        return track.levels
+    at = track.detected if track.detected is not None else track.start
+    issued = track.issued if track.issued is not None else at
+    reason = f"opened: {rule.when.describe()}"
+    return [_LevelMark(level=rule.level, at=at, issued=issued, reason=reason)]
+
+
+def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
+    """Write what this observation shows into the track, for the item."""
+    obs = ctx.observation
+    findings = rule.when.findings(ctx)
+    info = METRICS[obs.metric]
+    if obs.kind == "silence":
+        track.observed, track.unit = obs.silent_s, "s"
+        silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
+        said = f"device {obs.device} sent no {info.description} data for {silent}"
+    else:
+        track.observed, track.unit = obs.value, obs.unit
+        said = (
+            f"device {obs.device} measured {obs.value:g} {obs.unit} "
+            f"({info.description}{', rate' if obs.rate else ''})"
+        )
+        thresholds = list(rule.when.thresholds())
+        if thresholds:
+            track.expected = thresholds[0]
+        else:
+            expected = [f.expected for f in findings if f.expected is not None]
+            track.expected = expected[0] if expected else None
+    details = "; ".join(f.detail for f in findings if f.detail)
+    said = f"{rule.title}: {said}" + (f" ({details})" if details else "")
+    track.said = said[: _DETAIL_CHARS * 2]
+
+
+def _action(rule: Rule, level: Level) -> str:
+    """The recommended action at ``level``: its step's, else the rule's."""
+    step = _step_for(rule, level)
+    return step.action if step is not None and step.action else rule.action

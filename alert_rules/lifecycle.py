@@ -20,10 +20,18 @@ Transitions (``TRANSITIONS``; anything else is refused with
     open, acknowledged, disposed
                   --expire (worker)-------> expired        no reading for
                                                            worker.expire_after_s
+    open, acknowledged, disposed
+                  --escalate, deescalate (engine)--> the same status, at the
+                                                   engine's new level
 
 Every transition appends one :class:`AuditEntry` (who, when, from, to,
 comment, command id); the history is never rewritten, so a resolution after an
 acknowledgement leaves the acknowledgement in it. Closed and expired are final.
+
+A level change keeps the status: an acknowledged warning that escalates stays
+acknowledged (the officer is on it), and the new version, delivered like any
+other, tells the platform of the new level. Its handling deadline follows the
+new level (:func:`deadline_after`).
 
 ``release`` (worker) is not a transition: a warning whose opening a silence
 covered is kept with ``held`` set, and released (``held`` cleared, no new
@@ -78,10 +86,15 @@ class Action(StrEnum):
     CLOSE = "close"
     EXPIRE = "expire"
     RELEASE = "release"
+    ESCALATE = "escalate"
+    DEESCALATE = "deescalate"
 
 
 OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
-_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE)
+LEVEL_ACTIONS = (Action.ESCALATE, Action.DEESCALATE)
+"""The engine's level changes: allowed while the warning is active, and
+leaving its status as it is."""
+_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, *LEVEL_ACTIONS)
 
 WORKER_ACTOR = "riskwatch-worker"
 """The ``by`` of the commands the worker's timers send (expire, release)."""
@@ -102,8 +115,8 @@ TRANSITIONS: Mapping[Action, tuple[frozenset[WarningStatus], WarningStatus]] = {
     Action.EXPIRE: (ACTIVE, S.EXPIRED),
 }
 """Per action: the statuses it may be applied in, and the status it leads to.
-``open`` and ``release`` are not here: one creates a warning, the other
-changes no status."""
+``open``, ``release`` and the level changes (:data:`LEVEL_ACTIONS`) are not
+here: one creates a warning, the others change no status."""
 
 
 class LifecycleError(Exception):
@@ -132,6 +145,8 @@ class TransitionError(LifecycleError):
 
 def allowed_from(action: Action) -> frozenset[WarningStatus]:
     """The statuses ``action`` may be applied in (none for ``open``)."""
+    if action in LEVEL_ACTIONS:
+        return ACTIVE
     entry = TRANSITIONS.get(action)
     return entry[0] if entry is not None else frozenset()
 
@@ -157,7 +172,8 @@ class Command(_Record):
         at: when riskwatch accepted the request (UTC); the new version's
             issue time and the audit entry's ``at``.
         comment: why; for ``dispose`` the required note of what was done.
-        record: the engine's version, for ``open`` and ``resolve`` only.
+        record: the engine's version, for ``open``, ``resolve``,
+            ``escalate`` and ``deescalate`` only.
     """
 
     v: int = 1
@@ -190,10 +206,18 @@ class Command(_Record):
     def of_engine(cls, record: WarningRecord) -> Command:
         """The command carrying one version the rule engine emitted."""
         last = record.history[-1]
+        change = last.level_change
+        if record.status != S.OPEN:
+            action = Action.RESOLVE
+        elif change is None:
+            action = Action.OPEN
+        else:
+            up = change[1].severity > change[0].severity
+            action = Action.ESCALATE if up else Action.DEESCALATE
         return cls(
             id=record.version_id,
             warning=record.id,
-            action=Action.OPEN if record.status == S.OPEN else Action.RESOLVE,
+            action=action,
             by=last.by,
             at=last.at,
             comment=last.comment,
@@ -244,11 +268,9 @@ def apply(
         # audit entries carried ids): the warning exists, nothing changes.
         return None
     if command.action == Action.RELEASE:
-        # Already released, or over (resolved, closed, expired while held):
-        # nothing the platform still needs to hear about.
-        if not current.held or current.status not in ACTIVE:
-            return None
-        return current.model_copy(update={"held": False})
+        return _released(current)
+    if command.action in LEVEL_ACTIONS:
+        return _relevelled(current, command, limits)
     allowed, target = TRANSITIONS[command.action]
     if current.status not in allowed:
         raise TransitionError(current.id, current.status, command.action)
@@ -272,6 +294,69 @@ def apply(
             "items": command.record.items,
         }
     return current.model_copy(update=update)
+
+
+def _released(current: WarningRecord) -> WarningRecord | None:
+    # Already released, or over (resolved, closed, expired while held):
+    # nothing the platform still needs to hear about.
+    if not current.held or current.status not in ACTIVE:
+        return None
+    return current.model_copy(update={"held": False})
+
+
+def _relevelled(
+    current: WarningRecord, command: Command, limits: Mapping[Level, timedelta]
+) -> WarningRecord:
+    """The engine's level change applied to ``current``, status kept."""
+    record = command.record
+    if record is None:  # pragma: no cover - Command checks this
+        raise TransitionError(current.id, current.status, command.action)
+    if current.status not in ACTIVE:
+        raise TransitionError(current.id, current.status, command.action)
+    entry = AuditEntry(
+        at=command.at,
+        status=current.status,
+        by=command.by,
+        comment=command.comment,
+        from_status=current.status,
+        command=command.id,
+        from_level=current.level,
+        level=record.level,
+    )
+    return current.model_copy(
+        update={
+            "level": record.level,
+            "colour": record.colour,
+            "levels": record.levels,
+            "items": record.items,
+            "valid_until": record.valid_until,
+            "history": [*current.history, entry],
+            "issue_time": command.at,
+            "deadline": deadline_after(current, record.level, command.at, limits),
+        }
+    )
+
+
+def deadline_after(
+    current: WarningRecord,
+    level: Level,
+    at: datetime,
+    limits: Mapping[Level, timedelta] = DEFAULT_HANDLING_LIMITS,
+) -> datetime:
+    """The handling deadline once ``current`` changes to ``level`` at ``at``.
+
+    Up, the officer has the new level's time from the change, but never more
+    than before: ``min(deadline, at + limit[level])``. Down, the deadline is
+    what the opening would have had at the new level, but never earlier than
+    before: ``max(deadline, opened + limit[level])``. A warning opened at II
+    (4 h) escalated to I after 30 minutes is due 1 h 30 min after its
+    opening; de-escalated again, 4 h after it.
+    """
+    opened = current.history[0].at
+    before = current.deadline or opened + limits[current.level]
+    if level.severity > current.level.severity:
+        return min(before, at + limits[level])
+    return max(before, opened + limits[level])
 
 
 def _created(

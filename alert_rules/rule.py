@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
@@ -27,6 +28,15 @@ class Level(StrEnum):
     def colour(self) -> Colour:
         return _COLOURS[self]
 
+    @property
+    def severity(self) -> int:
+        """4 for I down to 1 for IV: a larger number is more severe.
+
+        >>> Level.I.severity > Level.III.severity
+        True
+        """
+        return _SEVERITY[self]
+
 
 Colour = Literal["red", "orange", "yellow", "blue"]
 _COLOURS: dict[Level, Colour] = {
@@ -35,6 +45,21 @@ _COLOURS: dict[Level, Colour] = {
     Level.III: "yellow",
     Level.IV: "blue",
 }
+
+
+_SEVERITY: dict[Level, int] = {Level.I: 4, Level.II: 3, Level.III: 2, Level.IV: 1}
+
+
+def most_severe(levels: Iterable[Level]) -> Level:
+    """The most severe of some levels (I before II before III before IV).
+
+    >>> most_severe([Level.III, Level.I, Level.II]).value
+    'I'
+
+    Raises:
+        ValueError: no level was given.
+    """
+    return max(levels, key=lambda level: level.severity)
 
 
 RiskClass = Literal["A", "B", "C", "D"]
@@ -107,6 +132,76 @@ class Selector(StrictModel):
         )
 
 
+class EscalationStep(StrictModel):
+    """One way an open warning's level rises above the rule's base level.
+
+    The step is *met* once its condition has held on an unbroken run of
+    readings (no reading that fails it, no silence, no two readings more than
+    the rule's ``max_gap`` apart) for ``after``, in event time. Without its
+    own ``when`` the condition is the rule's ``when``, and the run is the one
+    that opened the warning: ``{after: 30m, to: II}`` is met 30 minutes after
+    the start time if the condition held all along. A met step stops being
+    met once ``clear`` (default: its condition no longer holds) has held for
+    ``clear_for``.
+
+    Attributes:
+        to: the level while the step is met; more severe than the rule's.
+        after: how long the condition must hold first; default 0.
+        when: the step's condition (same language as the rule's); default
+            the rule's ``when``.
+        clear: what ends the step; default: its condition no longer holds.
+            A bound below ``when``'s gives hysteresis.
+        clear_for: how long ``clear`` must hold first; default 0.
+        action: the recommended action while this step sets the level;
+            default the rule's.
+    """
+
+    to: Level
+    after: Duration = timedelta(0)
+    when: Condition | None = None
+    clear: Condition | None = None
+    clear_for: Duration = timedelta(0)
+    action: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EscalationStep:
+        if self.when is None and not self.after:
+            raise FieldError(
+                "after",
+                "a step needs `when` (a second condition) or `after` (a "
+                "duration longer than 0s); without either it is just a "
+                "higher base level",
+            )
+        return self
+
+    def condition(self, rule_when: Condition) -> Condition:
+        """The condition the step's run is about."""
+        return self.when if self.when is not None else rule_when
+
+    def describe(self, rule_when: Condition) -> str:
+        """The step's condition and duration in words.
+
+        >>> from alert_rules.conditions import Above
+        >>> step = EscalationStep.model_validate({"after": "30m", "to": "II"})
+        >>> step.describe(Above(above=25))
+        'value above 25 for 30m'
+        """
+        text = self.condition(rule_when).describe()
+        if self.after:
+            text += f" for {format_duration(self.after)}"
+        return text
+
+    def describe_clear(self, rule_when: Condition) -> str:
+        """What ends the step, in words."""
+        if self.clear is not None:
+            text = self.clear.describe()
+        else:
+            text = f"no longer {self.condition(rule_when).describe()}"
+        if self.clear_for:
+            text += f" for {format_duration(self.clear_for)}"
+        return text
+
+
 class Rule(StrictModel):
     """One graded early-warning rule.
 
@@ -128,6 +223,9 @@ class Rule(StrictModel):
         clear: the condition that resolves the warning; default: ``when``
             no longer holds. Use a lower bound than ``when`` for hysteresis.
         clear_for: how long ``clear`` must hold before resolving; default 0.
+        escalate: steps that raise an open warning's level while they are
+            met (see :class:`EscalationStep`); the warning's level is the
+            most severe of ``level`` and the met steps' ``to``.
         risk_factors: per enterprise risk class (A to D), a factor on
             ``for``: ``{D: 0.5}`` fires a class-D (high-risk) enterprise's
             warning after half the time. A class not listed, and a device
@@ -149,6 +247,7 @@ class Rule(StrictModel):
     max_gap: Duration = timedelta(minutes=10)
     clear: Condition | None = None
     clear_for: Duration = timedelta(0)
+    escalate: list[EscalationStep] = Field(default_factory=list)
     risk_factors: dict[RiskClass, float] = Field(default_factory=dict)
     valid_for: Duration = timedelta(hours=24)
     action: str = Field(min_length=1)
@@ -172,9 +271,17 @@ class Rule(StrictModel):
             raise FieldError("max_gap", "max_gap must be longer than 0s")
         if self.valid_for <= timedelta(0):
             raise FieldError("valid_for", "valid_for must be longer than 0s")
-        uses_value = self.when.uses_value() or (
-            self.clear is not None and self.clear.uses_value()
-        )
+        for index, step in enumerate(self.escalate):
+            if step.to.severity <= self.level.severity:
+                raise FieldError(
+                    f"escalate.{index}.to",
+                    f"a step must raise the level above the rule's "
+                    f"{self.level.value} (I is the most severe), got "
+                    f"{step.to.value}",
+                )
+        conditions = [self.when, self.clear]
+        conditions += [c for step in self.escalate for c in (step.when, step.clear)]
+        uses_value = any(c is not None and c.uses_value() for c in conditions)
         if uses_value:
             if not self.select.metrics:
                 raise FieldError(
@@ -220,7 +327,15 @@ class Rule(StrictModel):
             text += f"; clears on {self.clear.describe()}"
         if self.clear_for:
             text += f" for {format_duration(self.clear_for)}"
+        for step in self.escalate:
+            text += f"; {step.to.value} on {step.describe(self.when)}"
+            if step.clear is not None or step.clear_for:
+                text += f" until {step.describe_clear(self.when)}"
         return text + ("" if self.enabled else " (disabled)")
+
+    def level_with(self, met: Iterable[int]) -> Level:
+        """The level while the escalation steps of these indices are met."""
+        return most_severe([self.level, *(self.escalate[i].to for i in met)])
 
 
 class RuleFile(StrictModel):

@@ -5,6 +5,10 @@ whole audit history, so each published version stands alone: the ``open``
 version has one history entry, the ``resolved`` update of the same ``id`` has
 two. Times are UTC and in event time (device clocks) except ``issue_time`` and
 the history's ``at``, which are when riskwatch issued the version.
+
+A rule with escalation steps changes the level of an open warning: each
+change is a new version of the same id with one more history entry (status
+unchanged, ``from_level`` -> ``level``) and one more entry in ``levels``.
 """
 
 from __future__ import annotations
@@ -102,6 +106,9 @@ class AuditEntry(_Record):
             written before the lifecycle existed (their history reads in order).
         command: id of the command that made the transition, so a command
             delivered twice is applied once; None for older records.
+        from_level: for a level change (escalation or de-escalation), the
+            level before; None for every other entry.
+        level: for a level change, the level after; None otherwise.
     """
 
     at: AwareDatetime
@@ -110,6 +117,29 @@ class AuditEntry(_Record):
     comment: str = ""
     from_status: WarningStatus | None = None
     command: str | None = None
+    from_level: Level | None = None
+    level: Level | None = None
+
+    @property
+    def level_change(self) -> tuple[Level, Level] | None:
+        """``(from, to)`` when this entry changed the level, else None."""
+        if self.from_level is None or self.level is None:
+            return None
+        return self.from_level, self.level
+
+
+class LevelEntry(_Record):
+    """One period of a warning at one level.
+
+    Attributes:
+        level: the level from then on.
+        from_: (``from`` in JSON) event time of the reading that set it.
+        reason: why, in words (the condition or escalation step).
+    """
+
+    level: Level
+    from_: AwareDatetime = Field(alias="from")
+    reason: str
 
 
 class WarningRecord(_Record):
@@ -150,6 +180,9 @@ class WarningRecord(_Record):
     # platform: recorded and stored, not delivered (see docs/rules.md).
     silenced_by: str | None = None
     held: bool = False
+    # The level history, oldest first; the last entry is ``level``. Empty in
+    # records written before escalation existed.
+    levels: list[LevelEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRecord:
@@ -157,6 +190,11 @@ class WarningRecord(_Record):
             raise ValueError(
                 f"colour {self.colour!r} does not match level {self.level.value} "
                 f"({self.level.colour})"
+            )
+        if self.levels and self.levels[-1].level != self.level:
+            raise ValueError(
+                f"level {self.level.value} differs from the last entry of "
+                f"levels ({self.levels[-1].level.value})"
             )
         if self.history[-1].status != self.status:
             raise ValueError(
@@ -168,7 +206,8 @@ class WarningRecord(_Record):
     @property
     def version(self) -> int:
         """Which published version this is: 1 for the opening, then one more
-        per status transition (the history grows by one entry each time)."""
+        per status transition or level change (the history grows by one
+        entry each time)."""
         return len(self.history)
 
     @property

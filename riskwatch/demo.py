@@ -152,8 +152,12 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
             asyncio.run(read_dead_letters(settings.kafka.bootstrap, dead_start))
         )
         warnings = list(receiver.warnings)
+    # Openings only: a level change is a later version of a warning already
+    # counted, with status open too.
     summary.warnings_by_level = Counter(
-        w.get("level", "?") for w in warnings if w.get("status") == "open"
+        w.get("level", "?")
+        for w in warnings
+        if w.get("status") == "open" and len(w.get("history") or ()) == 1
     )
     summary.windows = [
         (start, end, _warned_within(warnings, start, end)) for start, end in windows

@@ -607,7 +607,9 @@ class StreamWorker:
 
     def _held_if_silenced(self, record: WarningRecord) -> WarningRecord:
         """The opening marked held when a silence covers it now."""
-        if record.status != WarningStatus.OPEN:
+        # Only the opening: a level change of an open warning is a later
+        # version, and the lifecycle agent keeps the opening's `held`.
+        if record.status != WarningStatus.OPEN or record.version != 1:
             return record
         silence = self._silence_of(record, self.clock())
         if silence is None:

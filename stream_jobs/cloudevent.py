@@ -6,7 +6,8 @@ One published version of a warning is one event:
 ``id``         :attr:`WarningRecord.version_id` (``<warning id>.v<version>``),
                so a retry or a restart re-sends the same id
 ``source``     ``urn:riskwatch:<platform.sender_id>``: this riskwatch instance
-``type``       from the last history entry's status, :data:`EVENT_TYPES`
+``type``       from the last history entry: its status (:data:`EVENT_TYPES`),
+               or for a level change :data:`ESCALATED` / :data:`DEESCALATED`
 ``subject``    the warning id
 ``time``       the version's ``issue_time``
 ``data``       the :class:`WarningRecord` as JSON (``application/json``)
@@ -39,8 +40,11 @@ EVENT_TYPES: Mapping[WarningStatus, str] = {
     WarningStatus.RESOLVED: TYPE_PREFIX + "resolved",
     WarningStatus.EXPIRED: TYPE_PREFIX + "expired",
 }
-# Named now so that platforms can route on them before level changes emit them.
-RESERVED_TYPES = tuple(TYPE_PREFIX + name for name in ("escalated", "deescalated"))
+ESCALATED = TYPE_PREFIX + "escalated"
+"""A version that raised the level (towards I) of a warning still active."""
+DEESCALATED = TYPE_PREFIX + "deescalated"
+"""A version that lowered the level, never below the rule's own."""
+LEVEL_TYPES = (ESCALATED, DEESCALATED)
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE
 _FORMAT = JSONFormat()
 
@@ -60,7 +64,12 @@ def source_of(sender_id: str) -> str:
 
 def event_type(record: WarningRecord) -> str:
     """The event type of the transition that made this version."""
-    return EVENT_TYPES[record.history[-1].status]
+    last = record.history[-1]
+    change = last.level_change
+    if change is not None:
+        before, after = change
+        return ESCALATED if after.severity > before.severity else DEESCALATED
+    return EVENT_TYPES[last.status]
 
 
 def to_event(record: WarningRecord, source: str) -> CloudEvent:

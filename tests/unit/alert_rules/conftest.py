@@ -149,3 +149,21 @@ def gas_rule(make_rule: Callable[[str], Rule]) -> Rule:
         clear_for: 3m
         """
     )
+
+
+@pytest.fixture
+def escalating_gas_rule(make_rule: Callable[[str], Rule]) -> Rule:
+    """Orange over 25 %LEL (clears under 20); red over 50 until under 40."""
+    return make_rule(
+        """
+        level: II
+        select: {metrics: [combustible_gas_lel]}
+        when: {above: 25}
+        clear: {below: 20}
+        escalate:
+          - when: {above: 50}
+            clear: {below: 40}
+            to: I
+            action: Evacuate the area.
+        """
+    )

@@ -205,3 +205,32 @@ def test_text_xml_cannot_carry_is_replaced(schema, make_warning):
 def test_cap_times_are_whole_seconds_with_a_numeric_utc_offset(make_warning):
     doc = cap_document(make_warning(), sender=SENDER)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d-00:00", text(doc, "cap:sent"))
+
+
+def test_level_changes_are_updates_with_the_new_severity(
+    schema, escalating_gas_rule, make_obs, run
+):
+    pairs = [(0, 30), (1, 55), (2, 35), (3, 10)]
+    gas = [make_obs("combustible_gas_lel", v, m) for m, v in pairs]
+    records = run([escalating_gas_rule], gas)
+    docs = [valid(schema, render_cap(r, sender=SENDER)) for r in records]
+    assert [text(d, "cap:msgType") for d in docs] == [
+        "Alert",
+        "Update",
+        "Update",
+        "Cancel",
+    ]
+    assert [text(d, "cap:info/cap:severity") for d in docs] == [
+        "Severe",
+        "Extreme",
+        "Severe",
+        "Severe",
+    ]
+    escalated = docs[1]
+    assert text(escalated, "cap:info/cap:urgency") == "Immediate"
+    assert text(escalated, "cap:info/cap:responseType") == "Execute"
+    assert text(escalated, "cap:info/cap:instruction") == "Evacuate the area."
+    assert text(escalated, "cap:note") == "escalated II -> I: value above 50"
+    assert text(escalated, "cap:info/cap:headline").startswith("level I (red) ")
+    assert len(text(escalated, "cap:references").split()) == 1
+    assert text(escalated, "cap:incidents") == records[0].id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -60,23 +60,11 @@ SCENARIOS = {
         [(0, 2, {}), (1, 30, {})],
         [(m, 3.0, {}) for m in range(60)],
     ),
-    "combustible-gas-red": (
-        {},
-        "combustible_gas_lel",
-        [(0, 2, {}), (1, 30, {}), (2, 55, {})],
-        [(m, 24.0, {}) for m in range(60)],
-    ),
     "toxic-gas-orange": (
         {},
         "toxic_gas_ppm",
         [(0, 1, {}), (1, 30, {})],
         [(m, 5.0, {}) for m in range(60)],
-    ),
-    "toxic-gas-red": (
-        {},
-        "toxic_gas_ppm",
-        [(0, 1, {}), (1, 60, {})],
-        [(m, 24.0, {}) for m in range(60)],
     ),
     "hazchem-pressure-limit": (
         {},
@@ -119,7 +107,7 @@ SCENARIOS = {
 
 def test_every_default_loads_with_unique_ids(default_rules):
     ids = [rule.id for rule in default_rules]
-    assert len(ids) == len(set(ids)) >= 12
+    assert len(ids) == len(set(ids)) >= 11
     assert all(rule.enabled for rule in default_rules)
 
 
@@ -131,13 +119,53 @@ def test_every_level_choice_is_explained_in_a_comment(default_rules):
     text = "\n".join(p.read_text() for p in DEFAULTS_DIR.glob("*.yaml"))
     for level in Level:
         assert f"# Level {level.value} (" in text
-    assert text.count("# Level ") == len(default_rules)
+    # One for each rule's level and one for each escalation step's.
+    steps = sum(len(rule.escalate) for rule in default_rules)
+    assert text.count("# Level ") == len(default_rules) + steps
 
 
-def test_gas_levels(default_rules):
-    by_id = {rule.id: rule for rule in default_rules}
-    assert by_id["combustible-gas-orange"].level == Level.II
-    assert by_id["combustible-gas-red"].level == Level.I
+@pytest.mark.parametrize("rule_id", ["combustible-gas-orange", "toxic-gas-orange"])
+def test_gas_levels(default_rules, rule_id):
+    # The two alarm levels of one gas are one rule: orange, escalating to red
+    # at the second threshold and back under 40 held for 5 minutes.
+    rule = {rule.id: rule for rule in default_rules}[rule_id]
+    assert rule.level == Level.II
+    [step] = rule.escalate
+    assert step.to == Level.I
+    assert step.when is not None
+    assert list(step.when.thresholds()) == [50]
+    assert step.clear is not None
+    assert list(step.clear.thresholds()) == [40]
+    assert step.clear_for == timedelta(minutes=5)
+    assert step.action is not None
+    assert "Evacuate" in step.action
+
+
+@pytest.mark.parametrize(
+    ("metric", "unit"), [("combustible_gas_lel", "%LEL"), ("toxic_gas_ppm", "ppm")]
+)
+def test_a_gas_rising_past_the_second_threshold_escalates_one_warning(
+    default_rules, make_obs, run, metric, unit
+):
+    rising = [(0, 2), (1, 30), (2, 45), (3, 55), (4, 60)]
+    falling = [(5, 45), (6, 38), *((m, 35) for m in range(7, 13))]
+    cleared = [(m, 5) for m in range(13, 20)]
+    observations = [make_obs(metric, v, m) for m, v in rising + falling + cleared]
+    records = [
+        r for r in run(default_rules, observations) if r.rule_id.endswith("gas-orange")
+    ]
+    assert [(r.status.value, r.level.value) for r in records] == [
+        ("open", "II"),
+        ("open", "I"),  # over 50 at minute 3
+        ("open", "II"),  # under 40 from minute 6, for 5 minutes
+        ("resolved", "II"),  # under 20 from minute 13, for 5 minutes
+    ]
+    assert len({r.id for r in records}) == 1
+    assert [e.from_ for e in records[-1].levels] == [
+        datetime(2026, 12, 3, 0, m, tzinfo=UTC) for m in (1, 3, 11)
+    ]
+    assert records[1].items[0].observed_value == 55
+    assert unit in records[1].items[0].unit
 
 
 def _observations(make_obs, metric, sequence):
@@ -212,3 +240,22 @@ def test_load_rule_needs_an_unlicensed_or_closed_site(
     assert operating == []
     unlicensed = run(default_rules, sequence, make_enterprise(licensed=False))
     assert [r.rule_id for r in unlicensed] == ["load-at-closed-or-unlicensed-site"]
+
+
+def test_power_during_a_shutdown_order_turns_red_after_two_hours(
+    default_rules, make_obs, make_enterprise, run
+):
+    enterprise = make_enterprise(shutdown_orders=[ORDER])
+    load = [make_obs("power_kw", 120, m) for m in range(0, 150, 5)]
+    records = run(default_rules, load, enterprise)
+    assert [(r.status.value, r.level.value) for r in records] == [
+        ("open", "II"),  # for: 15m
+        ("open", "I"),  # 2 h after the load began
+    ]
+    opened, escalated = records
+    assert opened.detection_time == datetime(2026, 12, 3, 0, 15, tzinfo=UTC)
+    assert escalated.levels[-1].from_ == datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    assert escalated.history[-1].comment == (
+        "escalated II -> I: during a shutdown order and value above 5 for 2h"
+    )
+    assert "enforcement team" in escalated.items[0].action

@@ -249,10 +249,10 @@ def test_unknown_enterprise(default_rules, make_obs, run):
         make_obs("pressure_mpa", 3.0, 2),
     ]
     records = run(default_rules, observations, None)
-    assert {r.rule_id for r in records} == {
-        "combustible-gas-orange",
-        "combustible-gas-red",
-    }
+    # One gas rule since escalation: 60 %LEL opens it straight at level I.
+    assert [(r.rule_id, r.level.value) for r in records] == [
+        ("combustible-gas-orange", "I")
+    ]
     record = records[0]
     assert record.enterprise_name is None
     assert record.officer is None
@@ -266,7 +266,7 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
         ]
     )
     records = run(default_rules, [make_obs("combustible_gas_lel", 55, 0)], enterprise)
-    red = next(r for r in records if r.rule_id == "combustible-gas-red")
+    red = next(r for r in records if r.rule_id == "combustible-gas-orange")
     assert (red.level.value, red.colour) == ("I", "red")
     assert red.scope.model_dump() == {
         "kind": "device",
@@ -292,9 +292,18 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
             "at": "2026-12-03T00:00:00Z",
             "status": "open",
             "by": "riskwatch-rules",
-            "comment": "rule combustible-gas-red: value above 50",
+            "comment": "rule combustible-gas-orange: value above 25",
             "from_status": None,
             "command": None,
+            "from_level": None,
+            "level": None,
+        }
+    ]
+    assert data["levels"] == [
+        {
+            "level": "I",
+            "from": "2026-12-03T00:00:00Z",
+            "reason": "opened: value above 25; at I: value above 50",
         }
     ]
     assert WarningRecord.from_json(red.to_json()) == red

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from alert_rules import WarningRecord, WarningStatus
+from alert_rules import Level, WarningRecord, WarningStatus
 from stream_jobs.cloudevent import (
     EVENT_TYPES,
-    RESERVED_TYPES,
+    LEVEL_TYPES,
     EventError,
     from_request,
     source_of,
@@ -54,10 +54,14 @@ def test_the_same_version_gives_the_same_bytes(make_warning):
     assert to_http(record, SOURCE) == to_http(again, SOURCE)
 
 
-def test_every_status_has_an_event_type_and_none_is_reserved():
+def test_every_status_has_an_event_type_apart_from_the_level_changes():
     assert set(EVENT_TYPES) == set(WarningStatus)
-    assert not set(EVENT_TYPES.values()) & set(RESERVED_TYPES)
-    assert all(t.startswith("org.riskwatch.warning.") for t in RESERVED_TYPES)
+    assert not set(EVENT_TYPES.values()) & set(LEVEL_TYPES)
+    assert all(t.startswith("org.riskwatch.warning.") for t in LEVEL_TYPES)
+    assert LEVEL_TYPES == (
+        "org.riskwatch.warning.escalated",
+        "org.riskwatch.warning.deescalated",
+    )
 
 
 def test_from_request_round_trips(make_warning):
@@ -83,3 +87,41 @@ def test_from_request_refuses_what_is_no_cloudevent(body, reason):
     headers = {"content-type": "application/cloudevents+json"}
     with pytest.raises(EventError, match=reason):
         from_request(headers, body)
+
+
+def _relevelled(record, level, status=WarningStatus.OPEN):
+    """``record`` moved to ``level`` by the engine, in status ``status``."""
+    last = record.history[-1]
+    entry = last.model_copy(
+        update={
+            "status": status,
+            "from_status": last.status,
+            "from_level": record.level,
+            "level": level,
+        }
+    )
+    return record.model_copy(
+        update={
+            "level": level,
+            "colour": level.colour,
+            "status": status,
+            "history": [*record.history, entry],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "kind"),
+    [("II", "I", "escalated"), ("I", "II", "deescalated"), ("IV", "III", "escalated")],
+)
+@pytest.mark.parametrize("status", [WarningStatus.OPEN, WarningStatus.ACKNOWLEDGED])
+def test_a_level_change_is_an_escalated_or_deescalated_event(
+    make_warning, before, after, kind, status
+):
+    record = _relevelled(make_warning(level=before), Level(after), status)
+    event = json.loads(to_http(record, SOURCE)[1])
+    assert event["type"] == f"org.riskwatch.warning.{kind}"
+    assert event["id"] == f"{record.id}.v2"
+    assert event["subject"] == record.id
+    assert event["data"]["level"] == after
+    assert event["data"]["status"] == status.value
