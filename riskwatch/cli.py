@@ -7,6 +7,7 @@ usage error exits with 2 (click's convention).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +27,26 @@ class _Cli(click.Group):
         except RiskwatchError as exc:
             click.echo(f"{type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"\\,)]+")
+
+
+class RedactTokens(logging.Filter):
+    """Blanks ``Bearer <token>`` in every log line and traceback.
+
+    Our code never logs a token, but a library may quote a request header:
+    aiohttp logs a malformed header line, with its token, at ERROR.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _BEARER.search(message):
+            record.msg, record.args = _BEARER.sub(r"\1<redacted>", message), None
+        if record.exc_info and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _BEARER.sub(r"\1<redacted>", text)
+        return True
 
 
 @click.group(cls=_Cli, context_settings=_CONTEXT)
@@ -48,6 +69,8 @@ def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
         level=log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
     ctx.ensure_object(dict)["config"] = config
 
 

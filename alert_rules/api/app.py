@@ -16,6 +16,8 @@ the worker (the officer then sees the warning unchanged).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
 from alert_rules.api.auth import Account, Tokens
@@ -252,6 +255,47 @@ async def _series(
     return out
 
 
+# How long a request waits for Kafka to take a command before answering 503.
+SEND_TIMEOUT_S = 10.0
+
+
+async def _send(request: web.Request, topic: str, key: str, value: bytes) -> None:
+    """Produce a record, or answer 503 when Kafka cannot take it in time."""
+    try:
+        await asyncio.wait_for(
+            request.app[SINK].send(topic, key.encode(), value), SEND_TIMEOUT_S
+        )
+    except (KafkaError, TimeoutError) as exc:
+        log.warning("not sent topic=%s key=%s: %r", topic, key, exc)
+        raise _Problem(
+            503,
+            "Unavailable",
+            "Kafka cannot be reached; nothing was changed, try again",
+            None,
+        ) from exc
+
+
+def _command_id(user: str, action: Action, given: str | None) -> str:
+    """The command id of an officer's request.
+
+    Officers' ids live apart from the engine's (``rw-….v1``) and the worker's
+    (``expire-…``, ``release-…``), and one officer's id reused for another
+    action is another command: the id given by the client is hashed with the
+    user and the action. Without one, every request is new.
+
+    >>> _command_id("li", Action.ACKNOWLEDGE, "r1") == _command_id(
+    ...     "li", Action.ACKNOWLEDGE, "r1")
+    True
+    >>> _command_id("li", Action.ACKNOWLEDGE, "r1") == _command_id(
+    ...     "li", Action.CLOSE, "r1")
+    False
+    """
+    if given is None:
+        return f"api-{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{user}|{action.value}|{given}".encode()).hexdigest()
+    return f"api-{digest[:32]}"
+
+
 def _action(action: Action) -> Handler:
     body_model: type[ActionBody | DisposeBody] = (
         DisposeBody if action == Action.DISPOSE else ActionBody
@@ -261,6 +305,10 @@ def _action(action: Action) -> Handler:
         account = _account(request, acting=True)
         record = _warning(request)
         body = await _body(request, body_model)
+        command_id = _command_id(account.name, action, body.command_id)
+        if any(entry.command == command_id for entry in record.history):
+            # A retry of a request that was applied: the same answer again.
+            return _json({"command": command_id, "warning": _dump(record)})
         if record.status not in allowed_from(action):
             allowed = ", ".join(sorted(s.value for s in allowed_from(action)))
             raise _Problem(
@@ -273,16 +321,14 @@ def _action(action: Action) -> Handler:
         options = request.app[OPTIONS]
         comment = body.note if isinstance(body, DisposeBody) else body.comment
         command = Command(
-            id=body.command_id or f"api-{uuid.uuid4().hex}",
+            id=command_id,
             warning=record.id,
             action=action,
             by=account.name,
             at=options["clock"](),
             comment=comment,
         )
-        await request.app[SINK].send(
-            WARNING_COMMANDS, record.id.encode(), to_json_bytes(command)
-        )
+        await _send(request, WARNING_COMMANDS, record.id, to_json_bytes(command))
         log.info(
             "command sent warning=%s command=%s action=%s by=%s enterprise=%s",
             record.id,
@@ -355,7 +401,7 @@ async def _lift_silence(request: web.Request) -> web.Response:
 async def _record_silence(
     request: web.Request, silence: Silence, what: str, account: Account
 ) -> None:
-    await request.app[SINK].send(SILENCES, silence.id.encode(), to_json_bytes(silence))
+    await _send(request, SILENCES, silence.id, to_json_bytes(silence))
     log.info(
         "silence %s silence=%s kind=%s subject=%s until=%s by=%s",
         what,

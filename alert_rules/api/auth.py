@@ -60,10 +60,15 @@ class Tokens:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        token = token.strip()
+        try:
+            given = token.strip().encode()
+        except UnicodeEncodeError:
+            # Bytes that are not text (aiohttp hands them on as surrogates):
+            # no token of ours.
+            return None
         found = None
         # Compare against every token, so the time taken tells nothing.
         for known, account in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
+            if hmac.compare_digest(known.encode(), given):
                 found = account
         return found

@@ -7,7 +7,9 @@ rather than silently ignored.
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from alert_rules.lifecycle import COMMAND_ID_PATTERN, COMMENT_CHARS
 from alert_rules.rule import Level, ScopeKind
@@ -19,6 +21,19 @@ LIST_LIMIT = 1000
 
 class _Input(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _has_text(text: str) -> str:
+    # str.strip() also removes the control characters \x1c-\x1f, which the
+    # regular expression \S lets through: a note of those is no note.
+    if not text.strip() or not any(
+        ch.isprintable() and not ch.isspace() for ch in text
+    ):
+        raise ValueError("must say something: blank or control characters only")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_has_text)]
 
 
 class ActionBody(_Input):
@@ -34,7 +49,7 @@ class ActionBody(_Input):
 class DisposeBody(_Input):
     """Body of dispose: ``note`` (required) says what was done."""
 
-    note: str = Field(min_length=1, max_length=COMMENT_CHARS, pattern=r"\S")
+    note: Text = Field(min_length=1, max_length=COMMENT_CHARS)
     command_id: str | None = Field(default=None, pattern=COMMAND_ID_PATTERN)
 
 
@@ -59,7 +74,7 @@ class SilenceBody(_Input):
     maintenance window ahead; ``until`` is its end."""
 
     subject: SilenceSubject
-    reason: str = Field(min_length=1, max_length=COMMENT_CHARS, pattern=r"\S")
+    reason: Text = Field(min_length=1, max_length=COMMENT_CHARS)
     until: AwareDatetime
     starts: AwareDatetime | None = None
 

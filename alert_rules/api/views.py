@@ -33,7 +33,10 @@ class KafkaSink:
     """A :class:`Sink` on an aiokafka producer that waits for all replicas."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        # A request waits at most this long for Kafka, then answers 503.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000
+        )
 
     async def start(self) -> None:
         await self._producer.start()

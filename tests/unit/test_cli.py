@@ -92,3 +92,32 @@ def test_status_names_an_unreadable_pid_file(tmp_path):
     assert down.exit_code == 1
     assert f"ServiceError: mosquitto: cannot stop: pid file {pid_file}" in down.output
     assert pid_file.exists()
+
+
+def _bad_header():
+    raise ValueError("Invalid header value: b'Bearer s3cr3t-token\\x01'")
+
+
+def test_tokens_are_blanked_in_log_lines_and_tracebacks():
+    import logging  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from riskwatch.cli import RedactTokens  # noqa: PLC0415
+
+    try:
+        _bad_header()
+    except ValueError:
+        info = sys.exc_info()
+    record = logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request %s",
+        ("Authorization: Bearer s3cr3t-token",),
+        exc_info=info,
+    )
+    assert RedactTokens().filter(record)
+    text = logging.Formatter("%(message)s").format(record)
+    assert "s3cr3t" not in text
+    assert "Bearer <redacted>" in text

@@ -1,5 +1,6 @@
 """The officer API with aiohttp's test client: roles, transitions, errors."""
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -7,6 +8,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from alert_rules.api import OPENAPI
+from alert_rules.api.app import _command_id
 from alert_rules.lifecycle import Action
 from tests.unit.alert_rules.api.conftest import NOW, OFFICER, VIEWER, Api, call
 from tests.unit.conftest import make_warning_record
@@ -105,7 +107,8 @@ def test_a_command_the_worker_has_not_applied_yet_is_answered_202():
         [("POST", f"{PATH}/acknowledge", OFFICER, {"command_id": "retry-1"})],
         seed=[OPENED],
     )
-    assert (status, answer) == (202, {"command": "retry-1", "state": "pending"})
+    command = _command_id("officer-li", Action.ACKNOWLEDGE, "retry-1")
+    assert (status, answer) == (202, {"command": command, "state": "pending"})
     [(_, key, _)] = api.sink.sent
     assert key == OPENED.id.encode()
 
@@ -243,3 +246,89 @@ def test_openapi_document_is_valid_and_lists_every_route():
     assert actions == {
         a.value for a in (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
     }
+
+
+# What a break-in attempt found ------------------------------------------------
+
+
+def test_a_note_of_control_characters_only_is_refused_naming_the_field():
+    api = Api()
+    answers = call(
+        api,
+        [
+            ("POST", f"{PATH}/acknowledge", OFFICER, {}),
+            ("POST", f"{PATH}/dispose", OFFICER, {"note": "\u001c\u001f"}),
+        ],
+        seed=[OPENED],
+    )
+    status, body = answers[1]
+    assert status == 422
+    assert body["field"] == "note"
+    assert "blank or control characters" in body["message"]
+
+
+def test_a_header_that_is_not_text_is_no_token():
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates; they
+    # once raised UnicodeEncodeError (a 500) instead of being no token.
+    assert Api().tokens.account("Bearer \udcff\udcfe") is None
+
+
+def test_one_officer_id_reused_for_another_action_is_another_command():
+    api = Api()
+    answers = call(
+        api,
+        [
+            ("POST", f"{PATH}/acknowledge", OFFICER, {"command_id": "same"}),
+            (
+                "POST",
+                f"{PATH}/dispose",
+                OFFICER,
+                {"note": "valve closed", "command_id": "same"},
+            ),
+        ],
+        seed=[OPENED],
+    )
+    assert [status for status, _ in answers] == [200, 200]
+    assert answers[1][1]["warning"]["status"] == "disposed"
+
+
+def test_an_officer_cannot_take_the_engines_command_ids():
+    # The engine's next version of this warning will carry ".v2": an officer
+    # sending that id must not make the engine's resolution "already applied".
+    api = Api()
+    engine_id = f"{OPENED.id}.v2"
+    [(status, answer)] = call(
+        api,
+        [("POST", f"{PATH}/acknowledge", OFFICER, {"command_id": engine_id})],
+        seed=[OPENED],
+    )
+    assert status == 200
+    assert answer["command"] != engine_id
+    assert answer["command"].startswith("api-")
+
+
+def test_a_retry_of_an_applied_command_gets_the_same_answer_not_a_conflict():
+    api = Api()
+    request = ("POST", f"{PATH}/acknowledge", OFFICER, {"command_id": "once"})
+    first, again = call(api, [request, request], seed=[OPENED])
+    assert first[0] == again[0] == 200
+    assert first[1]["command"] == again[1]["command"]
+    history = again[1]["warning"]["history"]
+    assert [h["status"] for h in history] == ["open", "acknowledged"]
+
+
+def test_kafka_down_is_a_quick_503_and_changes_nothing(monkeypatch):
+    from alert_rules.api import app as app_module  # noqa: PLC0415
+
+    monkeypatch.setattr(app_module, "SEND_TIMEOUT_S", 0.05)
+    api = Api()
+
+    async def never(topic, key, value):
+        await asyncio.sleep(10)
+
+    api.sink.send = never
+    [(status, body)] = call(
+        api, [("POST", f"{PATH}/acknowledge", OFFICER, {})], seed=[OPENED]
+    )
+    assert status == 503
+    assert "Kafka cannot be reached" in body["message"]
