@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -34,12 +35,14 @@ class ApiClient:
 
     async def show(self, warning: str, *, evidence: bool = True) -> dict[str, Any]:
         params = {"evidence": "true" if evidence else "false"}
-        return await self._call("GET", f"/warnings/{warning}", params=params)
+        return await self._call("GET", f"/warnings/{_segment(warning)}", params=params)
 
     async def act(
         self, warning: str, action: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        return await self._call("POST", f"/warnings/{warning}/{action}", body=body)
+        return await self._call(
+            "POST", f"/warnings/{_segment(warning)}/{action}", body=body
+        )
 
     async def _call(
         self,
@@ -79,3 +82,8 @@ class ApiClient:
                 f"unexpected answer from {path}: {text[:200]}", status=status
             )
         return answer
+
+
+def _segment(text: str) -> str:
+    """``text`` as one path segment: ``../x`` stays an id, not a path."""
+    return quote(text, safe="")

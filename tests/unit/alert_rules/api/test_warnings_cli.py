@@ -53,6 +53,8 @@ def test_expected_failures_print_the_error_name_and_exit_1(served):
         ("nope", ("list",), "Unauthorized: "),
         (OFFICER, ("close", OPENED.id), "Conflict: warning"),
         (OFFICER, ("show", "rw-missing"), "NotFound: warning 'rw-missing'"),
+        # An id with slashes stays one id, not a path to another resource.
+        (OFFICER, ("show", "../../etc/passwd"), "NotFound: warning '../../etc/passwd'"),
         (OFFICER, ("dispose", OPENED.id, "--note", " "), "InvalidInput: note:"),
     ]
     for token, args, says in cases:
