@@ -69,12 +69,18 @@ MAX_RISK_FACTOR = 10.0
 
 
 class ScopeKind(StrEnum):
-    """What a warning is about. Only ``device`` is evaluated so far."""
+    """What a warning is about. Only ``device`` is evaluated by rules so far.
+
+    ``feed`` is the worker's own: a whole feed of readings gone silent at once
+    (a broker, gateway or network outage, see stream_jobs/outage.py); no rule
+    has it.
+    """
 
     DEVICE = "device"
     ENTERPRISE = "enterprise"
     GRID = "grid"
     DISTRICT = "district"
+    FEED = "feed"
 
 
 def value_unit(metric: Metric) -> str:
