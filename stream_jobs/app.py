@@ -170,6 +170,7 @@ class StreamWorker:
                 share=w.outage_share,
                 window_s=w.outage_window_s,
                 silent_after_s=w.silent_after_s,
+                settle_s=w.outage_settle_s,
                 scan_s=SILENCE_SCAN_S,
             ),
             feed=w.app_id,

@@ -9,13 +9,16 @@ misses the one message that matters: the feed is down.
 The worker's silence scan therefore hands the devices it found due for
 silence to :meth:`FeedWatch.scan` first. When at least ``min_devices`` of
 them, and at least ``share`` of the devices heard from in the last
-``window_s``, fall due in the same scan, it is a feed outage: one ``feed``
+``window_s``, are due in the same scan, it is a feed outage: one ``feed``
 warning (level II, orange) opens, and the devices are marked as explained by
-it instead of being reported. Devices falling due while it lasts are marked
-too. When the devices still silent are no longer an outage by the same test,
-the warning resolves once; the devices still silent then have their silence
-clock restarted from the recovery, so each is reported as usual if it stays
-silent for ``silent_after_s`` more.
+it instead of being reported. A device due alone is reported ``settle_s``
+later than ``silent_after_s``, so that devices reporting at different moments
+of their interval are all due when the outage is judged. Devices falling due
+while it lasts are marked too. When the devices still silent are no longer
+an outage by the same test, the warning resolves once; the devices still
+silent then have their silence clock restarted from the recovery, so each is
+reported as usual if it stays silent for ``silent_after_s`` (and
+``settle_s``) more.
 
 Nothing here touches Kafka or Faust: the worker applies the :class:`ScanPlan`
 (stream_jobs/app.py). The only memory is the open outage, and it can be
@@ -80,6 +83,10 @@ class OutagePolicy:
         window_s: which devices count as the feed, in seconds of wall time
             before the scan (before the outage's start while one lasts).
         silent_after_s: a device is due for silence after this long unheard.
+        settle_s: a device due for silence is reported alone only after
+            this much longer, so that the devices of an outage, whose last
+            readings are up to one reporting interval apart, fall due
+            together first; keep it at least the longest reporting interval.
         scan_s: the period of the scan; the outage id rounds its start to it.
     """
 
@@ -87,6 +94,7 @@ class OutagePolicy:
     share: float = 0.5
     window_s: float = 3600.0
     silent_after_s: float = 900.0
+    settle_s: float = 60.0
     scan_s: float = 10.0
 
     def is_outage(self, silent: int, heard: int) -> bool:
@@ -198,7 +206,11 @@ class FeedWatch:
         due = self._due(items, wall_ns)
         heard = self._heard(items, wall_ns)
         if not self.policy.is_outage(len(due), heard):
-            return ScanPlan(silent=due)
+            # Held for settle_s: the rest of an outage falls due meanwhile.
+            settled = self.policy.silent_after_s + self.policy.settle_s
+            return ScanPlan(
+                silent=[k for k, s in items if due_for_silence(s, wall_ns, settled)]
+            )
         states = dict(items)
         start_ns = max(states[key]["last_seen_ns"] for key in due)
         scan_ns = int(self.policy.scan_s * 1e9)

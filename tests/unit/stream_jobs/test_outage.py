@@ -2,8 +2,10 @@
 
 import logging
 
+import numpy as np
 import pytest
 
+from alert_rules import RuleEngine, load_rules
 from stream_jobs.outage import (
     OUTAGE_KEY,
     FeedWatch,
@@ -12,7 +14,8 @@ from stream_jobs.outage import (
     explained,
     resumed,
 )
-from stream_jobs.processing import new_device_state
+from stream_jobs.processing import new_device_state, process_reading
+from tests.unit.stream_jobs.test_processing import reading
 
 S = 10**9
 T0 = 1_800_000_000 * S
@@ -57,11 +60,24 @@ def scan(watch, states, wall_ns):
     ],
 )
 def test_threshold_edges(quiet, talking, outage):
-    watch = FeedWatch(POLICY, "w")
-    plan = watch.scan(fleet(quiet, talking).items(), T0 + 61 * S)
+    watch, states = FeedWatch(POLICY, "w"), fleet(quiet, talking)
+    plan = watch.scan(states.items(), T0 + 61 * S)
     assert (plan.opened is not None) is outage
-    assert len(plan.silent) == (0 if outage else quiet)
+    assert plan.silent == []  # not yet: one alone waits for settle_s
     assert len(plan.explained) == (quiet if outage else 0)
+    if not outage:
+        states |= {k: state(T0 + 120 * S) for k in states if b"/T" in k}
+        plan = watch.scan(states.items(), T0 + 121 * S)
+        assert (len(plan.silent), plan.opened) == (quiet, None)
+
+
+def test_devices_whose_last_readings_are_an_interval_apart_are_one_outage():
+    # Reporting every 50 s, each at its own moment: they fall due over 50 s.
+    states = {f"E/Q{i}".encode(): state(T0 + i * 7 * S) for i in range(8)}
+    watch = FeedWatch(POLICY, "w")
+    plans = [scan(watch, states, T0 + t * S) for t in range(61, 200, 10)]
+    assert sum(p.opened is not None for p in plans) == 1
+    assert all(p.silent == [] for p in plans)
 
 
 def test_devices_heard_before_the_window_do_not_count():
@@ -106,12 +122,13 @@ def test_recovery_resolves_once_and_a_device_still_silent_counts_from_it():
     assert plan.resume == [b"E/Q7"]
     assert plan.silent == []
     # Not again, and the one still quiet is not reported before silent_after_s.
-    for t in range(20, 70, 10):
+    for t in range(20, 130, 10):
         for i in range(7):  # and keeps coming
             states[f"E/Q{i}".encode()] = state(back + t * S)
         plan = scan(watch, states, back + t * S)
         assert (plan.resolved, plan.opened, plan.silent) == (None, None, [])
-    plan = scan(watch, states, back + 70 * S)
+    # silent_after_s and settle_s after the recovery.
+    plan = scan(watch, states, back + 130 * S)
     assert plan.silent == [b"E/Q7"]
     assert plan.opened is None
 
@@ -136,3 +153,26 @@ def test_the_outage_is_rebuilt_from_the_marks_after_a_restart():
     for i in range(8):
         states[f"E/Q{i}".encode()] = state(T0 + 400 * S)
     assert scan(restarted, states, T0 + 410 * S).resolved.id == first.opened.id
+
+
+@pytest.mark.parametrize("metric", ["combustible_gas_lel", "pressure_mpa", "power_kw"])
+def test_readings_resuming_after_a_long_gap_open_no_warning(metric):
+    # What the flood after an outage looks like to the detectors: the usual
+    # readings, an hour apart from the last ones. The gap detector reports
+    # it; no default rule fires on that alone, and a level unchanged over the
+    # gap is no step (the rate of change is per reading, not per second).
+    rules = RuleEngine(load_rules(None), authority="Test Work Safety Office")
+    rng = np.random.default_rng(7)
+    state, findings, warnings = None, set(), []
+    times = [*range(0, 3000, 10), *range(6600, 7000, 10)]
+    for t in times:
+        value = 2.0 + 0.05 * rng.standard_normal()
+        outcome = process_reading(
+            reading(T0 + t * S, device="D1", **{metric: value}), state, None, rules
+        )
+        state = outcome.state
+        warnings += outcome.warnings
+        if t >= 6600:
+            findings |= {f.detector for o in outcome.observations for f in o.findings}
+    assert "gap" in findings
+    assert warnings == []
