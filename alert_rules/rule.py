@@ -261,6 +261,12 @@ class Rule(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        if self.scope == ScopeKind.FEED:
+            raise FieldError(
+                "scope",
+                "feed warnings are the worker's own (worker.outage_*); a rule "
+                "scope is one of device, enterprise, grid, district",
+            )
         for risk_class, factor in self.risk_factors.items():
             if not 0 < factor <= MAX_RISK_FACTOR:
                 raise FieldError(
