@@ -30,7 +30,13 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from alert_rules.rule import Level
-from alert_rules.warning import WarningRecord, WarningStatus, version_id
+from alert_rules.warning import (
+    ANY,
+    WarningItem,
+    WarningRecord,
+    WarningStatus,
+    version_id,
+)
 from riskwatch.contracts import Metric
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -87,6 +93,8 @@ CATEGORIES: Mapping[Metric, tuple[str, ...]] = {
     Metric.WATER_M3: ("Infra",),
     Metric.GAS_M3: ("Infra",),
 }
+# A feed warning (no metric): riskwatch's own data supply has failed.
+FEED_CATEGORIES: tuple[str, ...] = ("Infra",)
 
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -164,7 +172,8 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
     grade = LEVEL_MAPPING[record.level]
     info = _add(alert, "info")
     _add(info, "language", "en")
-    for category in CATEGORIES[record.metric]:
+    categories = FEED_CATEGORIES if record.metric is None else CATEGORIES[record.metric]
+    for category in categories:
         _add(info, "category", category)
     _add(info, "event", record.title)
     _add(info, "responseType", _ENDED_RESPONSE.get(record.status, grade.response))
@@ -191,7 +200,7 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
         ("rule", record.rule_id),
         ("enterprise", record.enterprise_id),
         ("device", record.device_id),
-        ("metric", record.metric.value),
+        ("metric", record.metric.value if record.metric else ANY),
     ):
         parameter = _add(info, "parameter")
         _add(parameter, "valueName", name)
@@ -211,11 +220,17 @@ def _headline(record: WarningRecord) -> str:
 
 
 def _item_lines(record: WarningRecord) -> list[str]:
-    return [
-        f"{item.observed} (expected: {item.expected}; device {item.evidence.device}, "
-        f"{item.evidence.from_.isoformat()} to {item.evidence.to.isoformat()})"
-        for item in record.items
-    ]
+    return [_item_line(item) for item in record.items]
+
+
+def _item_line(item: WarningItem) -> str:
+    evidence = item.evidence
+    if evidence is None:  # a feed warning: no one device's readings
+        return f"{item.observed} (expected: {item.expected})"
+    return (
+        f"{item.observed} (expected: {item.expected}; device {evidence.device}, "
+        f"{evidence.from_.isoformat()} to {evidence.to.isoformat()})"
+    )
 
 
 def _area(info: etree._Element, record: WarningRecord) -> None:

@@ -349,7 +349,7 @@ class RuleEngine:
             rule.id,
             record.level.value,
             record.device_id,
-            record.metric.value,
+            record.metric,
         )
         return None, record
 
@@ -399,7 +399,7 @@ class RuleEngine:
             current.value,
             target.value,
             record.device_id,
-            record.metric.value,
+            record.metric,
             reason,
         )
         return record
@@ -428,7 +428,7 @@ class RuleEngine:
             rule.id,
             level.value,
             record.device_id,
-            record.metric.value,
+            record.metric,
             record.start_time.isoformat(),
         )
         return record

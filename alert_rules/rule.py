@@ -69,12 +69,18 @@ MAX_RISK_FACTOR = 10.0
 
 
 class ScopeKind(StrEnum):
-    """What a warning is about. Only ``device`` is evaluated so far."""
+    """What a warning is about. Only ``device`` is evaluated by rules so far.
+
+    ``feed`` is the worker's own: a whole feed of readings gone silent at once
+    (a broker, gateway or network outage, see stream_jobs/outage.py); no rule
+    has it.
+    """
 
     DEVICE = "device"
     ENTERPRISE = "enterprise"
     GRID = "grid"
     DISTRICT = "district"
+    FEED = "feed"
 
 
 def value_unit(metric: Metric) -> str:
@@ -255,6 +261,12 @@ class Rule(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        if self.scope == ScopeKind.FEED:
+            raise FieldError(
+                "scope",
+                "feed warnings are the worker's own (worker.outage_*); a rule "
+                "scope is one of device, enterprise, grid, district",
+            )
         for risk_class, factor in self.risk_factors.items():
             if not 0 < factor <= MAX_RISK_FACTOR:
                 raise FieldError(

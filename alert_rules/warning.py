@@ -9,6 +9,11 @@ the history's ``at``, which are when riskwatch issued the version.
 A rule with escalation steps changes the level of an open warning: each
 change is a new version of the same id with one more history entry (status
 unchanged, ``from_level`` -> ``level``) and one more entry in ``levels``.
+
+A ``feed`` warning (scope kind ``feed``: a whole feed of readings gone silent,
+see stream_jobs/outage.py) is about no one device: its ``enterprise_id`` and
+``device_id`` are :data:`ANY` (``"*"``), its ``metric`` is None and its items
+carry no ``evidence``. Every other warning has all three.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from alert_rules.rule import Colour, Level, ScopeKind
 from riskwatch.contracts import Metric
+
+# The enterprise and device of a warning about no one of them (a feed).
+ANY = "*"
 
 
 class _Record(BaseModel):
@@ -73,7 +81,8 @@ class WarningItem(_Record):
             value, in ``unit``; None when neither exists.
         unit: unit of both values (per hour for counter rates, ``s`` for a
             silence).
-        evidence: where the readings are.
+        evidence: where the readings are; None for a feed warning, which
+            has no readings to show.
         action: the recommended action.
     """
 
@@ -82,7 +91,7 @@ class WarningItem(_Record):
     observed_value: float | None
     expected_value: float | None
     unit: str
-    evidence: Evidence
+    evidence: Evidence | None
     action: str
 
 
@@ -169,7 +178,8 @@ class WarningRecord(_Record):
     enterprise_id: str
     enterprise_name: str | None
     device_id: str
-    metric: Metric
+    # None only for a feed warning (see the module docstring).
+    metric: Metric | None
     district: str | None
     grid: str | None
     officer: Officer | None
@@ -186,6 +196,14 @@ class WarningRecord(_Record):
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRecord:
+        feed = self.scope.kind == ScopeKind.FEED
+        if (self.metric is None) != feed:
+            raise ValueError(
+                f"metric {self.metric!r} with scope {self.scope.kind.value}: "
+                "only a feed warning has no metric, and it has none"
+            )
+        if not feed and any(item.evidence is None for item in self.items):
+            raise ValueError("an item without evidence outside a feed warning")
         if self.colour != self.level.colour:
             raise ValueError(
                 f"colour {self.colour!r} does not match level {self.level.value} "

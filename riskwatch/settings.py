@@ -157,6 +157,16 @@ class WorkerSettings(_Section):
     rules_dir: Path | None = None  # None: the default rules shipped in alert_rules
     authority: str = "Municipal Market Supervision and Work Safety Office"
     silent_after_s: float = Field(default=900.0, gt=0)
+    # A feed outage (stream_jobs/outage.py): at least outage_min_devices
+    # devices, and at least outage_share of those heard from in the last
+    # outage_window_s, due for silence in the same scan give one feed
+    # warning instead of one device-silent warning each. A device due alone
+    # is reported outage_settle_s late, so that an outage's devices, whose
+    # last readings are up to a reporting interval apart, are due together.
+    outage_min_devices: int = Field(default=5, ge=1)
+    outage_share: float = Field(default=0.5, gt=0, le=1)
+    outage_window_s: float = Field(default=3600.0, gt=0)
+    outage_settle_s: float = Field(default=60.0, ge=0)
     # A device not heard from for this long (wall time since its last reading
     # reached the gateway) has its active warnings expired; keep it well
     # above silent_after_s, or the silence warnings open after the expiry.

@@ -11,6 +11,9 @@ Agents:
   ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
   the silence, so the table is only written on the partition that owns it.
+  When many devices fall due in the same scan (a broker, gateway or network
+  outage), the timer sends them marked as explained by one feed warning
+  instead (stream_jobs/outage.py), and this agent only marks them.
 * ``expire``: the same timer finds devices not heard from for
   ``worker.expire_after_s`` (default 7 days) and sends them to a second
   internal topic; this agent has the rule engine forget their warnings and
@@ -81,6 +84,15 @@ from riskwatch.topics import (
     WARNINGS_UNDELIVERED,
 )
 from stream_jobs.delivery import WebhookClient
+from stream_jobs.outage import (
+    FeedWatch,
+    Outage,
+    OutagePolicy,
+    due_for_silence,
+    explained,
+    feed_warning,
+    resumed,
+)
 from stream_jobs.processing import Rules, expire, process_reading, silence
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.storage import (
@@ -152,6 +164,17 @@ class StreamWorker:
         self._writer: PointWriter | None = None
         self.registry = RegistryView(settings.kafka.bootstrap)
         self.silence_view = SilenceView(settings.kafka.bootstrap, SILENCES)
+        self.feed = FeedWatch(
+            OutagePolicy(
+                min_devices=w.outage_min_devices,
+                share=w.outage_share,
+                window_s=w.outage_window_s,
+                silent_after_s=w.silent_after_s,
+                settle_s=w.outage_settle_s,
+                scan_s=SILENCE_SCAN_S,
+            ),
+            feed=w.app_id,
+        )
         # Held warnings whose release was sent and not yet seen applied.
         self._releasing: set[str] = set()
         self.store = ReadingStore(
@@ -186,6 +209,8 @@ class StreamWorker:
             "silenced": 0,
             "held": 0,
             "expired": 0,
+            "outages": 0,
+            "explained": 0,
         }
         self.app = self._build_app()
 
@@ -317,32 +342,54 @@ class StreamWorker:
 
     async def _on_silence(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            key: bytes = event.key
-            wall_ns = int(event.value)
-            state = self.device_state.get(key)
-            if not _due_for_silence(
-                state, wall_ns, self.settings.worker.silent_after_s
-            ):
-                continue  # it spoke again since the timer looked
-            assert state is not None  # noqa: S101 - checked just above
-            silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
-            enterprise_id, device = key.decode().split("/", 1)
-            outcome = silence(
-                enterprise_id,
-                device,
-                state,
-                state["last_ts"] + (wall_ns - state["last_seen_ns"]),
-                self.registry.get(enterprise_id),
-                self.rules,
+            await self.on_silence(event.key, event.value)
+
+    async def on_silence(self, key: bytes, value: bytes) -> None:
+        """Act on one device the silence timer found (see :func:`silence_note`).
+
+        ``<wall_ns>``: evaluate the rules on its silence; ``<wall_ns> outage
+        <id> <start_ns>``: mark it explained by that feed outage, no rules;
+        ``<wall_ns> resume``: the outage that explained it ended, its silence
+        counts again from ``wall_ns``.
+        """
+        wall_ns, note = parse_silence_note(value)
+        state = self.device_state.get(key)
+        if note and note[0] == "resume":
+            if state is not None and state["silent"] and state.get("outage"):
+                self.device_state[key] = resumed(state, wall_ns)
+            return
+        if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
+            return  # it spoke again since the timer looked, or already marked
+        assert state is not None  # noqa: S101 - checked just above
+        if note:
+            outage = Outage(
+                id=note[1], start_ns=int(note[2]), devices=0, heard=0, found_ns=0
             )
-            self.device_state[key] = outcome.state
-            log.info(
-                "device silent enterprise=%s device=%s silent_s=%.0f",
-                enterprise_id,
-                device,
-                silent_s,
-            )
-            await self._publish(outcome.warnings, outcome.observations)
+            self.device_state[key] = explained(state, outage)
+            self.counters["explained"] += 1
+            log.debug("device silence explained device=%s outage=%s", key, note[1])
+            return
+        await self._silent(key, state, wall_ns)
+
+    async def _silent(self, key: bytes, state: dict[str, Any], wall_ns: int) -> None:
+        silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
+        enterprise_id, device = key.decode().split("/", 1)
+        outcome = silence(
+            enterprise_id,
+            device,
+            state,
+            state["last_ts"] + (wall_ns - state["last_seen_ns"]),
+            self.registry.get(enterprise_id),
+            self.rules,
+        )
+        self.device_state[key] = outcome.state
+        log.info(
+            "device silent enterprise=%s device=%s silent_s=%.0f",
+            enterprise_id,
+            device,
+            silent_s,
+        )
+        await self._publish(outcome.warnings, outcome.observations)
 
     async def _on_expiry(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -494,11 +541,41 @@ class StreamWorker:
     # Timers ---------------------------------------------------------------
 
     async def _find_silent(self) -> None:
-        wall_ns = time.time_ns()
+        await self.find_silent(time.time_ns())
+
+    async def find_silent(self, wall_ns: int) -> None:
+        """One scan of this worker's devices for silence and expiry.
+
+        The feed watch decides first whether the devices due for silence are
+        a feed outage (stream_jobs/outage.py); the table is written by the
+        silence agent, on the partition that owns each device.
+        """
         w = self.settings.worker
-        for key, state in list(self.device_state.items()):
-            if _due_for_silence(state, wall_ns, w.silent_after_s):
-                await self.silences.send(key=key, value=str(wall_ns).encode())
+        items = list(self.device_state.items())
+        plan = self.feed.scan(items, wall_ns)
+        notes = [(key, silence_note(wall_ns)) for key in plan.silent]
+        if plan.outage is not None:
+            notes += [
+                (key, silence_note(wall_ns, plan.outage)) for key in plan.explained
+            ]
+        notes += [(key, silence_note(wall_ns, resume=True)) for key in plan.resume]
+        for key, note in notes:
+            await self.silences.send(key=key, value=note)
+        now = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
+        for outage, resolved in ((plan.opened, False), (plan.resolved, True)):
+            if outage is None:
+                continue
+            self.counters["outages"] += not resolved
+            record = feed_warning(
+                outage,
+                feed=w.app_id,
+                authority=w.authority,
+                silent_after_s=w.silent_after_s,
+                now=now,
+                resolved=resolved,
+            )
+            await self._publish([record], [])
+        for key, state in items:
             if _due_for_expiry(state, wall_ns, w.expire_after_s):
                 await self.expiries.send(key=key, value=str(wall_ns).encode())
 
@@ -658,18 +735,30 @@ class StreamWorker:
             await self.commands.send(key=str(data.get("id")).encode(), value=value)
 
 
-def _due_for_silence(
-    state: dict[str, Any] | None, wall_ns: int, limit_s: float
-) -> bool:
-    """True if the device has been heard from before, is not already marked
-    silent, and nothing has arrived from it for ``limit_s`` seconds."""
-    return bool(
-        state
-        and not state["silent"]
-        and state["last_ts"] is not None
-        and state.get("last_seen_ns") is not None
-        and (wall_ns - state["last_seen_ns"]) / 1e9 >= limit_s
-    )
+def silence_note(
+    wall_ns: int, outage: Outage | None = None, *, resume: bool = False
+) -> bytes:
+    """The value of a message to the silence agent (see
+    :meth:`StreamWorker.on_silence`).
+
+    >>> silence_note(7), silence_note(7, resume=True)
+    (b'7', b'7 resume')
+    """
+    if resume:
+        return f"{wall_ns} resume".encode()
+    if outage is not None:
+        return f"{wall_ns} outage {outage.id} {outage.start_ns}".encode()
+    return str(wall_ns).encode()
+
+
+def parse_silence_note(value: bytes) -> tuple[int, list[str]]:
+    """The wall time and the rest of a :func:`silence_note`.
+
+    >>> parse_silence_note(b"7 outage rw-1 5")
+    (7, ['outage', 'rw-1', '5'])
+    """
+    wall, *note = value.decode().split()
+    return int(wall), note
 
 
 def _due_for_expiry(state: dict[str, Any] | None, wall_ns: int, limit_s: float) -> bool:

@@ -40,7 +40,7 @@ from alert_rules.api.models import (
 from alert_rules.api.openapi import OPENAPI
 from alert_rules.api.views import SilenceView, Sink, WarningView
 from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
-from alert_rules.warning import WarningItem, WarningRecord
+from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 
@@ -229,14 +229,18 @@ async def _show(request: web.Request) -> web.Response:
     record = _warning(request)
     data = _dump(record)
     if request.query.get("evidence", "true").lower() not in ("false", "0", "no"):
-        data["evidence"] = [await _series(request, record, i) for i in record.items]
+        # A feed warning's items have no evidence: no one device's readings.
+        data["evidence"] = [
+            await _series(request, record, item.evidence)
+            for item in record.items
+            if item.evidence is not None
+        ]
     return _json(data)
 
 
 async def _series(
-    request: web.Request, record: WarningRecord, item: WarningItem
+    request: web.Request, record: WarningRecord, evidence: Evidence
 ) -> dict[str, Any]:
-    evidence = item.evidence
     out: dict[str, Any] = evidence.model_dump(mode="json", by_alias=True)
     try:
         out["points"] = await request.app[EVIDENCE].series(

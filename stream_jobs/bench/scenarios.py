@@ -86,6 +86,9 @@ class Opened:
 
     @classmethod
     def of(cls, record: WarningRecord) -> Opened:
+        if record.metric is None:
+            # Only the worker's feed warnings have none; the bench runs rules.
+            raise ValueError(f"warning {record.id}: a feed warning in the bench")
         return cls(
             rule_id=record.rule_id,
             enterprise=record.enterprise_id,

@@ -208,7 +208,14 @@ def test_files_are_read_recursively_and_ids_are_unique_across_them(tmp_path):
             " when: {silent: false}, action: a, expected: e}\n",
             "#0 (x)",
             "scope",
-            "'device', 'enterprise', 'grid' or 'district'",
+            "'device', 'enterprise', 'grid', 'district' or 'feed'",
+        ),
+        (
+            "rules:\n  - {id: x, title: t, level: I, scope: feed,"
+            " when: {silent: true}, action: a, expected: e}\n",
+            "#0 (x)",
+            "scope",
+            "feed warnings are the worker's own",
         ),
         (
             "rules:\n  - {id: 'bad id', title: t, level: I,"

@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 from alert_rules.api import OPENAPI
 from alert_rules.api.app import _command_id
 from alert_rules.lifecycle import Action
+from stream_jobs.outage import Outage, feed_warning
 from tests.unit.alert_rules.api.conftest import NOW, OFFICER, VIEWER, Api, call
 from tests.unit.conftest import make_warning_record
 
@@ -246,6 +247,33 @@ def test_openapi_document_is_valid_and_lists_every_route():
     assert actions == {
         a.value for a in (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
     }
+
+
+def test_a_feed_warning_is_listed_shown_without_evidence_and_acknowledged():
+    outage = Outage(id="rw-feed1", start_ns=0, devices=8, heard=8, found_ns=0)
+    feed = feed_warning(
+        outage, feed="w1", authority="Office", silent_after_s=900, now=NOW
+    )
+    path = f"/warnings/{feed.id}"
+    answers = call(
+        Api(),
+        [
+            ("GET", "/warnings?scope=feed", VIEWER, None),
+            ("GET", path, VIEWER, None),
+            ("POST", f"{path}/acknowledge", OFFICER, {"comment": "broker restarted"}),
+        ],
+        seed=[OPENED, feed],
+    )
+    assert [status for status, _ in answers] == [200, 200, 200]
+    assert [w["id"] for w in answers[0][1]["warnings"]] == [feed.id]
+    shown = answers[1][1]
+    assert (shown["scope"]["kind"], shown["device_id"], shown["metric"]) == (
+        "feed",
+        "*",
+        None,
+    )
+    assert shown["evidence"] == []
+    assert answers[2][1]["warning"]["status"] == "acknowledged"
 
 
 # What a break-in attempt found ------------------------------------------------
