@@ -95,7 +95,7 @@ def build_app(
         evidence_points: most readings per evidence series.
         clock: the time written on commands and silences (UTC).
     """
-    app = web.Application(middlewares=[_authenticate])
+    app = web.Application(middlewares=[_json_errors, _authenticate])
     app[VIEW], app[SILENCE_VIEW], app[SINK] = view, silences, sink
     app[EVIDENCE], app[TOKENS] = evidence, tokens
     app[OPTIONS] = {
@@ -116,6 +116,22 @@ def build_app(
 
 
 PUBLIC = frozenset({"/openapi.json", "/health"})
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (no such path, method not allowed, body too
+    large) in riskwatch's JSON error body, like every other answer."""
+    try:
+        return await handler(request)
+    except _Problem:
+        raise
+    except web.HTTPException as exc:
+        if exc.status_code < 400:
+            raise
+        raise _Problem(
+            exc.status_code, exc.reason.replace(" ", ""), exc.text or exc.reason
+        ) from None
 
 
 @web.middleware

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from alert_rules.lifecycle import COMMAND_ID_PATTERN, COMMENT_CHARS
 from alert_rules.rule import Level, ScopeKind
@@ -67,6 +75,18 @@ class ListQuery(_Input):
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     limit: int = Field(default=100, ge=1, le=LIST_LIMIT)
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(
+        cls, until: AwareDatetime | None, info: ValidationInfo
+    ) -> AwareDatetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise ValueError(
+                f"must be after since ({since.isoformat()}); the range is reversed"
+            )
+        return until
 
 
 class SilenceBody(_Input):

@@ -360,3 +360,36 @@ def test_kafka_down_is_a_quick_503_and_changes_nothing(monkeypatch):
     )
     assert status == 503
     assert "Kafka cannot be reached" in body["message"]
+
+
+def test_aiohttps_own_errors_come_in_the_json_error_body():
+    api = Api()
+    answers = call(
+        api,
+        [
+            ("GET", "/no-such-path", VIEWER, None),
+            ("PUT", PATH, OFFICER, {}),
+        ],
+        seed=[OPENED],
+    )
+    assert [status for status, _ in answers] == [404, 405]
+    assert answers[0][1]["error"] == "NotFound"
+    assert answers[1][1]["error"] == "MethodNotAllowed"
+
+
+def test_a_reversed_time_range_is_refused_naming_until():
+    [(status, body)] = call(
+        Api(),
+        [
+            (
+                "GET",
+                "/warnings?since=2026-12-03T00:00:00Z&until=2026-12-01T00:00:00Z",
+                VIEWER,
+                None,
+            )
+        ],
+        seed=[OPENED],
+    )
+    assert status == 422
+    assert body["field"] == "until"
+    assert "reversed" in body["message"]
