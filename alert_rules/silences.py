@@ -16,13 +16,15 @@ maintenance windows").
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from riskwatch.compacted import ModelView
+from riskwatch.contracts import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,30 @@ class SilenceKind(StrEnum):
     RULE = "rule"
 
 
+_ID = re.compile(ID_PATTERN)
+
+
 class SilenceSubject(_Input):
-    """A device (``id`` is ``<enterprise>/<device>``), an enterprise or a rule."""
+    """A device (``id`` is ``<enterprise>/<device>``), an enterprise or a rule.
+
+    Ids are spelt as in the registry and the rule files (ASCII letters,
+    digits, ``_ . -``), so a silence that could never match is refused.
+    """
 
     kind: SilenceKind
-    id: str = Field(min_length=1, max_length=130, pattern=r"^[A-Za-z0-9][\w./-]*$")
+    id: str = Field(min_length=1, max_length=130)
+
+    @model_validator(mode="after")
+    def _spelt_as_its_kind(self) -> SilenceSubject:
+        parts = self.id.split("/") if self.kind == SilenceKind.DEVICE else [self.id]
+        shape = "<enterprise>/<device>" if self.kind == SilenceKind.DEVICE else "an id"
+        wanted = 2 if self.kind == SilenceKind.DEVICE else 1
+        if len(parts) != wanted or not all(_ID.fullmatch(p) for p in parts):
+            raise ValueError(
+                f"id: a {self.kind.value} silence names {shape} of ASCII letters, "
+                f"digits, '_', '.' or '-', got {self.id[:80]!r}"
+            )
+        return self
 
 
 class Silence(_Input):

@@ -28,8 +28,6 @@ def _silence(kind, ident, *, until=T0 + timedelta(hours=1), **extra):
     [
         ("device", "HC001/GD-101", True),
         ("device", "HC001/GD-102", False),
-        # A device id alone is not enough: the same id may exist elsewhere.
-        ("device", "GD-101", False),
         ("device", "HC002/GD-101", False),
         ("enterprise", "HC001", True),
         ("enterprise", "HC002", False),
@@ -40,6 +38,21 @@ def _silence(kind, ident, *, until=T0 + timedelta(hours=1), **extra):
 def test_a_silence_covers_its_device_enterprise_or_rule(kind, ident, covered):
     silence = _silence(kind, ident)
     assert silence.covers("HC001", "GD-101", "combustible-gas-red") is covered
+
+
+@pytest.mark.parametrize(
+    ("kind", "ident"),
+    [
+        # A device id alone is not enough: the same id may exist elsewhere.
+        ("device", "GD-101"),
+        ("device", "HC001/x/y"),
+        ("enterprise", "HC00\uff11"),  # a full-width digit
+        ("rule", "no spaces allowed"),
+    ],
+)
+def test_a_silence_that_could_never_match_is_refused(kind, ident):
+    with pytest.raises(ValueError, match=f"a {kind} silence names"):
+        _silence(kind, ident)
 
 
 def test_a_silence_holds_from_its_start_until_its_end_exclusive():

@@ -393,3 +393,24 @@ def test_a_reversed_time_range_is_refused_naming_until():
     assert status == 422
     assert body["field"] == "until"
     assert "reversed" in body["message"]
+
+
+def test_a_silence_for_a_device_without_its_enterprise_is_refused():
+    [(status, body)] = call(
+        Api(),
+        [
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {
+                    "subject": {"kind": "device", "id": "GD-101"},
+                    "reason": "calibration",
+                    "until": "2026-12-04T00:00:00Z",
+                },
+            )
+        ],
+    )
+    assert status == 422
+    assert body["field"] == "subject"
+    assert "<enterprise>/<device>" in body["message"]
