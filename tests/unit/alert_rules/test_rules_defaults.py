@@ -21,6 +21,10 @@ def _robust(score):
     return Finding(detector="robust_z", score=score, observed=9.0, expected=2.0)
 
 
+def _deviation(score):
+    return Finding(detector="deviation", score=score, observed=9.0, expected=5.0)
+
+
 def _stuck():
     return Finding(detector="stuck", score=1.0, detail="same value for 2 h")
 
@@ -40,13 +44,22 @@ SCENARIOS = {
     "consumption-jump": (
         {},
         "water_m3",
+        # Off the daily profile at every reading for 15 minutes.
+        [(m, 15.0, {"findings": [_deviation(0.8)]}) for m in range(0, 20, 5)],
+        # Off it for 10 minutes only, then back: a burst, not a shift; and a
+        # high combined score alone (an edge) is not a deviation that lasts.
         [
-            (0, 5.0, {"score": 0.1}),
-            (1, 50.0, {"score": 0.9, "findings": [_robust(0.9)]}),
+            *((m, 15.0, {"findings": [_deviation(0.8)]}) for m in (0, 5, 10)),
+            *((m, 5.0, {"score": 0.9, "findings": [_robust(0.9)]}) for m in (15, 20)),
+            *((m, 15.0, {"findings": [_deviation(0.8)]}) for m in (25, 30, 35)),
         ],
-        # A high robust_z alone (a burst the daily profile expects) is not
-        # enough: the combined score decides.
-        [(m, 50.0, {"score": 0.2, "findings": [_robust(0.9)]}) for m in range(60)],
+    ),
+    "slow-drift": (
+        {},
+        "pressure_mpa",
+        [(m, 1.0 + m / 100, {"findings": [_deviation(0.6)]}) for m in range(0, 20, 5)],
+        # A deviation under the rule's 0.5 (2.5 spreads) for an hour.
+        [(m, 1.0, {"findings": [_deviation(0.4)]}) for m in range(0, 60, 5)],
     ),
     "stuck-sensor": (
         {},
