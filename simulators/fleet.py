@@ -576,7 +576,10 @@ class _Enterprise:
             return level + noise * 0.012 * peak * (0.2 + act), peak
         if metric is Metric.TEMPERATURE_C:
             ambient = 18.0 + 5.0 * np.sin(2 * np.pi * t / _DAY + phase)
-            setpoint = float(rng.uniform(60.0, 180.0))
+            # A hazardous-chemicals plant runs below the 150 degC limit the
+            # shipped rule watches (hazchem-temperature-limit); others up to 180.
+            hottest = 130.0 if self.enterprise.hazardous_chemicals else 180.0
+            setpoint = float(rng.uniform(60.0, hottest))
             return ambient + (setpoint - ambient) * slow + noise * 0.4, 0.3 * setpoint
         if metric is Metric.PRESSURE_MPA:
             setpoint = float(rng.uniform(0.4, 1.6))
@@ -711,6 +714,11 @@ class _Enterprise:
         stuck = np.zeros(self.times.size, dtype=np.bool_)
         for plan in plans:
             span = slice(plan.a, plan.b)
+            if not increments[span].any():
+                # Nothing flows (a closed site's water or gas): a shift or a
+                # frozen register changes no reading, so it is no anomaly
+                # and gets no label.
+                continue
             if plan.kind == "level_shift":
                 factor = float(arng.uniform(2.0, 4.0))
                 increments[span] *= factor

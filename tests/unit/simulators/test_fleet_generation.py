@@ -181,6 +181,25 @@ def test_stuck_counter_holds_its_reading(registry):
     assert np.unique(values[a : b + 1]).size == 1
 
 
+@pytest.mark.parametrize("kind", ["level_shift", "stuck"])
+def test_a_meter_anomaly_where_nothing_flows_is_no_labelled_event(registry, kind):
+    # MF013 is registered closed: its water meter never moves, so a shift
+    # of its (zero) consumption or a frozen register changes no reading.
+    fleet = _inject(
+        registry,
+        [Injection(kind, "MF013", "WM-01", AT, 3 * 3600, Metric.WATER_M3)],
+        enterprises=("MF013",),
+    )
+    values = _series(fleet, "MF013", "WM-01").values[Metric.WATER_M3]
+    assert np.unique(values).size == 1
+    assert [e for e in fleet.truth if e.kind == kind] == []
+    # The same anomaly where water flows is labelled.
+    fleet = _inject(
+        registry, [Injection(kind, "HC001", "WM-01", AT, 3 * 3600, Metric.WATER_M3)]
+    )
+    assert _event(fleet, kind).device == "WM-01"
+
+
 def test_dropout_leaves_no_samples_in_the_span(registry):
     fleet = _inject(registry, [Injection("dropout", "HC001", "GD-102", AT, 1800)])
     event = _event(fleet, "dropout")
