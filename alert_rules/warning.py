@@ -193,6 +193,10 @@ class WarningRecord(_Record):
     # The level history, oldest first; the last entry is ``level``. Empty in
     # records written before escalation existed.
     levels: list[LevelEntry] = Field(default_factory=list)
+    # Whether the rule engine found the warning flapping (its condition
+    # toggling, see docs/rules.md "Flapping"): it then resolves only once its
+    # clear has held for the rule's flap.stable_for. False in older records.
+    flapping: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRecord:
