@@ -462,7 +462,8 @@ class RuleEngine:
         ts = ctx.observation.ts_ns
         if target.severity > current.severity:
             reason = (
-                f"escalated {current.value} -> {target.value}: {_why_up(rule, target)}"
+                f"escalated {current.value} -> {target.value}: "
+                f"{_why_up(rule, target, ctx.enterprise)}"
             )
         else:
             reason = (
@@ -502,7 +503,7 @@ class RuleEngine:
         if level != rule.level:
             # A step already met when the rule fires (a reading straight past
             # the second threshold): the office hears the higher level first.
-            reason += f"; at {level.value}: {_why_up(rule, level)}"
+            reason += f"; at {level.value}: {_why_up(rule, level, ctx.enterprise)}"
         track.levels = [
             _LevelMark(level=level, at=obs.ts_ns, issued=track.issued, reason=reason)
         ]
@@ -738,7 +739,7 @@ def _advance(
         if run.start is None or run.last is None or ts - run.last > gap:
             run.start = ts
         run.last = ts
-        if ts - run.start >= to_ns(step.after):
+        if ts - run.start >= to_ns(rule.after_at(step, ctx.enterprise)):
             run.met, run.clear_start = True, None
         return
     clears = step.clear.test(ctx) if step.clear is not None else negate(holds)
@@ -763,9 +764,15 @@ def _step_for(rule: Rule, level: Level) -> EscalationStep | None:
     return next((step for step in rule.escalate if step.to == level), None)
 
 
-def _why_up(rule: Rule, level: Level) -> str:
+def _why_up(rule: Rule, level: Level, enterprise: Enterprise | None) -> str:
     step = _step_for(rule, level)
-    return step.describe(rule.when) if step is not None else rule.when.describe()
+    if step is None:
+        return rule.when.describe()
+    text = step.describe(rule.when)
+    scaled = rule.after_at(step, enterprise)
+    if enterprise is not None and scaled != step.after:
+        text += f" ({format_duration(scaled)} for risk class {enterprise.risk_class})"
+    return text
 
 
 def _why_down(rule: Rule, level: Level) -> str:

@@ -282,8 +282,9 @@ class Rule(StrictModel):
             met (see :class:`EscalationStep`); the warning's level is the
             most severe of ``level`` and the met steps' ``to``.
         risk_factors: per enterprise risk class (A to D), a factor on
-            ``for``: ``{D: 0.5}`` fires a class-D (high-risk) enterprise's
-            warning after half the time. A class not listed, and a device
+            ``for`` and on every escalation step's ``after``: ``{D: 0.5}``
+            fires a class-D (high-risk) enterprise's warning, and escalates
+            it, after half the time. A class not listed, and a device
             whose enterprise is not registered, keep ``for`` as it is.
         flap: when an open warning is flapping (see :class:`Flap`); default
             ``Flap()``, 4 changes within 1h, resolved after 30m of clear;
@@ -327,10 +328,15 @@ class Rule(StrictModel):
                     f"a risk factor must be above 0 and at most "
                     f"{MAX_RISK_FACTOR:g}, got {factor:g}",
                 )
-            if factor != 1 and not self.for_:
+            if (
+                factor != 1
+                and not self.for_
+                and not any(step.after for step in self.escalate)
+            ):
                 raise FieldError(
                     f"risk_factors.{risk_class}",
-                    "risk factors scale `for`, which this rule does not set",
+                    "risk factors scale `for` and the escalation steps' "
+                    "`after`, which this rule does not set",
                 )
         if self.max_gap <= timedelta(0):
             raise FieldError("max_gap", "max_gap must be longer than 0s")
@@ -373,9 +379,29 @@ class Rule(StrictModel):
         >>> rule.for_at(None)
         datetime.timedelta(seconds=1800)
         """
+        return self.for_ * self.risk_factor(enterprise)
+
+    def after_at(
+        self, step: EscalationStep, enterprise: Enterprise | None
+    ) -> timedelta:
+        """How long a step's condition must hold for this enterprise's risk
+        class: its ``after`` scaled like ``for``.
+
+        >>> rule = Rule.model_validate({
+        ...     "id": "r", "title": "t", "level": "III", "when": {"silent": True},
+        ...     "escalate": [{"after": "2h", "to": "II"}], "risk_factors": {"D": 0.5},
+        ...     "action": "a", "expected": "e"})
+        >>> rule.after_at(rule.escalate[0], None)
+        datetime.timedelta(seconds=7200)
+        """
+        return step.after * self.risk_factor(enterprise)
+
+    def risk_factor(self, enterprise: Enterprise | None) -> float:
+        """The factor on ``for`` and ``after`` for this enterprise: 1 for a
+        class not listed and for a device whose enterprise is not registered."""
         if enterprise is None:
-            return self.for_
-        return self.for_ * self.risk_factors.get(enterprise.risk_class, 1.0)
+            return 1.0
+        return self.risk_factors.get(enterprise.risk_class, 1.0)
 
     def clear_time(self, *, flapping: bool) -> timedelta:
         """How long ``clear`` must hold to resolve: ``clear_for``, and for a
