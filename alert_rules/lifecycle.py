@@ -39,6 +39,10 @@ new level (:func:`deadline_after`).
 covered is kept with ``held`` set, and released (``held`` cleared, no new
 history entry, the same version id) when no silence covers it any more and
 it is still active; the platform then gets the version it was never sent.
+A later engine version a silence covered (a silence recorded while the
+warning was open) sets ``held`` and ``held_from`` (its version number); such
+a warning is released however it stands, so the platform, which has its
+opening, also hears how it ended.
 
 Applying is deterministic: the new version takes its times from the command,
 never from a clock, so the same command applied again after a restart gives
@@ -302,13 +306,27 @@ def apply(
             "valid_until": command.record.valid_until,
             "items": command.record.items,
         }
-    return current.model_copy(update=update)
+    return current.model_copy(update=update | _held_later(current, command))
+
+
+def _held_later(current: WarningRecord, command: Command) -> dict[str, Any]:
+    """The held marks of an engine version a silence covered when it was
+    emitted, for a warning not held yet: from this version on it is held."""
+    record = command.record
+    if current.held or record is None or not record.held:
+        return {}
+    return {
+        "held": True,
+        "silenced_by": record.silenced_by,
+        "held_from": len(current.history) + 1,
+    }
 
 
 def _released(current: WarningRecord) -> WarningRecord | None:
-    # Already released, or over (resolved, closed, expired while held):
-    # nothing the platform still needs to hear about.
-    if not current.held or current.status not in ACTIVE:
+    # Already released, or held from its opening and over (resolved, closed,
+    # expired while held): nothing the platform still needs to hear about.
+    # One held only from a later version was sent open: it hears the end.
+    if not current.held or (current.status not in ACTIVE and not current.held_from):
         return None
     return current.model_copy(update={"held": False})
 
@@ -340,6 +358,7 @@ def _in_place(
         "history": [*current.history, entry],
         "issue_time": command.at,
     }
+    update |= _held_later(current, command)
     if flap:
         update["flapping"] = True
     else:

@@ -286,6 +286,8 @@ def test_a_high_risk_enterprise_under_a_shutdown_order_turns_red_sooner(
     assert records[0].detection_time == t0 + timedelta(minutes=opened)
     assert records[1].levels[-1].from_ == t0 + timedelta(minutes=red)
     if risk_class == "D":
-        assert records[1].history[-1].comment.endswith(
-            "value above 5 for 2h (39m36s for risk class D)"
+        assert (
+            records[1]
+            .history[-1]
+            .comment.endswith("value above 5 for 2h (39m36s for risk class D)")
         )
