@@ -48,6 +48,7 @@ AnomalyKind = Literal[
     "dropout",
     "gas_leak_ramp",
     "shutdown_production",
+    "hover",
 ]
 ANOMALY_KINDS: tuple[AnomalyKind, ...] = (
     "spike",
@@ -57,6 +58,7 @@ ANOMALY_KINDS: tuple[AnomalyKind, ...] = (
     "dropout",
     "gas_leak_ramp",
     "shutdown_production",
+    "hover",
 )
 COUNTER_EVENT_KINDS = ("counter_reset", "rollover")
 
@@ -92,7 +94,11 @@ _DURATION_H: dict[AnomalyKind, tuple[float, float]] = {
     "dropout": (0.3, 3.0),
     "gas_leak_ramp": (0.75, 1.5),
     "shutdown_production": (3.0, 8.0),
+    "hover": (1.0, 3.0),
 }
+# A hover's half-cycles above and below its level, in samples (low, high):
+# long enough below for some to outlast a rule's clear_for.
+_HOVER_SAMPLES = (1, 9)
 
 
 @dataclass(frozen=True)
@@ -135,10 +141,17 @@ class TruthEvent:
 class Injection:
     """An anomaly asked for explicitly (tests, demo scripts).
 
+    ``hover`` is only ever injected, never drawn at random: a value hovering
+    at ``level`` (a rule's threshold), in turns above and below it by up to
+    ``spread``, each turn 1 to 8 samples long.
+
     Attributes:
         duration_s: length of the affected span; a spike lasts one sample
             when this is 0. Spans are cut at the end of the window.
         metric: required except for ``dropout``.
+        level: for ``hover`` (required there): the value hovered at.
+        spread: for ``hover``: how far above and below ``level`` the value
+            goes, > 0; default a tenth of ``level`` (1 if that is 0).
     """
 
     kind: AnomalyKind
@@ -147,6 +160,8 @@ class Injection:
     start: datetime
     duration_s: float
     metric: Metric | None = None
+    level: float | None = None
+    spread: float | None = None
 
 
 @dataclass
@@ -320,6 +335,13 @@ def _check_injections(
                 f"injection kind {inj.kind!r} is unknown; known: "
                 + ", ".join(ANOMALY_KINDS)
             )
+        if inj.kind == "hover" and (
+            inj.level is None or (inj.spread is not None and not inj.spread > 0)
+        ):
+            raise InjectionError(
+                f"injection hover needs a level (the threshold to hover at) and "
+                f"a spread above 0, got level={inj.level!r} spread={inj.spread!r}"
+            )
         if inj.kind != "dropout":
             if inj.metric not in device.metrics:
                 raise InjectionError(
@@ -350,13 +372,37 @@ def _check_injections(
 
 
 def _kinds_for(metric: Metric, *, shutdown_possible: bool) -> tuple[AnomalyKind, ...]:
+    """The kinds an anomaly on ``metric`` may be: drawn at random, or (with
+    ``shutdown_possible``) injected, which adds the injected-only ones."""
     if METRICS[metric].counter:
         return _COUNTER_KINDS
+    injected: tuple[AnomalyKind, ...] = ("hover",) if shutdown_possible else ()
     if metric is Metric.COMBUSTIBLE_GAS_LEL:
-        return _GAS_KINDS
+        return (*_GAS_KINDS, *injected)
     if metric is Metric.POWER_KW and shutdown_possible:
-        return (*_INSTANT_KINDS, "shutdown_production")
-    return _INSTANT_KINDS
+        return (*_INSTANT_KINDS, "shutdown_production", *injected)
+    return (*_INSTANT_KINDS, *injected)
+
+
+def _hover(
+    values: FloatArray, plan: _Plan, rng: np.random.Generator
+) -> dict[str, float | str]:
+    """Replace the span by turns above and below the plan's level: each turn
+    1 to 8 samples long, its distance from the level a draw between a third
+    of the spread and all of it, plus a little noise."""
+    level = float(plan.level if plan.level is not None else 0.0)
+    spread = plan.spread if plan.spread is not None else abs(level) / 10 or 1.0
+    index, above, turns = plan.a, True, 0
+    while index < plan.b:
+        length = int(rng.integers(*_HOVER_SAMPLES))
+        distance = spread * float(rng.uniform(1 / 3, 1.0))
+        end = min(plan.b, index + length)
+        # A little noise, far too little to cross the level: no sensor
+        # reads the same value twice in a row, and a flat one is `stuck`.
+        noise = rng.standard_normal(end - index) * spread / 20
+        values[index:end] = level + (distance if above else -distance) + noise
+        index, above, turns = index + length, not above, turns + 1
+    return {"level": level, "spread": round(spread, 3), "turns": turns}
 
 
 def _stable_hash(text: str) -> int:
@@ -413,6 +459,8 @@ class _Plan:
     metric: Metric | None
     a: int  # first affected index
     b: int  # one past the last affected index
+    level: float | None = None  # hover only
+    spread: float | None = None  # hover only
 
 
 @dataclass
@@ -512,7 +560,7 @@ class _Enterprise:
         length = max(1, round(inj.duration_s / self.step_s))
         b = min(self.times.size, a + length)
         metric = None if inj.kind == "dropout" else inj.metric
-        return _Plan(inj.kind, metric, a, b)
+        return _Plan(inj.kind, metric, a, b, inj.level, inj.spread)
 
     # Series -----------------------------------------------------------------
 
@@ -632,6 +680,8 @@ class _Enterprise:
                 params = self._gas_leak(values, plan, arng)
             elif plan.kind == "shutdown_production":
                 params = self._shutdown_params(plan)
+            elif plan.kind == "hover":
+                params = _hover(values, plan, arng)
             elif plan.kind == "stuck":
                 values[span] = values[plan.a]
             labels.append((plan, params))

@@ -272,3 +272,35 @@ def test_power_during_a_shutdown_order_turns_red_after_two_hours(
         "escalated II -> I: during a shutdown order and value above 5 for 2h"
     )
     assert "enforcement team" in escalated.items[0].action
+
+
+@pytest.mark.parametrize(
+    ("risk_class", "opened", "red"),
+    [
+        # for 15m and after 2h, x0.33 for class D and x0.67 for C: readings
+        # every 5 minutes, so the first one at or past 4.95m and 39.6m...
+        ("D", 5, 40),
+        # ... and for class C past 10.05m and 80.4m.
+        ("C", 15, 85),
+        ("A", 15, 120),
+    ],
+)
+def test_a_high_risk_enterprise_under_a_shutdown_order_turns_red_sooner(
+    default_rules, make_obs, make_enterprise, run, risk_class, opened, red
+):
+    enterprise = make_enterprise(shutdown_orders=[ORDER], risk_class=risk_class)
+    load = [make_obs("power_kw", 120, m) for m in range(0, 150, 5)]
+    records = run(default_rules, load, enterprise)
+    assert [(r.status.value, r.level.value) for r in records] == [
+        ("open", "II"),
+        ("open", "I"),
+    ]
+    t0 = datetime(2026, 12, 3, tzinfo=UTC)
+    assert records[0].detection_time == t0 + timedelta(minutes=opened)
+    assert records[1].levels[-1].from_ == t0 + timedelta(minutes=red)
+    if risk_class == "D":
+        assert (
+            records[1]
+            .history[-1]
+            .comment.endswith("value above 5 for 2h (39m36s for risk class D)")
+        )
