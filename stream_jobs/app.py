@@ -401,7 +401,13 @@ class StreamWorker:
         if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
             return  # it spoke again since the timer looked, or already marked
         assert state is not None  # noqa: S101 - checked just above
-        state = await self._flush(key, state)
+        if held(state):
+            await self._flush(key, state)
+            # Read again: a reading may have come in while the flush published.
+            state = self.device_state.get(key)
+            if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
+                return
+            assert state is not None  # noqa: S101 - checked just above
         if note:
             outage = Outage(
                 id=note[1], start_ns=int(note[2]), devices=0, heard=0, found_ns=0
