@@ -8,10 +8,14 @@
 * A device whose clock is 10 minutes behind gets one ``device-clock-skew``
   warning with the offset as its observed value, resolved once the clock is
   right again.
+* A gas channel of a hazardous-chemicals device that stops while its
+  temperature channel still reports gives one ``safety-sensor-stale``
+  warning after 30 minutes, resolved when the gas readings return.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,6 +34,7 @@ from tests.integration.test_pipeline import (
 LATENESS_S = 15
 GAS_RULE = "combustible-gas-orange"
 CLOCK_RULE = "device-clock-skew"
+STALE_RULE = "safety-sensor-stale"
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +151,46 @@ def test_a_clock_behind_gives_one_warning_resolved_when_set_right(pipeline):
     )
     assert [w["status"] for w in versions] == ["resolved"]
     assert {w["id"] for w in _received(pipeline, device, CLOCK_RULE)} == {opened["id"]}
+
+
+def test_a_dead_gas_channel_is_stale_while_the_temperature_reports(pipeline):
+    device = _device("GT")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+
+    def payload(minute: int, gas: bool) -> bytes:
+        metrics = [{"metric": "temperature_c", "value": 40.0, "unit": "°C"}]
+        if gas:
+            metrics.append(
+                {"metric": "combustible_gas_lel", "value": 1.0, "unit": "%LEL"}
+            )
+        ts = start + timedelta(minutes=minute)
+        return json.dumps({"ts": ts.isoformat(), "metrics": metrics}).encode()
+
+    # Both channels for minutes 0-2, the temperature alone 3-39, both from 40.
+    payloads = [payload(m, gas=m < 3 or m >= 40) for m in range(43)]
+    baselines = pipeline.baselines()
+    pipeline.publish(topic, payloads)
+    pipeline.wait_processed(baselines)
+    versions = _until(
+        lambda: (
+            [
+                w
+                for w in _received(pipeline, device, STALE_RULE)
+                if w["status"] == "resolved"
+            ]
+            and _received(pipeline, device, STALE_RULE)
+        ),
+        "no resolved stale warning",
+    )
+    assert [(w["status"], w["level"], w["metric"]) for w in versions] == [
+        ("open", "III", "combustible_gas_lel"),
+        ("resolved", "III", "combustible_gas_lel"),
+    ]
+    opened, resolved = versions
+    # The last gas reading at minute 2: 30 minutes later, at a temperature one.
+    assert datetime.fromisoformat(opened["start_time"]) == start + timedelta(minutes=32)
+    assert opened["items"][0]["observed_value"] == 1800.0
+    assert datetime.fromisoformat(resolved["resolved_time"]) == start + timedelta(
+        minutes=40
+    )
