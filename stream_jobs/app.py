@@ -70,7 +70,6 @@ from pydantic import BaseModel, ValidationError
 from alert_rules import Level, RuleEngine, WarningRecord, load_rules
 from alert_rules.lifecycle import ACTIVE, Action, Command, latest, step, worker_command
 from alert_rules.silences import SilenceView
-from alert_rules.warning import WarningStatus
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -656,7 +655,9 @@ class StreamWorker:
         held: set[str] = set()
         for key, state in list(self.warning_state.items()):
             record = latest(state)
-            if record is None or not record.held or record.status not in ACTIVE:
+            if record is None or not record.held:
+                continue
+            if record.status not in ACTIVE and not record.held_from:
                 continue
             held.add(record.id)
             if record.id in self._releasing or self._silence_of(record, now):
@@ -665,7 +666,7 @@ class StreamWorker:
                 record.id,
                 Action.RELEASE,
                 now,
-                f"silence {record.silenced_by} ended with the warning still "
+                f"silence {record.silenced_by} ended with the warning "
                 f"{record.status.value}",
             )
             await self.commands.send(key=key, value=to_json_bytes(command))
@@ -750,11 +751,12 @@ class StreamWorker:
         return silence.id if silence is not None else None
 
     def _held_if_silenced(self, record: WarningRecord) -> WarningRecord:
-        """The opening marked held when a silence covers it now."""
-        # Only the opening: a level change of an open warning is a later
-        # version, and the lifecycle agent keeps the opening's `held`.
-        if record.status != WarningStatus.OPEN or record.version != 1:
-            return record
+        """The engine's version marked held when a silence covers it now.
+
+        The lifecycle agent keeps the opening's ``held`` on every later
+        version; a later version marked here holds a warning that opened
+        before the silence, from that version on.
+        """
         silence = self._silence_of(record, self.clock())
         if silence is None:
             return record

@@ -7,7 +7,8 @@ One published version of a warning is one event:
                so a retry or a restart re-sends the same id
 ``source``     ``urn:riskwatch:<platform.sender_id>``: this riskwatch instance
 ``type``       from the last history entry: its status (:data:`EVENT_TYPES`),
-               or for a level change :data:`ESCALATED` / :data:`DEESCALATED`
+               or for a level change :data:`ESCALATED` / :data:`DEESCALATED`,
+               for the mark of a flapping warning :data:`FLAPPING`
 ``subject``    the warning id
 ``time``       the version's ``issue_time``
 ``data``       the :class:`WarningRecord` as JSON (``application/json``)
@@ -45,6 +46,8 @@ ESCALATED = TYPE_PREFIX + "escalated"
 DEESCALATED = TYPE_PREFIX + "deescalated"
 """A version that lowered the level, never below the rule's own."""
 LEVEL_TYPES = (ESCALATED, DEESCALATED)
+FLAPPING = TYPE_PREFIX + "flapping"
+"""The version that marked an active warning flapping (status unchanged)."""
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE
 _FORMAT = JSONFormat()
 
@@ -69,6 +72,8 @@ def event_type(record: WarningRecord) -> str:
     if change is not None:
         before, after = change
         return ESCALATED if after.severity > before.severity else DEESCALATED
+    if record.flapping and last.from_status == last.status:
+        return FLAPPING
     return EVENT_TYPES[last.status]
 
 
