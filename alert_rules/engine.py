@@ -797,10 +797,21 @@ def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
     obs = ctx.observation
     findings = rule.when.findings(ctx)
     info = METRICS[obs.metric]
-    if obs.kind == "silence":
+    measured = rule.when.measured(ctx)
+    if measured is not None:
+        # A condition about something else than the value (the clock).
+        track.observed, track.unit, said = measured.value, measured.unit, measured.said
+        track.expected = next(iter(rule.when.thresholds()), None)
+    elif obs.kind == "silence":
         track.observed, track.unit = obs.silent_s, "s"
         silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
         said = f"device {obs.device} sent no {info.description} data for {silent}"
+    elif obs.kind == "stale":
+        track.observed, track.unit = obs.stale_s, "s"
+        said = (
+            f"device {obs.device} sent no {info.description} data for "
+            f"{obs.stale_s or 0:.0f} s while still sending its other metrics"
+        )
     else:
         track.observed, track.unit = obs.value, obs.unit
         said = (

@@ -213,6 +213,45 @@ class Fleet:
                     )
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A reading and when it reaches the gateway (epoch seconds)."""
+
+    arrival_s: float
+    reading: Reading
+
+
+def arrivals(
+    readings: Iterator[Reading] | Sequence[Reading],
+    *,
+    max_delay_s: float,
+    seed: int = 0,
+) -> list[Arrival]:
+    """The readings as a network with variable delay delivers them.
+
+    Each reading is delayed by its own random time, uniform in ``[0,
+    max_delay_s]``, and the list is in arrival order: readings less than
+    ``max_delay_s`` apart arrive out of their device-time order, none later
+    than ``max_delay_s`` after it was taken. The same seed gives the same
+    order.
+
+    >>> from simulators.readings import Reading
+    >>> rs = [Reading(float(t), "E1", "D1", t, ()) for t in range(4)]
+    >>> [a.reading.seq for a in arrivals(rs, max_delay_s=0)]
+    [0, 1, 2, 3]
+
+    Raises:
+        ValueError: ``max_delay_s`` is negative.
+    """
+    if max_delay_s < 0:
+        raise ValueError(f"max_delay_s must be >= 0, got {max_delay_s}")
+    items = list(readings)
+    delays = np.random.default_rng(seed).uniform(0.0, max_delay_s, len(items))
+    out = [Arrival(r.ts_s + float(d), r) for r, d in zip(items, delays, strict=True)]
+    # Stable: equal arrival times keep device-time order.
+    return sorted(out, key=lambda a: a.arrival_s)
+
+
 def window_ending_now(
     days: float, *, now: datetime | None = None
 ) -> tuple[datetime, datetime]:

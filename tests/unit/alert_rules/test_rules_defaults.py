@@ -115,6 +115,20 @@ SCENARIOS = {
         [(0, 1, {}), (40, None, {"silent_s": 2400})],
         [(0, 1, {}), (20, None, {"silent_s": 1200})],
     ),
+    "safety-sensor-stale": (
+        {},
+        "combustible_gas_lel",
+        [(0, 1, {}), (40, None, {"stale_s": 2400})],
+        [(0, 1, {}), *((m, None, {"stale_s": m * 60}) for m in range(1, 29))],
+    ),
+    "device-clock-skew": (
+        {},
+        "temperature_c",
+        [(0, 20, {"clock_offset_s": -30.0}), (1, 20, {"clock_offset_s": -600.0})],
+        # Within a few seconds, and a backlog that gives no measurement.
+        [(m, 20, {"clock_offset_s": m % 3 - 1.0}) for m in range(30)]
+        + [(m, 20, {}) for m in range(30, 60)],
+    ),
 }
 
 

@@ -31,11 +31,19 @@ SILENT_S = 60
 DEVICES = [f"GD-{i}".encode() for i in range(8)]
 
 
-def _worker(tmp_path):
+def _worker(tmp_path, **worker):
+    """A worker with fake topics, webhook and tables; ``worker`` overrides
+    its worker settings."""
     settings = Settings(
         run_dir=tmp_path / "run",
         cache_dir=tmp_path / "cache",
-        worker={"silent_after_s": SILENT_S, "app_id": "w1"},
+        # lateness_s below silent_after_s, as the settings require.
+        worker={
+            "silent_after_s": SILENT_S,
+            "lateness_s": 10,
+            "app_id": "w1",
+            **worker,
+        },
     )
     worker = StreamWorker(settings, writer_factory=MemoryWriter)
     worker.device_state, worker.warning_state = {}, {}
