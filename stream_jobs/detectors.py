@@ -215,7 +215,7 @@ def score_batch(
 def score_series(
     states: MutableMapping[K, SeriesState],
     readings: Sequence[tuple[K, Metric, float, int]],
-) -> list[Scored]:
+) -> list[tuple[SeriesState, Scored]]:
     """Score ``(series key, metric, value, ts_ns)`` readings in order,
     several of a series included, updating ``states`` (a missing key is a new
     series): the readings are split into waves with at most one reading of
@@ -223,7 +223,8 @@ def score_series(
     :func:`score_batch`.
 
     Returns:
-        One :class:`Scored` per reading, in the order given.
+        Per reading, in the order given, its series' state after it and its
+        :class:`Scored`.
     """
     waves: list[list[int]] = []
     seen: dict[K, int] = {}
@@ -233,7 +234,7 @@ def score_series(
         if k == len(waves):
             waves.append([])
         waves[k].append(i)
-    out: list[Scored | None] = [None] * len(readings)
+    out: list[tuple[SeriesState, Scored] | None] = [None] * len(readings)
     for wave in waves:
         items = [readings[i] for i in wave]
         keys = [key for key, *_ in items]
@@ -245,5 +246,5 @@ def score_series(
         )
         for i, key, series, result in zip(wave, keys, new, scored, strict=True):
             states[key] = series
-            out[i] = result
+            out[i] = series, result
     return [result for result in out if result is not None]

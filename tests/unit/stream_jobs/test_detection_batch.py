@@ -103,7 +103,9 @@ def test_scoring_in_batches_equals_scoring_one_reading_at_a_time(
     batched: dict[int, list] = {key: [] for key in series}
     for first, last in itertools.pairwise(bounds):
         part = readings[first:last]
-        for (key, *_), scored in zip(part, score_series(states, part), strict=True):
+        for (key, *_), (_, scored) in zip(
+            part, score_series(states, part), strict=True
+        ):
             batched[key].append(scored)
             assert 0.0 <= scored.score <= 1.0
             assert all(0.0 <= f.score <= 1.0 for f in scored.findings)
