@@ -274,7 +274,15 @@ def scenarios(
     default=1_000,
     help="Readings per call of the batch path (each of a different device).",
 )
-def detectors(devices: int, readings_per_device: int, warmup: int, batch: int) -> None:
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    help="Runs of each path; the fastest is printed.",
+)
+def detectors(
+    devices: int, readings_per_device: int, warmup: int, batch: int, repeat: int
+) -> None:
     """Measure scoring throughput (readings/s, one core) of the stream
     detector for a fleet of many devices, and the state size per device.
 
@@ -291,6 +299,7 @@ def detectors(devices: int, readings_per_device: int, warmup: int, batch: int) -
         readings_per_device,
         warmup=warmup,
         batch=batch,
+        repeat=repeat,
         progress=lambda line: click.echo(line, err=True),
     )
     click.echo(format_throughput(results, target=100_000))

@@ -9,7 +9,7 @@ from stream_jobs.bench.throughput import format_throughput, measure_throughput
 
 def test_every_path_scores_every_reading_and_reports_state_size():
     # Batches of 13 and 7 devices: numpy's executor, then Python floats'.
-    results = measure_throughput(20, 3, warmup=40, batch=13)
+    results = measure_throughput(20, 3, warmup=40, batch=13, repeat=2)
     assert [(r.path, r.table) for r in results] == [
         ("reading", "memory"),
         ("reading", "table"),
@@ -33,14 +33,14 @@ def test_every_path_scores_every_reading_and_reports_state_size():
         ((1, 0, 0), "readings_per_device"),
         ((1, 1, -1), "warmup"),
         ((1, 1, 0, 0), "batch"),
+        ((1, 1, 0, 1, 0), "repeat"),
     ],
 )
 def test_bad_counts_name_the_parameter(args, name):
-    devices, readings, warmup, *batch = args
+    devices, readings, warmup, *rest = args
+    batch, repeat = [*rest, 1, 1][:2]
     with pytest.raises(ValueError, match=name):
-        measure_throughput(
-            devices, readings, warmup=warmup, batch=batch[0] if batch else 1
-        )
+        measure_throughput(devices, readings, warmup=warmup, batch=batch, repeat=repeat)
 
 
 def test_detectors_command_on_a_tiny_fleet():
