@@ -102,8 +102,9 @@ by version 4 and earlier (a JSON dict of every statistic) are converted on
 their next reading; :func:`state_fields` shows any state by name.
 
 Throughput (``riskwatch bench detectors``, one core, 10,000 devices, the
-table codec's round trip per reading): about 150,000 readings/s in batches
-of 1,000, 20,000 one reading at a time (issue 4 asks for 100,000).
+table codec's round trip per reading): 100,000 to 190,000 readings/s in
+batches of 1,000 on the shared development machine (depending on what else
+runs), 15,000 to 20,000 one reading at a time (issue 4 asks for 100,000).
 """
 
 from __future__ import annotations
