@@ -3,8 +3,10 @@
 Errors answer ``{"error": <name>, "message": ..., "field": ...}``: 401 for a
 missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
 409 for an action the warning's status does not allow (or lifting a
-silence that already ended), 422 naming the field
-and the reason for bad input, 503 while the warning store is still loading.
+silence that already ended), 422 naming the field and the reason for bad
+input (a silence for an enterprise or device the registry does not list, or a
+rule that is not loaded, among them), 503 while the warning store (or, for a
+device or enterprise silence, the registry) is still loading.
 
 An action is checked against the store's latest version (the quick 409), sent
 to the commands topic, and answered 200 with the version it made once the
@@ -20,7 +22,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -36,9 +38,11 @@ from alert_rules.api.models import (
     ListQuery,
     Silence,
     SilenceBody,
+    SilenceKind,
+    SilenceSubject,
 )
 from alert_rules.api.openapi import OPENAPI
-from alert_rules.api.views import SilenceView, Sink, WarningView
+from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
 from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
@@ -52,6 +56,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 VIEW: web.AppKey[WarningView] = web.AppKey("view", WarningView)
 SILENCE_VIEW: web.AppKey[SilenceView] = web.AppKey("silences", SilenceView)
 SINK: web.AppKey[Sink] = web.AppKey("sink", Sink)
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+RULES: web.AppKey[frozenset[str]] = web.AppKey("rules", frozenset)
 EVIDENCE: web.AppKey[EvidenceSource] = web.AppKey("evidence", EvidenceSource)
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens", Tokens)
 OPTIONS: web.AppKey[dict[str, Any]] = web.AppKey("options", dict)
@@ -78,6 +84,8 @@ def build_app(
     sink: Sink,
     evidence: EvidenceSource,
     tokens: Tokens,
+    registry: Registry,
+    rules: Collection[str],
     apply_timeout_s: float = 10.0,
     evidence_points: int = 2000,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -91,6 +99,10 @@ def build_app(
         sink: produces commands and silences to Kafka.
         evidence: reads evidence series from InfluxDB.
         tokens: the accounts.
+        registry: the enterprises and their devices a silence may name
+            (followed by the caller, like ``view``).
+        rules: the ids of the rules the worker evaluates, which a rule
+            silence may name.
         apply_timeout_s: how long an action waits for its version.
         evidence_points: most readings per evidence series.
         clock: the time written on commands and silences (UTC).
@@ -98,6 +110,7 @@ def build_app(
     app = web.Application(middlewares=[_json_errors, _authenticate])
     app[VIEW], app[SILENCE_VIEW], app[SINK] = view, silences, sink
     app[EVIDENCE], app[TOKENS] = evidence, tokens
+    app[REGISTRY], app[RULES] = registry, frozenset(rules)
     app[OPTIONS] = {
         "apply_timeout_s": apply_timeout_s,
         "evidence_points": evidence_points,
@@ -377,6 +390,7 @@ async def _list_silences(request: web.Request) -> web.Response:
 async def _silence(request: web.Request) -> web.Response:
     account = _account(request, acting=True)
     body = await _body(request, SilenceBody)
+    _check_known(request, body.subject)
     now: datetime = request.app[OPTIONS]["clock"]()
     if body.until <= now:
         raise _Problem(422, "InvalidInput", "until: must be in the future", "until")
@@ -393,6 +407,47 @@ async def _silence(request: web.Request) -> web.Response:
     )
     await _record_silence(request, silence, "recorded", account)
     return _json({"silence": silence.model_dump(mode="json")}, status=201)
+
+
+def _check_known(request: web.Request, subject: SilenceSubject) -> None:
+    """Refuse a silence that names what the worker never sees: it could never
+    hold a warning back, and the officer would believe it does."""
+    if subject.kind == SilenceKind.RULE:
+        rules = request.app[RULES]
+        if subject.id not in rules:
+            raise _Problem(
+                422,
+                "InvalidInput",
+                f"subject.id: no rule {subject.id!r} among the {len(rules)} rules "
+                "the worker evaluates",
+                "subject.id",
+            )
+        return
+    registry = request.app[REGISTRY]
+    if not registry.ready.is_set():
+        raise _Problem(
+            503,
+            "Unavailable",
+            "the registry is still loading: a device or enterprise silence cannot "
+            "be checked yet, try again (rule silences are taken)",
+        )
+    enterprise_id, _, device = subject.id.partition("/")
+    enterprise = registry.get(enterprise_id)
+    if enterprise is None:
+        raise _Problem(
+            422,
+            "InvalidInput",
+            f"subject.id: enterprise {enterprise_id!r} is not in the registry",
+            "subject.id",
+        )
+    if device and all(d.id != device for d in enterprise.devices):
+        raise _Problem(
+            422,
+            "InvalidInput",
+            f"subject.id: enterprise {enterprise_id} has no device {device!r} in "
+            "the registry",
+            "subject.id",
+        )
 
 
 async def _lift_silence(request: web.Request) -> web.Response:

@@ -230,6 +230,13 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "silence",
                 "summary": "Record a silence or maintenance window; the worker "
                 "holds the warnings it covers back from the platform.",
+                "description": (
+                    "The subject must be known to the worker: an enterprise "
+                    "in the registry, a device listed under its enterprise "
+                    "there, or a rule it evaluates (422 naming `subject.id` "
+                    "otherwise). 503 while the registry is still loading, for "
+                    "a device or enterprise."
+                ),
                 "tags": ["silences"],
                 "requestBody": {
                     "required": True,

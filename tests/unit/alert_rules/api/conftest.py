@@ -13,12 +13,27 @@ from alert_rules.api import build_app
 from alert_rules.api.auth import Account, Tokens
 from alert_rules.api.views import SilenceView, WarningView
 from alert_rules.lifecycle import Command, step
+from alert_rules.loader import load_rules
 from riskwatch.contracts import to_json_bytes
+from riskwatch.registry import load_registry
+from riskwatch.registry_cli import sample_registry_path
 from riskwatch.topics import SILENCES, WARNING_COMMANDS, WARNING_STORE
+from stream_jobs.registry_view import RegistryView
 from tests.unit.conftest import T0
 
 OFFICER, VIEWER = "officer-token", "viewer-token"
 NOW = T0 + timedelta(minutes=30)
+RULES = frozenset(rule.id for rule in load_rules())
+
+
+def sample_registry():
+    """The worker's registry view, loaded with the sample registry (no Kafka:
+    the records are applied as the view reads them off the topic)."""
+    view = RegistryView("127.0.0.1:1")
+    for enterprise in load_registry(sample_registry_path()).enterprises:
+        view.apply(enterprise.id.encode(), enterprise.model_dump_json().encode())
+    view.ready.set()
+    return view
 
 
 class WorkerSink:
@@ -68,6 +83,7 @@ class Api:
         self.view.ready.set()
         self.sink = WorkerSink(self.view, self.silences, apply=apply)
         self.evidence = FakeEvidence()
+        self.registry = sample_registry()
         self.tokens = Tokens(
             {OFFICER: Account("officer-li", "officer"), VIEWER: Account("v", "viewer")}
         )
@@ -80,6 +96,8 @@ class Api:
             sink=self.sink,
             evidence=self.evidence,
             tokens=self.tokens,
+            registry=self.registry,
+            rules=RULES,
             apply_timeout_s=self.apply_timeout_s,
             clock=lambda: NOW,
         )

@@ -169,7 +169,7 @@ def test_silences_are_recorded_and_listed():
                 "/silences",
                 OFFICER,
                 {
-                    "subject": {"kind": "rule", "id": "x"},
+                    "subject": {"kind": "rule", "id": "combustible-gas-orange"},
                     "reason": "r",
                     "until": "2020-01-01T00:00:00Z",
                 },
@@ -414,3 +414,61 @@ def test_a_silence_for_a_device_without_its_enterprise_is_refused():
     assert status == 422
     assert body["field"] == "subject"
     assert "<enterprise>/<device>" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "message"),
+    [
+        ({"kind": "enterprise", "id": "HC999"}, "enterprise 'HC999' is not in"),
+        ({"kind": "device", "id": "HC999/GD-101"}, "enterprise 'HC999' is not in"),
+        ({"kind": "device", "id": "HC001/GD-999"}, "HC001 has no device 'GD-999'"),
+        ({"kind": "rule", "id": "gas-typo"}, "no rule 'gas-typo' among the"),
+    ],
+)
+def test_a_silence_for_what_the_registry_or_the_rules_do_not_know_is_refused(
+    subject, message
+):
+    api = Api()
+    body = {"subject": subject, "reason": "calibration", "until": "2026-12-04T00:00Z"}
+    [(status, answer)] = call(api, [("POST", "/silences", OFFICER, body)])
+    assert (status, answer["error"], answer["field"]) == (
+        422,
+        "InvalidInput",
+        "subject.id",
+    )
+    assert message in answer["message"]
+    assert api.sink.sent == []
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        {"kind": "enterprise", "id": "HC002"},
+        {"kind": "device", "id": "HC001/GD-102"},
+        {"kind": "rule", "id": "device-silent"},
+    ],
+)
+def test_a_silence_for_a_known_subject_is_recorded(subject):
+    body = {"subject": subject, "reason": "calibration", "until": "2026-12-04T00:00Z"}
+    [(status, answer)] = call(Api(), [("POST", "/silences", OFFICER, body)])
+    assert status == 201
+    assert answer["silence"]["subject"] == subject
+
+
+def test_while_the_registry_loads_only_rule_silences_are_taken():
+    api = Api()
+    api.registry.ready.clear()
+    body = {"reason": "calibration", "until": "2026-12-04T00:00:00Z"}
+    answers = call(
+        api,
+        [
+            ("POST", "/silences", OFFICER, {**body, "subject": subject})
+            for subject in (
+                {"kind": "device", "id": "HC001/GD-101"},
+                {"kind": "rule", "id": "combustible-gas-orange"},
+            )
+        ],
+    )
+    assert [status for status, _ in answers] == [503, 201]
+    assert answers[0][1]["error"] == "Unavailable"
+    assert "registry is still loading" in answers[0][1]["message"]

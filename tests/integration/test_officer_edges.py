@@ -1,0 +1,97 @@
+"""The officer API's edges against the real Kafka: a silence must name what the
+worker's registry and rules know, a malformed request gets riskwatch's JSON
+error body, timestamps are ISO 8601 only, and /health tells whether Kafka can
+be reached (Kafka is stopped and started again for that, last)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from alert_rules.api.auth import token_secret_name
+from alert_rules.api.server import READY_LINE
+from riskwatch.registry import load_registry
+from riskwatch.registry_cli import publish_registry, sample_registry_path
+from riskwatch.secrets import SecretStore
+from tests.integration.test_pipeline import _free_port, _start, _stop
+
+UNTIL = "2099-01-01T00:00:00Z"
+
+
+@dataclass
+class Served:
+    url: str
+    port: int
+    token: str
+    log: Path
+
+    def call(self, method: str, path: str, body: object = None):
+        """(status, JSON answer) of one request with the officer's token."""
+        request = urllib.request.Request(  # noqa: S310 - our own http URL
+            self.url + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def api(settings, stack, tmp_path_factory):
+    asyncio.run(
+        publish_registry(
+            load_registry(sample_registry_path()), settings.kafka.bootstrap
+        )
+    )
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("officer-edges")
+    proc = _start("api", {"RISKWATCH_API__PORT": str(port)}, folder, (READY_LINE,))
+    try:
+        token = SecretStore(settings.run_dir / "secrets").get(
+            token_secret_name("officer")
+        )
+        assert token is not None
+        [log] = folder.glob("api-*.log")
+        yield Served(f"http://127.0.0.1:{port}", port, token, log)
+    finally:
+        _stop(proc)
+
+
+def _silence(kind: str, ident: str) -> dict[str, object]:
+    return {
+        "subject": {"kind": kind, "id": ident},
+        "reason": "calibration",
+        "until": UNTIL,
+    }
+
+
+def test_a_silence_must_name_an_enterprise_device_or_rule_the_worker_knows(api):
+    refused = [
+        api.call("POST", "/silences", _silence(kind, ident))
+        for kind, ident in (
+            ("enterprise", "NOPE01"),
+            ("device", "HC001/NOPE-1"),
+            ("rule", "no-such-rule"),
+        )
+    ]
+    assert [(status, body["field"]) for status, body in refused] == [
+        (422, "subject.id")
+    ] * 3
+    assert "'NOPE01' is not in the registry" in refused[0][1]["message"]
+    status, made = api.call("POST", "/silences", _silence("device", "HC001/GD-101"))
+    assert status == 201
+    ident = made["silence"]["id"]
+    assert api.call("DELETE", f"/silences/{ident}")[0] == 200
