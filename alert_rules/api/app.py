@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
@@ -129,6 +132,130 @@ def build_app(
 
 
 PUBLIC = frozenset({"/openapi.json", "/health"})
+
+
+class ApiRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` whose connections answer a request
+    that never reached the application (malformed HTTP, an unhandled error)
+    in riskwatch's JSON error body too.
+
+    aiohttp answers those itself, before any middleware, in plain text that
+    quotes the offending bytes of the request (its header line, its method).
+    """
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp has no setting for the protocol class its Server makes per
+        # connection; the subclass only changes that factory, so every other
+        # setting the application gave its Server stays as it was.
+        server.__class__ = _Server
+        return server
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Connection(RequestHandler):
+    """aiohttp's per-connection protocol with riskwatch's error answers."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # As aiohttp's own: a response was begun, none can follow.
+            raise ConnectionError("response already begun, no error answer")
+        body: dict[str, str | None]
+        if isinstance(exc, http_exceptions.HttpProcessingError) and status < 500:
+            field, what = _malformed(exc)
+            log.info(
+                "malformed request refused remote=%s status=%s field=%s: %s",
+                request.remote,
+                status,
+                field,
+                what,
+            )
+            body = {
+                "error": "BadRequest",
+                "message": f"{field}: {what}",
+                "field": field,
+            }
+        elif status == 504:
+            body = {"error": "Timeout", "message": "took too long", "field": None}
+        else:
+            log.error(
+                "request failed remote=%s path=%s",
+                request.remote,
+                request.path,
+                exc_info=exc,
+            )
+            body = {
+                "error": "InternalError",
+                "message": "the API failed on this request; its log says why",
+                "field": None,
+            }
+        response = web.json_response(body, status=status)
+        response.force_close()
+        return response
+
+
+# What aiohttp's parser says is wrong, in its own fixed words: the C parser
+# (llhttp) reports a reason like "Invalid header value char", then the raw
+# line. Only words of that shape are kept; whatever else it says is the
+# client's input, and left out.
+_REASON = re.compile(r"[A-Za-z][A-Za-z -]{2,80}")
+
+
+def _malformed(exc: http_exceptions.HttpProcessingError) -> tuple[str, str]:
+    """(field, reason) of a request aiohttp could not parse, never quoting it.
+
+    >>> _malformed(http_exceptions.BadHttpMessage(
+    ...     "Invalid header value char:\\n\\n  b'X-A: <b>'\\n  ^"))
+    ('headers', 'not valid HTTP (invalid header value char)')
+    >>> _malformed(http_exceptions.LineTooLong("<script>" * 9000, "8190"))
+    ('headers', 'a request line or header is longer than the server takes')
+    """
+    fixed: list[tuple[type[Exception], str, str]] = [
+        (
+            http_exceptions.LineTooLong,
+            "headers",
+            "a request line or header is longer than the server takes",
+        ),
+        (http_exceptions.BadHttpMethod, "method", "not a valid HTTP method"),
+        (http_exceptions.InvalidURLError, "path", "not a valid request target"),
+        (http_exceptions.BadStatusLine, "request line", "not an HTTP/1.x request line"),
+        (http_exceptions.InvalidHeader, "headers", "a header line is malformed"),
+        (
+            http_exceptions.PayloadEncodingError,
+            "body",
+            "the body does not match its "
+            "Content-Length, Transfer-Encoding or Content-Encoding",
+        ),
+    ]
+    for kind, field, what in fixed:
+        if isinstance(exc, kind):
+            return field, what
+    first = exc.message.split(":", 1)[0].strip()
+    reason = first.lower() if _REASON.fullmatch(first) else ""
+    field = next(
+        (name for name, words in _FIELD_WORDS if any(word in reason for word in words)),
+        "request",
+    )
+    return field, "not valid HTTP" + (f" ({reason})" if reason else "")
+
+
+_FIELD_WORDS = (
+    ("headers", ("header", "content-length", "transfer-encoding")),
+    ("method", ("method",)),
+    ("path", ("url", "path", "target")),
+    ("body", ("chunk", "body")),
+    ("request line", ("version", "status")),
+)
 
 
 @web.middleware

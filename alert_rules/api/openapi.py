@@ -57,8 +57,13 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _ERRORS = {
+    "400": _error(
+        "Not valid HTTP (a malformed header, method, path or body framing); "
+        "`field` names the part, nothing of the request is quoted back."
+    ),
     "401": _error("Missing or unknown bearer token."),
     "422": _error("Invalid input; `field` names it."),
+    "500": _error("A failure of the API itself; its log says why."),
     "503": _error("The warning store is still loading."),
 }
 _ID = {

@@ -9,7 +9,7 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from alert_rules.api.app import build_app
+from alert_rules.api.app import ApiRunner, build_app
 from alert_rules.api.auth import Tokens
 from alert_rules.api.evidence import InfluxEvidence
 from alert_rules.api.views import KafkaSink, SilenceView, WarningView
@@ -67,7 +67,7 @@ async def serve(settings: Settings) -> None:
         await evidence.close()
         raise ApiStartError(f"kafka at {bootstrap} not reachable: {exc!r}") from exc
     followers = [asyncio.create_task(v.follow()) for v in (view, silences, registry)]
-    runner = web.AppRunner(app, access_log=None)
+    runner = ApiRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api.host, settings.api.port)
@@ -79,7 +79,15 @@ async def serve(settings: Settings) -> None:
                 f"{exc.strerror}"
             ) from exc
         await view.ready.wait()
-        log.info("%s url=%s warnings=%d", READY_LINE, settings.api.url, len(view))
+        await registry.ready.wait()
+        log.info(
+            "%s url=%s warnings=%d enterprises=%d rules=%d",
+            READY_LINE,
+            settings.api.url,
+            len(view),
+            len(registry),
+            len(rules),
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

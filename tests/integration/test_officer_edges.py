@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from alert_rules.api.server import READY_LINE
 from riskwatch.registry import load_registry
 from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.secrets import SecretStore
+from riskwatch.timeouts import Deadline
 from tests.integration.test_pipeline import _free_port, _start, _stop
 
 UNTIL = "2099-01-01T00:00:00Z"
@@ -94,4 +97,30 @@ def test_a_silence_must_name_an_enterprise_device_or_rule_the_worker_knows(api):
     status, made = api.call("POST", "/silences", _silence("device", "HC001/GD-101"))
     assert status == 201
     ident = made["silence"]["id"]
+    # The API answers once Kafka took the silence; its own view reads it back
+    # from the topic a moment later.
+    deadline = Deadline(30)
+    while ident not in {s["id"] for s in api.call("GET", "/silences")[1]["silences"]}:
+        assert not deadline.expired(), f"silence {ident} never listed"
+        time.sleep(0.2)
     assert api.call("DELETE", f"/silences/{ident}")[0] == 200
+
+
+def test_a_malformed_header_gets_the_json_error_body_without_its_bytes(api):
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as conn:
+        conn.sendall(
+            b"GET /health HTTP/1.1\r\nHost: a\r\n"
+            b"X-Probe: <img src=x onerror=alert(1)>\x01\r\n\r\n"
+        )
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") or head.startswith(b"HTTP/1.0 400 ")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {
+        "error": "BadRequest",
+        "message": "headers: not valid HTTP (invalid header value char)",
+        "field": "headers",
+    }
+    assert b"onerror" not in api.log.read_bytes()

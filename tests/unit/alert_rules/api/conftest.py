@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from alert_rules.api import build_app
+from alert_rules.api.app import ApiRunner
 from alert_rules.api.auth import Account, Tokens
 from alert_rules.api.views import SilenceView, WarningView
 from alert_rules.lifecycle import Command, step
@@ -123,6 +124,34 @@ def call(api, requests, seed=()):
     return asyncio.run(go())
 
 
+def raw_exchange(api, data):
+    """Serve ``api`` as ``riskwatch api`` does, send ``data`` as it is on a
+    connection of its own; (status, content type, body bytes) of the answer."""
+
+    async def go():
+        runner = ApiRunner(api.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", runner.addresses[0][1]
+            )
+            writer.write(data)
+            await writer.drain()
+            # An error answer closes the connection: read it to the end.
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        finally:
+            await runner.cleanup()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+    return asyncio.run(go())
+
+
 @pytest.fixture
 def served():
     """Start an Api on a thread of its own; yields (base_url, seed)."""
@@ -133,7 +162,7 @@ def served():
     def serve():
         asyncio.set_event_loop(loop)
         api = Api()
-        runner = web.AppRunner(api.app())
+        runner = ApiRunner(api.app())
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())

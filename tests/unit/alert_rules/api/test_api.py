@@ -1,6 +1,7 @@
 """The officer API with aiohttp's test client: roles, transitions, errors."""
 
 import asyncio
+import json
 import logging
 from datetime import datetime
 
@@ -11,7 +12,14 @@ from alert_rules.api import OPENAPI
 from alert_rules.api.app import _command_id
 from alert_rules.lifecycle import Action
 from stream_jobs.outage import Outage, feed_warning
-from tests.unit.alert_rules.api.conftest import NOW, OFFICER, VIEWER, Api, call
+from tests.unit.alert_rules.api.conftest import (
+    NOW,
+    OFFICER,
+    VIEWER,
+    Api,
+    call,
+    raw_exchange,
+)
 from tests.unit.conftest import make_warning_record
 
 OPENED = make_warning_record()
@@ -472,3 +480,78 @@ def test_while_the_registry_loads_only_rule_silences_are_taken():
     assert [status for status, _ in answers] == [503, 201]
     assert answers[0][1]["error"] == "Unavailable"
     assert "registry is still loading" in answers[0][1]["message"]
+
+
+_SCRIPT = b"<script>alert(1)</script>"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "field", "reason"),
+    [
+        (
+            b"GET /health HTTP/1.1\r\nHost: a\r\nX-A: " + _SCRIPT + b"\x01\r\n\r\n",
+            "headers",
+            "invalid header value char",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nHost: a\r\n" + _SCRIPT + b": 1\r\n\r\n",
+            "headers",
+            "invalid header token",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nX-A: " + _SCRIPT * 400 + b"\r\n\r\n",
+            "headers",
+            "longer than the server takes",
+        ),
+        (b"G" + _SCRIPT + b"T /health HTTP/1.1\r\n\r\n", "method", "method"),
+        (
+            b"POST /silences HTTP/1.1\r\nHost: a\r\nContent-Length: 1"
+            + _SCRIPT
+            + b"\r\n\r\n",
+            "headers",
+            "content-length",
+        ),
+        (
+            b"POST /silences HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n" + _SCRIPT + b"\r\n",
+            "body",
+            "chunk",
+        ),
+    ],
+)
+def test_a_malformed_request_gets_the_json_error_body_without_its_bytes(
+    request_bytes, field, reason, caplog
+):
+    with caplog.at_level(logging.INFO, logger="alert_rules.api.app"):
+        status, content_type, body = raw_exchange(Api(), request_bytes)
+    assert (status, content_type) == (400, "application/json; charset=utf-8")
+    answer = json.loads(body)
+    assert (answer["error"], answer["field"]) == ("BadRequest", field)
+    assert answer["message"].startswith(f"{field}: ")
+    assert reason in answer["message"].lower()
+    assert b"script" not in body
+    assert "script" not in caplog.text
+    assert f"malformed request refused remote=127.0.0.1 status=400 field={field}" in (
+        caplog.text
+    )
+
+
+def test_an_unhandled_error_is_a_json_500_and_logged_with_its_traceback(caplog):
+    api = Api()
+
+    async def broken(topic, key, value):
+        raise RuntimeError("a bug in the sink")
+
+    api.sink.send = broken
+    body = json.dumps({"comment": "x"}).encode()
+    request_bytes = (
+        f"POST /warnings/{OPENED.id}/acknowledge HTTP/1.1\r\nHost: a\r\n"
+        f"Authorization: Bearer {OFFICER}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    api.sink.seed(OPENED)
+    with caplog.at_level(logging.ERROR, logger="alert_rules.api.app"):
+        status, _, answer = raw_exchange(api, request_bytes)
+    assert status == 500
+    assert json.loads(answer)["error"] == "InternalError"
+    assert b"a bug in the sink" not in answer
+    assert "a bug in the sink" in caplog.text
