@@ -298,7 +298,8 @@ def _account(request: web.Request, *, acting: bool) -> Account:
 def _invalid(exc: ValidationError, prefix: str = "") -> _Problem:
     err = exc.errors(include_url=False)[0]
     field = prefix + (".".join(map(str, err["loc"])) or "body")
-    return _Problem(422, "InvalidInput", f"{field}: {err['msg']}", field)
+    message = err["msg"].removeprefix("Value error, ")
+    return _Problem(422, "InvalidInput", f"{field}: {message}", field)
 
 
 async def _body(request: web.Request, model: type[_M]) -> _M:

@@ -168,12 +168,12 @@ OPENAPI: dict[str, Any] = {
                     _query(
                         "since",
                         {"type": "string", "format": "date-time"},
-                        "start_time at or after (with offset).",
+                        "start_time at or after; ISO 8601 with a timezone, no epoch.",
                     ),
                     _query(
                         "until",
                         {"type": "string", "format": "date-time"},
-                        "start_time before (with offset).",
+                        "start_time before; ISO 8601 with a timezone, no epoch.",
                     ),
                     _query(
                         "limit",

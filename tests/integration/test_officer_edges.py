@@ -124,3 +124,13 @@ def test_a_malformed_header_gets_the_json_error_body_without_its_bytes(api):
         "field": "headers",
     }
     assert b"onerror" not in api.log.read_bytes()
+
+
+def test_epoch_numbers_are_refused_as_times(api):
+    status, body = api.call("GET", "/warnings?since=1764720000")
+    assert (status, body["field"]) == (422, "since")
+    status, body = api.call(
+        "POST", "/silences", {**_silence("enterprise", "HC001"), "until": 4070908800}
+    )
+    assert (status, body["field"]) == (422, "until")
+    assert "ISO 8601" in body["message"]

@@ -555,3 +555,69 @@ def test_an_unhandled_error_is_a_json_500_and_logged_with_its_traceback(caplog):
     assert json.loads(answer)["error"] == "InternalError"
     assert b"a bug in the sink" not in answer
     assert "a bug in the sink" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=1764720000",
+        "since=1764720000000",
+        "until=1764720000.5",
+        "since=2026-12-03T00:00:00Z&until=1764720000",
+    ],
+)
+def test_epoch_numbers_in_the_query_are_refused_naming_the_parameter(query):
+    [(status, body)] = call(Api(), [("GET", f"/warnings?{query}", VIEWER, None)])
+    field = query.rsplit("&", 1)[-1].split("=")[0]
+    assert (status, body["field"]) == (422, field)
+    assert body["message"].startswith(f"{field}: must be an ISO 8601 time with a")
+    assert "epoch numbers are refused" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("times", "field"),
+    [
+        ({"until": 1796256000}, "until"),
+        ({"until": 1796256000.0}, "until"),
+        ({"until": "1796256000"}, "until"),
+        ({"until": "2026-12-04T00:00:00Z", "starts": 1764720000}, "starts"),
+        ({"until": "2026-12-04T00:00:00"}, "until"),
+    ],
+)
+def test_a_silence_with_a_time_not_in_iso_8601_with_timezone_is_refused(times, field):
+    api = Api()
+    body = {
+        "subject": {"kind": "enterprise", "id": "HC001"},
+        "reason": "maintenance",
+        **times,
+    }
+    [(status, answer)] = call(api, [("POST", "/silences", OFFICER, body)])
+    assert (status, answer["field"]) == (422, field)
+    assert answer["message"].startswith(f"{field}: ")
+    assert "timezone" in answer["message"]
+    assert api.sink.sent == []
+
+
+def test_iso_8601_times_with_an_offset_are_taken():
+    answers = call(
+        Api(),
+        [
+            ("GET", "/warnings?since=2026-12-03T08:00:00%2B08:00", VIEWER, None),
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {
+                    "subject": {"kind": "enterprise", "id": "HC001"},
+                    "reason": "maintenance",
+                    "starts": "2026-12-03T12:00:00+08:00",
+                    "until": "2026-12-04T00:00:00Z",
+                },
+            ),
+        ],
+        seed=[OPENED],
+    )
+    assert [status for status, _ in answers] == [200, 201]
+    assert answers[0][1]["count"] == 1
+    starts = datetime.fromisoformat(answers[1][1]["silence"]["starts"])
+    assert starts == datetime.fromisoformat("2026-12-03T04:00:00+00:00")
