@@ -342,14 +342,29 @@ async def _openapi(request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
 
+# How long /health waits for the brokers' answer before calling them unreachable.
+HEALTH_TIMEOUT_S = 2.0
+
+
 async def _health(request: web.Request) -> web.Response:
+    """Whether Kafka answers now and what the API can do: 503 while it does
+    not, as no action or silence can then be taken; warnings and silences are
+    still read, as last seen (``read``), and evidence from InfluxDB."""
     view = request.app[VIEW]
+    loaded = view.ready.is_set()
+    kafka = await request.app[SINK].reachable(HEALTH_TIMEOUT_S)
+    status = ("ok" if loaded else "loading") if kafka else "unavailable"
     return _json(
         {
-            "status": "ok" if view.ready.is_set() else "loading",
+            "status": status,
+            "kafka": "reachable" if kafka else "unreachable",
+            "registry": "loaded" if request.app[REGISTRY].ready.is_set() else "loading",
+            "read": loaded,
+            "act": loaded and kafka,
             "warnings": len(view),
             "silences": len(request.app[SILENCE_VIEW]),
-        }
+        },
+        status=200 if kafka else 503,
     )
 
 

@@ -149,9 +149,18 @@ OPENAPI: dict[str, Any] = {
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Whether the warning store is loaded.",
+                "summary": "Whether Kafka answers and the stores are loaded.",
+                "description": (
+                    "Asks the brokers (at most 2 s). 503 while they do not "
+                    "answer: no action or silence can be taken then, but "
+                    "warnings and silences are still read as last seen "
+                    "(`read`), with their evidence from InfluxDB."
+                ),
                 "security": [],
-                "responses": {"200": _ok("Status and counts.", _ref("Health"))},
+                "responses": {
+                    "200": _ok("Kafka reachable; status and counts.", _ref("Health")),
+                    "503": _ok("Kafka unreachable; what still works.", _ref("Health")),
+                },
             }
         },
         "/warnings": {
@@ -285,8 +294,23 @@ OPENAPI: dict[str, Any] = {
             },
             "Health": {
                 "type": "object",
+                "required": ["status", "kafka", "registry", "read", "act"],
                 "properties": {
-                    "status": {"type": "string", "enum": ["ok", "loading"]},
+                    "status": {
+                        "type": "string",
+                        "enum": ["ok", "loading", "unavailable"],
+                        "description": "unavailable: Kafka does not answer.",
+                    },
+                    "kafka": {"type": "string", "enum": ["reachable", "unreachable"]},
+                    "registry": {"type": "string", "enum": ["loaded", "loading"]},
+                    "read": {
+                        "type": "boolean",
+                        "description": "Warnings and silences can be read.",
+                    },
+                    "act": {
+                        "type": "boolean",
+                        "description": "Actions and silences can be taken.",
+                    },
                     "warnings": {"type": "integer"},
                     "silences": {"type": "integer"},
                 },

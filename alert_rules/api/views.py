@@ -29,6 +29,10 @@ class Sink(Protocol):
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
 
+    async def reachable(self, timeout_s: float) -> bool:
+        """Whether the brokers answer now, within ``timeout_s``."""
+        ...
+
 
 class Registry(Protocol):
     """The enterprises a silence may name: the worker's own view of the
@@ -58,6 +62,19 @@ class KafkaSink:
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def reachable(self, timeout_s: float) -> bool:
+        # A metadata request through the producer's own connections: it tells
+        # whether a command would get through, and aiokafka runs one request
+        # for every caller asking at the same time.
+        try:
+            return bool(
+                await asyncio.wait_for(
+                    self._producer.client.force_metadata_update(), timeout_s
+                )
+            )
+        except TimeoutError:
+            return False
 
     async def stop(self) -> None:
         await self._producer.stop()

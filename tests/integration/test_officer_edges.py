@@ -22,6 +22,7 @@ from riskwatch.registry import load_registry
 from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.secrets import SecretStore
 from riskwatch.timeouts import Deadline
+from tests.integration.conftest import riskwatch
 from tests.integration.test_pipeline import _free_port, _start, _stop
 
 UNTIL = "2099-01-01T00:00:00Z"
@@ -134,3 +135,30 @@ def test_epoch_numbers_are_refused_as_times(api):
     )
     assert (status, body["field"]) == (422, "until")
     assert "ISO 8601" in body["message"]
+
+
+def _health_until(api, status: int, seconds: float):
+    deadline = Deadline(seconds)
+    while True:
+        got, body = api.call("GET", "/health")
+        if got == status:
+            return body
+        assert not deadline.expired(), f"/health still {got}: {body}"
+        time.sleep(0.5)
+
+
+# Last in the module: it stops Kafka for a while.
+def test_health_is_503_while_kafka_is_down_and_reads_still_work(api):
+    assert _health_until(api, 200, 30)["kafka"] == "reachable"
+    riskwatch("services", "down", "kafka")
+    try:
+        down = _health_until(api, 503, 30)
+        assert (down["status"], down["kafka"]) == ("unavailable", "unreachable")
+        assert (down["read"], down["act"]) == (True, False)
+        assert api.call("GET", "/warnings?limit=1")[0] == 200
+        status, refused = api.call("POST", "/silences", _silence("rule", "slow-drift"))
+        assert (status, refused["error"]) == (503, "Unavailable")
+    finally:
+        riskwatch("services", "up", "kafka")
+    back = _health_until(api, 200, 120)
+    assert (back["status"], back["act"]) == ("ok", True)

@@ -44,6 +44,12 @@ class WorkerSink:
         self.view, self.silences, self.apply = view, silences, apply
         self.state = {}
         self.sent = []
+        self.kafka_up = True
+        self.probes = []
+
+    async def reachable(self, timeout_s):
+        self.probes.append(timeout_s)
+        return self.kafka_up
 
     def seed(self, record):
         """A warning the engine opened."""

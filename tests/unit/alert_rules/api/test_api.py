@@ -621,3 +621,38 @@ def test_iso_8601_times_with_an_offset_are_taken():
     assert answers[0][1]["count"] == 1
     starts = datetime.fromisoformat(answers[1][1]["silence"]["starts"])
     assert starts == datetime.fromisoformat("2026-12-03T04:00:00+00:00")
+
+
+def test_health_reports_kafka_and_answers_503_while_it_cannot_be_reached():
+    api = Api()
+    [(up_status, up)] = call(api, [("GET", "/health", None, None)], seed=[OPENED])
+    api.sink.kafka_up = False
+    answers = call(
+        api,
+        [
+            ("GET", "/health", None, None),
+            ("GET", "/warnings", VIEWER, None),
+            ("GET", PATH, VIEWER, None),
+        ],
+    )
+    assert (up_status, up["status"], up["kafka"]) == (200, "ok", "reachable")
+    assert (up["read"], up["act"], up["warnings"]) == (True, True, 1)
+    (down_status, down), (listed, _), (shown, _) = answers
+    assert (down_status, down["status"], down["kafka"]) == (
+        503,
+        "unavailable",
+        "unreachable",
+    )
+    assert (down["read"], down["act"], down["warnings"]) == (True, False, 1)
+    # What the API can still do: read warnings as last seen.
+    assert (listed, shown) == (200, 200)
+    assert api.sink.probes == [2.0, 2.0]
+
+
+def test_health_while_the_store_loads_with_kafka_up():
+    api = Api()
+    api.view.ready.clear()
+    api.registry.ready.clear()
+    [(status, health)] = call(api, [("GET", "/health", None, None)])
+    assert (status, health["status"], health["registry"]) == (200, "loading", "loading")
+    assert (health["read"], health["act"]) == (False, False)
