@@ -162,3 +162,18 @@ def test_health_is_503_while_kafka_is_down_and_reads_still_work(api):
         riskwatch("services", "up", "kafka")
     back = _health_until(api, 200, 120)
     assert (back["status"], back["act"]) == ("ok", True)
+    # aiokafka's retries (80 lines a second before): one line per logger when
+    # the connection was lost and one when it was back.
+    logged = api.log.read_text(errors="replace").splitlines()
+    assert not [line for line in logged if "ERROR aiokafka" in line]
+    assert not [line for line in logged if "WARNING aiokafka" in line]
+    lost = [line for line in logged if "kafka connection lost logger=" in line]
+    again = [line for line in logged if "kafka connection back logger=" in line]
+    assert lost, "no line says the connection was lost"
+    assert all(" WARNING riskwatch.kafka_log " in line for line in lost)
+    assert all(" INFO riskwatch.kafka_log " in line for line in again)
+    loggers = [line.split("logger=")[1].split()[0] for line in lost]
+    assert len(set(loggers)) == len(loggers)
+    assert sorted(line.split("logger=")[1].split()[0] for line in again) == sorted(
+        loggers
+    )
