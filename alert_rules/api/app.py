@@ -49,6 +49,7 @@ from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
 from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
+from riskwatch.registry import Enterprise
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -583,14 +584,26 @@ def _check_known(request: web.Request, subject: SilenceSubject) -> None:
             f"subject.id: enterprise {enterprise_id!r} is not in the registry",
             "subject.id",
         )
-    if device and all(d.id != device for d in enterprise.devices):
+    if device and not _device_known(request, enterprise, device):
         raise _Problem(
             422,
             "InvalidInput",
             f"subject.id: enterprise {enterprise_id} has no device {device!r} in "
-            "the registry",
+            "the registry, nor a warning of it",
             "subject.id",
         )
+
+
+def _device_known(request: web.Request, enterprise: Enterprise, device: str) -> bool:
+    """Listed under its enterprise in the registry, or warning already: the
+    worker takes readings of a registered enterprise's devices that its entry
+    does not list, and a device that warns must be silenceable."""
+    if any(d.id == device for d in enterprise.devices):
+        return True
+    return any(
+        r.device_id == device and r.enterprise_id == enterprise.id
+        for r in request.app[VIEW].records()
+    )
 
 
 async def _lift_silence(request: web.Request) -> web.Response:

@@ -247,9 +247,9 @@ OPENAPI: dict[str, Any] = {
                 "description": (
                     "The subject must be known to the worker: an enterprise "
                     "in the registry, a device listed under its enterprise "
-                    "there, or a rule it evaluates (422 naming `subject.id` "
-                    "otherwise). 503 while the registry is still loading, for "
-                    "a device or enterprise."
+                    "there (or with a warning in the store), or a rule it "
+                    "evaluates (422 naming `subject.id` otherwise). 503 while "
+                    "the registry is still loading, for a device or enterprise."
                 ),
                 "tags": ["silences"],
                 "requestBody": {

@@ -430,6 +430,7 @@ def test_a_silence_for_a_device_without_its_enterprise_is_refused():
         ({"kind": "enterprise", "id": "HC999"}, "enterprise 'HC999' is not in"),
         ({"kind": "device", "id": "HC999/GD-101"}, "enterprise 'HC999' is not in"),
         ({"kind": "device", "id": "HC001/GD-999"}, "HC001 has no device 'GD-999'"),
+        ({"kind": "device", "id": "HC001/PT-9"}, "HC001 has no device 'PT-9'"),
         ({"kind": "rule", "id": "gas-typo"}, "no rule 'gas-typo' among the"),
     ],
 )
@@ -438,7 +439,10 @@ def test_a_silence_for_what_the_registry_or_the_rules_do_not_know_is_refused(
 ):
     api = Api()
     body = {"subject": subject, "reason": "calibration", "until": "2026-12-04T00:00Z"}
-    [(status, answer)] = call(api, [("POST", "/silences", OFFICER, body)])
+    # OTHER warns from HC009/PT-9: a device of another enterprise.
+    [(status, answer)] = call(
+        api, [("POST", "/silences", OFFICER, body)], seed=[OPENED, OTHER]
+    )
     assert (status, answer["error"], answer["field"]) == (
         422,
         "InvalidInput",
@@ -461,6 +465,20 @@ def test_a_silence_for_a_known_subject_is_recorded(subject):
     [(status, answer)] = call(Api(), [("POST", "/silences", OFFICER, body)])
     assert status == 201
     assert answer["silence"]["subject"] == subject
+
+
+def test_a_device_the_registry_does_not_list_may_be_silenced_once_it_warns():
+    # The worker takes readings of devices a registered enterprise's entry
+    # does not list; a device that warns must be silenceable.
+    unlisted = make_warning_record(enterprise="HC001", device="GD-777")
+    body = {
+        "subject": {"kind": "device", "id": "HC001/GD-777"},
+        "reason": "calibration",
+        "until": "2026-12-04T00:00:00Z",
+    }
+    [(before, _)] = call(Api(), [("POST", "/silences", OFFICER, body)])
+    [(after, _)] = call(Api(), [("POST", "/silences", OFFICER, body)], [unlisted])
+    assert (before, after) == (422, 201)
 
 
 def test_while_the_registry_loads_only_rule_silences_are_taken():
