@@ -371,6 +371,16 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _list(request: web.Request) -> web.Response:
     _account(request, acting=False)
+    # A filter takes one value; a repeated one (level=I&level=IV) would
+    # otherwise silently keep only its first and list the wrong warnings.
+    for name in request.query:
+        if len(request.query.getall(name)) > 1:
+            raise _Problem(
+                422,
+                "InvalidInput",
+                f"{name}: given more than once; each filter takes one value",
+                name,
+            )
     try:
         query = ListQuery.model_validate(dict(request.query))
     except ValidationError as exc:

@@ -420,7 +420,8 @@ def test_a_silence_for_a_device_without_its_enterprise_is_refused():
         ],
     )
     assert status == 422
-    assert body["field"] == "subject"
+    assert body["field"] == "subject.id"
+    assert body["message"].startswith("subject.id: a device silence names ")
     assert "<enterprise>/<device>" in body["message"]
 
 
@@ -674,3 +675,18 @@ def test_health_while_the_store_loads_with_kafka_up():
     [(status, health)] = call(api, [("GET", "/health", None, None)])
     assert (status, health["status"], health["registry"]) == (200, "loading", "loading")
     assert (health["read"], health["act"]) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("level=I&level=IV", "level"),
+        ("limit=1&limit=2000", "limit"),
+        ("status=open&enterprise=HC001&status=closed", "status"),
+    ],
+)
+def test_a_filter_given_twice_is_refused_naming_it(query, field):
+    [(status, body)] = call(Api(), [("GET", f"/warnings?{query}", VIEWER, None)])
+    assert (status, body["error"], body["field"]) == (422, "InvalidInput", field)
+    expected = f"{field}: given more than once; each filter takes one value"
+    assert body["message"] == expected
