@@ -21,7 +21,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from riskwatch.compacted import ModelView
 from riskwatch.contracts import ID_PATTERN
@@ -54,17 +61,24 @@ class SilenceSubject(_Input):
     kind: SilenceKind
     id: str = Field(min_length=1, max_length=130)
 
-    @model_validator(mode="after")
-    def _spelt_as_its_kind(self) -> SilenceSubject:
-        parts = self.id.split("/") if self.kind == SilenceKind.DEVICE else [self.id]
-        shape = "<enterprise>/<device>" if self.kind == SilenceKind.DEVICE else "an id"
-        wanted = 2 if self.kind == SilenceKind.DEVICE else 1
+    @field_validator("id")
+    @classmethod
+    def _spelt_as_its_kind(cls, value: str, info: ValidationInfo) -> str:
+        # A field validator (kind is validated first), so that the error
+        # names subject.id rather than the whole subject.
+        kind = info.data.get("kind")
+        if kind is None:  # kind itself was refused; that error is reported
+            return value
+        parts = value.split("/") if kind == SilenceKind.DEVICE else [value]
+        shape = "<enterprise>/<device>" if kind == SilenceKind.DEVICE else "an id"
+        wanted = 2 if kind == SilenceKind.DEVICE else 1
         if len(parts) != wanted or not all(_ID.fullmatch(p) for p in parts):
+            article = "an" if kind.value[0] in "aeiou" else "a"
             raise ValueError(
-                f"id: a {self.kind.value} silence names {shape} of ASCII letters, "
-                f"digits, '_', '.' or '-', got {self.id[:80]!r}"
+                f"{article} {kind.value} silence names {shape} of ASCII letters, "
+                f"digits, '_', '.' or '-', got {value[:80]!r}"
             )
-        return self
+        return value
 
 
 class Silence(_Input):

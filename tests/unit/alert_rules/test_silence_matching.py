@@ -4,8 +4,9 @@ window on the wall clock; the choice among several."""
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
-from alert_rules.silences import Silence, covering
+from alert_rules.silences import Silence, SilenceSubject, covering
 from tests.unit.conftest import T0
 
 
@@ -51,7 +52,7 @@ def test_a_silence_covers_its_device_enterprise_or_rule(kind, ident, covered):
     ],
 )
 def test_a_silence_that_could_never_match_is_refused(kind, ident):
-    with pytest.raises(ValueError, match=f"a {kind} silence names"):
+    with pytest.raises(ValueError, match=f"an? {kind} silence names"):
         _silence(kind, ident)
 
 
@@ -75,3 +76,25 @@ def test_covering_ignores_ended_and_other_silences_and_picks_the_longest():
     assert covering([long, short], **found, now=now) == long
     assert covering([ended, other], **found, now=now) is None
     assert covering([short], **found, now=T0 + timedelta(hours=2)) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "ident", "article"),
+    [
+        ("device", "TT-101", "a"),
+        ("enterprise", "HC001\x00", "an"),
+        ("rule", "a b", "a"),
+    ],
+)
+def test_a_badly_spelt_subject_id_is_refused_naming_subject_id(kind, ident, article):
+    with pytest.raises(ValidationError) as caught:
+        SilenceSubject.model_validate({"kind": kind, "id": ident})
+    [error] = caught.value.errors(include_url=False)
+    assert error["loc"] == ("id",)
+    assert error["msg"].startswith(f"Value error, {article} {kind} silence names")
+
+
+def test_an_unknown_kind_is_reported_rather_than_the_id():
+    with pytest.raises(ValidationError) as caught:
+        SilenceSubject.model_validate({"kind": "grid", "id": "x/y/z"})
+    assert [e["loc"] for e in caught.value.errors()] == [("kind",)]
