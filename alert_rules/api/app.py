@@ -271,7 +271,11 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         if exc.status_code < 400:
             raise
         raise _Problem(
-            exc.status_code, exc.reason.replace(" ", ""), exc.text or exc.reason
+            exc.status_code,
+            exc.reason.replace(" ", ""),
+            exc.text or exc.reason,
+            # A body over client_max_size: name the part, as a 400 does.
+            "body" if exc.status_code == 413 else None,
         ) from None
 
 

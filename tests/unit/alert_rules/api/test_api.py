@@ -690,3 +690,20 @@ def test_a_filter_given_twice_is_refused_naming_it(query, field):
     assert (status, body["error"], body["field"]) == (422, "InvalidInput", field)
     expected = f"{field}: given more than once; each filter takes one value"
     assert body["message"] == expected
+
+
+def test_a_body_over_one_mib_is_a_413_naming_the_body():
+    api = Api()
+    api.sink.seed(OPENED)
+    body = json.dumps({"comment": "x" * (1024 * 1024)}).encode()
+    request_bytes = (
+        f"POST /warnings/{OPENED.id}/acknowledge HTTP/1.1\r\n"
+        "Host: a\r\nConnection: close\r\n"
+        f"Authorization: Bearer {OFFICER}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    status, content_type, answer = raw_exchange(api, request_bytes)
+    assert status == 413
+    assert content_type.startswith("application/json")
+    problem = json.loads(answer)
+    assert (problem["error"], problem["field"]) == ("RequestEntityTooLarge", "body")
+    assert "1048576" in problem["message"]
