@@ -308,10 +308,16 @@ class StreamWorker:
         # table recovers. The detector states are bytes: msgpack, not JSON.
         # (TableT does not declare the attribute Collection has.)
         self.device_state.value_serializer = state_codec.NAME  # type: ignore[attr-defined]
+        # derive() turns acks back on (it neither copies nor passes them): a
+        # changelog with acks counts as a stream the worker must ack, and
+        # faust then logs an ERROR "Stream has not started processing" for
+        # each of its partitions every few seconds.
         changelog = self.device_state.changelog_topic
-        self.device_state.changelog_topic = cast(
+        derived = cast(
             faust.TopicT, changelog.derive(value_serializer=state_codec.NAME)
         )
+        derived.acks = changelog.acks
+        self.device_state.changelog_topic = derived
         # Co-partitioned with the commands topic: the table partition that
         # holds a warning is read by the worker that consumes its commands.
         self.warning_state = app.Table(

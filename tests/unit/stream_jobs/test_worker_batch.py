@@ -161,3 +161,14 @@ def test_readings_out_of_order_in_a_batch_are_held_and_applied_in_order(tmp_path
     assert dict(worker.device_state) == one_by_one(shuffled, worker.reorder)
     assert worker.counters["late"] == 0
     assert worker.counters["scored"] == len(shuffled)
+
+
+def test_the_device_state_changelog_is_not_a_stream_to_ack(tmp_path):
+    # Faust's table changelogs are read by its recovery, never acked; an
+    # acked one makes faust log "Stream has not started processing" as an
+    # ERROR for every partition every few seconds.
+    settings = Settings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")
+    worker = StreamWorker(settings, rules=RULES, writer_factory=MemoryWriter)
+    changelog = worker.device_state.changelog_topic
+    assert changelog.acks is False
+    assert changelog.value_serializer == "riskwatch-state"
