@@ -23,6 +23,9 @@ Transitions (``TRANSITIONS``; anything else is refused with
     open, acknowledged, disposed
                   --escalate, deescalate (engine)--> the same status, at the
                                                    engine's new level
+    open, acknowledged, disposed
+                  --update (engine)-------> the same status and level: a
+                                            grouped warning's members changed
 
 Every transition appends one :class:`AuditEntry` (who, when, from, to,
 comment, command id); the history is never rewritten, so a resolution after an
@@ -88,13 +91,14 @@ class Action(StrEnum):
     RELEASE = "release"
     ESCALATE = "escalate"
     DEESCALATE = "deescalate"
+    UPDATE = "update"
 
 
 OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
 LEVEL_ACTIONS = (Action.ESCALATE, Action.DEESCALATE)
 """The engine's level changes: allowed while the warning is active, and
 leaving its status as it is."""
-_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, *LEVEL_ACTIONS)
+_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, Action.UPDATE, *LEVEL_ACTIONS)
 
 WORKER_ACTOR = "riskwatch-worker"
 """The ``by`` of the commands the worker's timers send (expire, release)."""
@@ -145,7 +149,7 @@ class TransitionError(LifecycleError):
 
 def allowed_from(action: Action) -> frozenset[WarningStatus]:
     """The statuses ``action`` may be applied in (none for ``open``)."""
-    if action in LEVEL_ACTIONS:
+    if action in LEVEL_ACTIONS or action == Action.UPDATE:
         return ACTIVE
     entry = TRANSITIONS.get(action)
     return entry[0] if entry is not None else frozenset()
@@ -209,8 +213,11 @@ class Command(_Record):
         change = last.level_change
         if record.status != S.OPEN:
             action = Action.RESOLVE
-        elif change is None:
+        elif change is None and last.from_status is None:
             action = Action.OPEN
+        elif change is None:
+            # Same status, same level: a grouped warning's members changed.
+            action = Action.UPDATE
         else:
             up = change[1].severity > change[0].severity
             action = Action.ESCALATE if up else Action.DEESCALATE
@@ -269,7 +276,7 @@ def apply(
         return None
     if command.action == Action.RELEASE:
         return _released(current)
-    if command.action in LEVEL_ACTIONS:
+    if command.action in LEVEL_ACTIONS or command.action == Action.UPDATE:
         return _relevelled(current, command, limits)
     allowed, target = TRANSITIONS[command.action]
     if current.status not in allowed:
@@ -292,6 +299,7 @@ def apply(
             "resolved_time": command.record.resolved_time,
             "valid_until": command.record.valid_until,
             "items": command.record.items,
+            "members": command.record.members,
         }
     return current.model_copy(update=update)
 
@@ -307,12 +315,14 @@ def _released(current: WarningRecord) -> WarningRecord | None:
 def _relevelled(
     current: WarningRecord, command: Command, limits: Mapping[Level, timedelta]
 ) -> WarningRecord:
-    """The engine's level change applied to ``current``, status kept."""
+    """The engine's level change (or a grouped warning's update: its
+    members, level unchanged) applied to ``current``, status kept."""
     record = command.record
     if record is None:  # pragma: no cover - Command checks this
         raise TransitionError(current.id, current.status, command.action)
     if current.status not in ACTIVE:
         raise TransitionError(current.id, current.status, command.action)
+    update = command.action == Action.UPDATE
     entry = AuditEntry(
         at=command.at,
         status=current.status,
@@ -320,8 +330,8 @@ def _relevelled(
         comment=command.comment,
         from_status=current.status,
         command=command.id,
-        from_level=current.level,
-        level=record.level,
+        from_level=None if update else current.level,
+        level=None if update else record.level,
     )
     return current.model_copy(
         update={
@@ -329,10 +339,13 @@ def _relevelled(
             "colour": record.colour,
             "levels": record.levels,
             "items": record.items,
+            "members": record.members,
             "valid_until": record.valid_until,
             "history": [*current.history, entry],
             "issue_time": command.at,
-            "deadline": deadline_after(current, record.level, command.at, limits),
+            "deadline": current.deadline
+            if update
+            else deadline_after(current, record.level, command.at, limits),
         }
     )
 

@@ -7,7 +7,8 @@ One published version of a warning is one event:
                so a retry or a restart re-sends the same id
 ``source``     ``urn:riskwatch:<platform.sender_id>``: this riskwatch instance
 ``type``       from the last history entry: its status (:data:`EVENT_TYPES`),
-               or for a level change :data:`ESCALATED` / :data:`DEESCALATED`
+               for a level change :data:`ESCALATED` / :data:`DEESCALATED`,
+               for a grouped warning's new members :data:`UPDATED`
 ``subject``    the warning id
 ``time``       the version's ``issue_time``
 ``data``       the :class:`WarningRecord` as JSON (``application/json``)
@@ -45,6 +46,9 @@ ESCALATED = TYPE_PREFIX + "escalated"
 DEESCALATED = TYPE_PREFIX + "deescalated"
 """A version that lowered the level, never below the rule's own."""
 LEVEL_TYPES = (ESCALATED, DEESCALATED)
+UPDATED = TYPE_PREFIX + "updated"
+"""A version of a grouped warning whose members changed, its status and
+level as they were (alert_rules/grouping.py)."""
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE
 _FORMAT = JSONFormat()
 
@@ -69,6 +73,8 @@ def event_type(record: WarningRecord) -> str:
     if change is not None:
         before, after = change
         return ESCALATED if after.severity > before.severity else DEESCALATED
+    if last.from_status == last.status:
+        return UPDATED
     return EVENT_TYPES[last.status]
 
 

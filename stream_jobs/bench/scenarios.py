@@ -277,7 +277,11 @@ def replay_fleet(
     """
     registry = {e.id: e for e in enterprises}
     states: dict[tuple[str, str], DeviceState] = {}
-    opened: dict[str, Opened] = {}
+    # The device records of grouped rules are members of a group warning
+    # (alert_rules/grouping.py), never delivered: not counted here.
+    opened = _Opened(
+        skip=frozenset(r.id for r in getattr(rules, "rules", ()) if r.scope.grouped)
+    )
     total = fleet.message_count()
     done = 0
     clock_s = -math.inf
@@ -313,7 +317,7 @@ def _find_silent(
     silent_after_s: float,
     registry: dict[str, Enterprise],
     rules: Rules,
-    opened: dict[str, Opened],
+    opened: _Opened,
 ) -> None:
     now_ns = round(now_s * _NS)
     for (enterprise, device), state in states.items():
@@ -330,12 +334,21 @@ def _find_silent(
         _collect(outcome.warnings, opened)
 
 
-def _collect(records: Iterable[object], opened: dict[str, Opened]) -> None:
+class _Opened(dict[str, Opened]):
+    """The warnings opened, by id; those of the rules in ``skip`` left out."""
+
+    def __init__(self, skip: frozenset[str]) -> None:
+        super().__init__()
+        self.skip = skip
+
+
+def _collect(records: Iterable[object], opened: _Opened) -> None:
     for record in records:
         if (
             isinstance(record, WarningRecord)
             and record.status is WarningStatus.OPEN
             and record.id not in opened
+            and record.rule_id not in opened.skip
         ):
             opened[record.id] = Opened.of(record)
 

@@ -102,6 +102,20 @@ SCENARIOS = {
         [(0, 1, {}), (40, None, {"silent_s": 2400})],
         [(0, 1, {}), (20, None, {"silent_s": 1200})],
     ),
+    # Grouped rules: what fires here is one member's device finding; the
+    # group warnings they make are in tests/unit/alert_rules/test_grouping.py.
+    "hazchem-safety-sensors-silent": (
+        {},
+        "combustible_gas_lel",
+        [(0, 1, {}), (20, None, {"silent_s": 1200})],
+        [(m, 1, {}) for m in range(60)],
+    ),
+    "toxic-gas-several-enterprises": (
+        {},
+        "toxic_gas_ppm",
+        [(0, 1, {}), (1, 30, {})],
+        [(m, 5.0, {}) for m in range(60)],
+    ),
 }
 
 

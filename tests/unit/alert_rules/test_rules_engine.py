@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alert_rules import RuleEngine, WarningRecord, warning_id
+from alert_rules import RuleEngine, ScopeKind, WarningRecord, warning_id
 from alert_rules.engine import subject_of
 from riskwatch.contracts import NS_PER_S
 
@@ -350,13 +350,21 @@ def test_tracks_of_removed_rules_are_dropped(gas_rule, make_obs, caplog):
     assert "open warning dropped with its rule" in caplog.text
 
 
-def test_rules_of_other_scopes_are_skipped(make_rule, make_obs, caplog):
-    rule = make_rule("{scope: grid, when: {silent: true}}")
-    with caplog.at_level(logging.WARNING):
-        engine = RuleEngine([rule], "X")
-    assert "rule not evaluated rule=r1 scope=grid" in caplog.text
+def test_a_grouped_rule_gives_device_records_as_its_members(make_rule, make_obs):
+    # The grouping stage (alert_rules/grouping.py) makes the grid warning of
+    # them; the engine runs the device state machine as for any rule.
+    rule = make_rule(
+        "{scope: grid, group: {min_members: 2}, when: {silent: true}, finding: silent}"
+    )
+    engine = RuleEngine([rule], "X")
     obs = make_obs("power_kw", None, 0, silent_s=900)
-    assert engine.evaluate(obs, None, {})[1] == []
+    [record] = engine.evaluate(obs, None, {})[1]
+    assert (record.rule_id, record.scope.kind, record.device_id) == (
+        "r1",
+        ScopeKind.DEVICE,
+        "D1",
+    )
+    assert record.finding == "silent"
 
 
 def test_duplicate_rule_ids_are_refused(gas_rule):

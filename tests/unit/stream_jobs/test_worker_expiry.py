@@ -54,6 +54,7 @@ def _worker(tmp_path, **worker):
         setattr(w, name, FakeTopic())
     w.webhook = FakeWebhook()
     w.silence_view.ready.set()
+    w.findings.ready.set()
     return w, rules
 
 

@@ -47,10 +47,12 @@ def _worker(tmp_path):
         "dead_letter",
         "silences",
         "expiries",
+        "groups",
     ):
         setattr(worker, name, FakeTopic())
     worker.webhook = FakeWebhook()
     worker.silence_view.ready.set()
+    worker.findings.ready.set()
     return worker
 
 

@@ -50,10 +50,18 @@ def _worker(tmp_path, clock):
     settings = Settings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")
     worker = StreamWorker(settings, writer_factory=MemoryWriter, clock=clock)
     worker.warning_state = {}
-    for name in ("warnings", "warning_store", "commands", "anomalies", "dead_letter"):
+    for name in (
+        "warnings",
+        "warning_store",
+        "commands",
+        "anomalies",
+        "dead_letter",
+        "groups",
+    ):
         setattr(worker, name, FakeTopic())
     worker.webhook = FakeWebhook()
     worker.silence_view.ready.set()
+    worker.findings.ready.set()
     return worker
 
 
