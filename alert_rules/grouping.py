@@ -360,6 +360,12 @@ class _GroupState(BaseModel):
     # Event time the last warning of the group resolved, and its id.
     ended: int | None = None
     last_id: str | None = None
+    # Per member metric stream (<enterprise>/<device>/<metric>): the start
+    # and version of the latest member record applied. A record not after it
+    # is a redelivery (Kafka is at least once, and the table may be ahead of
+    # the committed offset after a crash) and changes nothing; bounded by
+    # the group's devices and metrics.
+    seen: dict[str, tuple[int, int]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -400,6 +406,18 @@ def apply(
         if record.metric is None:  # the worker sends device records only
             logger.warning("group note without a metric skipped warning=%s", record.id)
             return current.model_dump(mode="json"), []
+        subject = f"{record.enterprise_id}/{record.device_id}/{record.metric.value}"
+        position = (_ns(record.start_time), record.version)
+        last = current.seen.get(subject)
+        if last is not None and position <= tuple(last):
+            logger.debug(
+                "member record already applied warning=%s version=%d group=%s",
+                record.id,
+                record.version,
+                note.group,
+            )
+            return current.model_dump(mode="json"), []
+        current.seen[subject] = position
         if record.status == WarningStatus.OPEN:
             current.findings[record.id] = _Finding(
                 enterprise=record.enterprise_id,
@@ -416,10 +434,13 @@ def apply(
         gone = note.expire
         assert gone is not None  # noqa: S101 - GroupNote holds one of the two
         at = issued = _ns(gone.at)
+        # Findings that started after the expiry are the device's return
+        # (an expiry note delivered again after it): they stay.
         current.findings = {
             k: f
             for k, f in current.findings.items()
             if (f.enterprise, f.device) != (gone.enterprise, gone.device)
+            or f.start > at
         }
         why = f"device {gone.enterprise}/{gone.device} expired"
     record_out = _judge(

@@ -295,8 +295,9 @@ class StreamWorker:
         self.expiries = topic(
             f"{w.app_id}-expire", partitions=partitions, internal=True
         )
+        self.group_topic = f"{w.app_id}-group"
         self.groups = topic(
-            f"{w.app_id}-group", partitions=s.kafka.default_partitions, internal=True
+            self.group_topic, partitions=s.kafka.default_partitions, internal=True
         )
         # key_type=bytes makes faust read the changelog keys back raw, as
         # they were written (it derives the changelog codec from key_type).
@@ -567,7 +568,7 @@ class StreamWorker:
         is written: a note applied again after a crash gives the same version
         with the same id, which the lifecycle agent applies once.
         """
-        topic = self.groups.get_topic_name()
+        topic = self.group_topic
         note = parse_as(GroupNote, value)
         if isinstance(note, PayloadError):
             await self._reject(value, note, topic=topic)
