@@ -18,13 +18,11 @@ from alert_rules.grouping import GroupNote
 from alert_rules.lifecycle import Command
 from riskwatch.contracts import to_json_bytes
 from riskwatch.registry import load_registry
-from riskwatch.settings import Settings
-from stream_jobs.app import StreamWorker
 from stream_jobs.cloudevent import UPDATED, event_type, to_http
 from stream_jobs.processing import process_reading
-from stream_jobs.storage import MemoryWriter, warning_point
+from stream_jobs.storage import warning_point
+from tests.unit.conftest import fake_worker
 from tests.unit.stream_jobs.test_processing import SAMPLE_REGISTRY, reading
-from tests.unit.stream_jobs.test_worker_silences import FakeTopic, FakeWebhook
 
 S = 10**9
 T0 = 1_800_000_000 * S
@@ -35,9 +33,8 @@ LATER = {"PT-101": "pressure_mpa", "EM-01": "power_kw"}
 
 
 def _worker(tmp_path):
-    settings = Settings(
-        run_dir=tmp_path / "run",
-        cache_dir=tmp_path / "cache",
+    worker = fake_worker(
+        tmp_path,
         worker={
             "silent_after_s": SILENT_S,
             "app_id": "w1",
@@ -45,28 +42,10 @@ def _worker(tmp_path):
             "outage_min_devices": 100,
             "outage_settle_s": 0,
         },
-    )
-    worker = StreamWorker(
-        settings,
-        writer_factory=MemoryWriter,
         clock=lambda: datetime.fromtimestamp(T0 / 1e9, UTC),
     )
-    worker.device_state, worker.warning_state, worker.group_state = {}, {}, {}
-    for name in (
-        "warnings",
-        "warning_store",
-        "commands",
-        "anomalies",
-        "dead_letter",
-        "silences",
-        "expiries",
-        "groups",
-    ):
-        setattr(worker, name, FakeTopic())
-    worker.webhook = FakeWebhook()
     worker.pumped = {"groups": 0, "commands": 0}
-    for ready in (worker.silence_view, worker.findings, worker.registry):
-        ready.ready.set()
+    worker.registry.ready.set()
     for enterprise in load_registry(SAMPLE_REGISTRY).enterprises:
         worker.registry.apply(enterprise.id.encode(), enterprise.model_dump_json())
     return worker
