@@ -49,6 +49,7 @@ from alert_rules.warning import WarningStatus
 from riskwatch.contracts import Measurement, Metric, ReadingRecord
 from riskwatch.registry import Enterprise
 from simulators.fleet import ANOMALY_KINDS, Fleet, TruthEvent, generate_fleet
+from simulators.readings import Reading
 from stream_jobs.processing import DeviceState, Rules, process_reading, silence
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ScenarioReport",
     "format_report",
     "match_warnings",
+    "reading_record",
     "replay_fleet",
     "run_scenarios",
 ]
@@ -290,15 +292,7 @@ def replay_fleet(
         if reading.ts_s != clock_s:
             clock_s = reading.ts_s
             _find_silent(states, clock_s, silent_after_s, registry, rules, opened)
-        ts_ns = round(reading.ts_s * _NS)
-        record = ReadingRecord(
-            enterprise=reading.enterprise,
-            device=reading.device,
-            ts_ns=ts_ns,
-            seq=reading.seq,
-            metrics=[Measurement(metric=m, value=v) for m, v in reading.values],
-            received_ns=ts_ns,
-        )
+        record = reading_record(reading)
         key = (reading.enterprise, reading.device)
         outcome = process_reading(
             record, states.get(key), registry.get(reading.enterprise), rules
@@ -309,6 +303,20 @@ def replay_fleet(
         if progress is not None and done % report_every == 0:
             progress(f"  readings={done}/{total} warnings={len(opened)}")
     return list(opened.values()), done
+
+
+def reading_record(reading: Reading) -> ReadingRecord:
+    """A simulated reading as the gateway would record it, arriving at its
+    device time (offline, arrival time is device time)."""
+    ts_ns = round(reading.ts_s * _NS)
+    return ReadingRecord(
+        enterprise=reading.enterprise,
+        device=reading.device,
+        ts_ns=ts_ns,
+        seq=reading.seq,
+        metrics=[Measurement(metric=m, value=v) for m, v in reading.values],
+        received_ns=ts_ns,
+    )
 
 
 def _find_silent(

@@ -19,9 +19,10 @@ from alert_rules import (
     load_rules,
 )
 from alert_rules.grouping import GroupTable
-from riskwatch.contracts import Measurement, Metric, ReadingRecord
+from riskwatch.contracts import Metric
 from riskwatch.registry import load_registry
 from simulators.fleet import Injection, generate_fleet
+from stream_jobs.bench.scenarios import reading_record
 from stream_jobs.processing import process_reading, silence
 from tests.unit.stream_jobs.test_processing import SAMPLE_REGISTRY
 
@@ -65,15 +66,7 @@ def _replay(ids, injections, rules, hours=6.0):
                 )
                 states[enterprise, device] = outcome.state
                 published += groups.feed(outcome.warnings)
-        ts_ns = round(reading.ts_s * NS)
-        record = ReadingRecord(
-            enterprise=reading.enterprise,
-            device=reading.device,
-            ts_ns=ts_ns,
-            seq=reading.seq,
-            metrics=[Measurement(metric=m, value=v) for m, v in reading.values],
-            received_ns=ts_ns,
-        )
+        record = reading_record(reading)
         key = (reading.enterprise, reading.device)
         outcome = process_reading(
             record, states.get(key), REGISTRY[reading.enterprise], engine
