@@ -861,9 +861,6 @@ class StreamWorker:
             for w in warnings
         ]
         notes, batch = split_members(self.grouped, records)
-        for note in notes:
-            self.counters["members"] += 1
-            await self.groups.send(key=note.key, value=to_json_bytes(note))
         for warning in batch:
             self.counters["warnings"] += 1
             data = warning.model_dump(mode="json")
@@ -882,6 +879,11 @@ class StreamWorker:
                 data.get("device_id"),
             )
             await self.commands.send(key=str(data.get("id")).encode(), value=value)
+        # After the device warnings of the same observation: those were
+        # judged for inhibition before any group they complete can open.
+        for note in notes:
+            self.counters["members"] += 1
+            await self.groups.send(key=note.key, value=to_json_bytes(note))
 
 
 def silence_note(
