@@ -8,9 +8,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lxml import etree
 from pydantic import ValidationError
 
 from alert_rules import Level, RuleEngine, ScopeKind, WarningStatus, warning_id
+from alert_rules.cap import render_cap
 from alert_rules.grouping import (
     ExpiredDevice,
     GroupNote,
@@ -390,3 +392,21 @@ def test_an_update_keeps_an_acknowledged_status_and_the_deadline(gas_group, repl
     assert updated.deadline == first.deadline
     assert updated.history[-1].level_change is None
     assert [m.id for m in updated.members] == ["D1", "D2"]
+
+
+def test_a_grid_warning_in_cap_names_the_grid_not_an_enterprise(gas_group, replay):
+    rule = gas_group("grid", {"min_members": 2})
+    _, gas = replay(rule)
+    gas(0, 30, enterprise="E1")
+    [opened] = gas(1, 30, enterprise="E2")
+    doc = etree.fromstring(render_cap(opened, sender="riskwatch.local"))
+    ns = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
+    codes = [
+        (
+            g.findtext("cap:valueName", namespaces=ns),
+            g.findtext("cap:value", namespaces=ns),
+        )
+        for g in doc.iterfind(".//cap:area/cap:geocode", ns)
+    ]
+    assert codes == [("grid", "g1"), ("district", "d1")]
+    assert doc.findtext(".//cap:headline", namespaces=ns).endswith(", grid g1")
