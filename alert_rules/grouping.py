@@ -425,7 +425,7 @@ def apply(
                 metric=record.metric,
                 level=record.level,
                 start=_ns(record.start_time),
-                item=record.items[0],
+                item=_placed(record.items[0], record.enterprise_id),
             )
         else:
             current.findings.pop(record.id, None)
@@ -454,6 +454,15 @@ def apply(
         authority=authority,
     )
     return current.model_dump(mode="json"), [record_out] if record_out else []
+
+
+def _placed(item: WarningItem, enterprise: str) -> WarningItem:
+    """The member's item with its enterprise on the evidence, which a grid
+    or district record (enterprise ``*``) does not otherwise tell."""
+    if item.evidence is None:
+        return item
+    evidence = item.evidence.model_copy(update={"enterprise": enterprise})
+    return item.model_copy(update={"evidence": evidence})
 
 
 def _load(state: dict[str, Any] | None, key: bytes) -> _GroupState:

@@ -67,12 +67,18 @@ class WarningScope(_Record):
 
 
 class Evidence(_Record):
-    """The readings behind an item: one device's metric over a time range."""
+    """The readings behind an item: one device's metric over a time range.
+
+    ``enterprise`` is the device's enterprise where the record names none (a
+    grid or district warning, whose items are of several enterprises); None
+    means the record's ``enterprise_id``.
+    """
 
     device: str
     metric: Metric
     from_: AwareDatetime = Field(alias="from")
     to: AwareDatetime
+    enterprise: str | None = None
 
 
 class Member(_Record):

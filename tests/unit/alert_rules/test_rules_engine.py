@@ -285,7 +285,9 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
     assert "55 %LEL" in red.items[0].observed
     assert "Evacuate" in red.items[0].action
     data = json.loads(red.to_json())
-    assert set(data["items"][0]["evidence"]) == {"device", "metric", "from", "to"}
+    evidence = data["items"][0]["evidence"]
+    assert set(evidence) == {"device", "metric", "from", "to", "enterprise"}
+    assert evidence["enterprise"] is None  # the record's
     assert data["start_time"] == "2026-12-03T00:00:00Z"
     assert data["history"] == [
         {
