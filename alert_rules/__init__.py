@@ -13,7 +13,7 @@ Public surface:
 from alert_rules.engine import RuleEngine, subject_of
 from alert_rules.errors import RuleError, RuleProblem
 from alert_rules.loader import DEFAULTS_DIR, RuleCheck, check_rules, load_rules
-from alert_rules.rule import Level, Rule, ScopeKind
+from alert_rules.rule import Flap, Level, Rule, ScopeKind
 from alert_rules.warning import (
     AuditEntry,
     Evidence,
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULTS_DIR",
     "AuditEntry",
     "Evidence",
+    "Flap",
     "Level",
     "LevelEntry",
     "Officer",

@@ -13,6 +13,8 @@ In a rule file a condition is a mapping with exactly one key::
     score: {at_least: 0.9, detectors: [robust_z]}
     fired: [stuck]                 # a finding of one of these detectors
     silent: 30m                    # a silence observation, silent >= 30 min
+    stale: 15m                     # the metric left out >= 15 min, others sent
+    clock_skew_above: 5m           # the device clock off by more than 5 min
     context: shutdown_order        # see ContextName
     all: [<condition>, ...]
     any: [<condition>, ...]
@@ -87,6 +89,20 @@ class _Condition(StrictModel):
         """The findings this condition relied on, as evidence."""
         return []
 
+    def measured(self, ctx: Context) -> Measured | None:
+        """What the condition measured when it is not the observation's value
+        (a clock offset), for the warning item; None: the value is."""
+        return None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A quantity a condition measured: its value, unit and words."""
+
+    value: float
+    unit: str
+    said: str
+
 
 def _value(ctx: Context) -> float | None:
     obs = ctx.observation
@@ -145,8 +161,8 @@ class Score(_Condition):
 
     Without ``detectors`` the observation's combined score is compared; with
     them, the highest score among findings of those detectors (0 when none).
-    A silence observation is no evidence, unless it carries a finding of a
-    named detector.
+    A silence or stale observation is no evidence, unless it carries a
+    finding of a named detector.
     """
 
     tag: ClassVar[str] = "score"
@@ -160,7 +176,7 @@ class Score(_Condition):
 
     def test(self, ctx: Context) -> bool | None:
         found = self._relevant(ctx)
-        if ctx.observation.kind == "silence" and not found:
+        if ctx.observation.kind != "reading" and not found:
             return None  # no reading, so nothing was scored
         if not self.score.detectors:
             return ctx.observation.score >= self.score.at_least
@@ -177,7 +193,7 @@ class Score(_Condition):
 class Fired(_Condition):
     """A detector named here reported a finding with a score above zero.
 
-    On a silence observation without such a finding: no evidence.
+    On a silence or stale observation without such a finding: no evidence.
     """
 
     tag: ClassVar[str] = "fired"
@@ -186,8 +202,8 @@ class Fired(_Condition):
     def test(self, ctx: Context) -> bool | None:
         if self.findings(ctx):
             return True
-        # A silence carries no verdict of the other detectors.
-        return None if ctx.observation.kind == "silence" else False
+        # A silence or a stale metric carries no verdict of the detectors.
+        return None if ctx.observation.kind != "reading" else False
 
     def describe(self) -> str:
         return "detector " + " or ".join(self.fired) + " fired"
@@ -220,6 +236,8 @@ class Silent(_Condition):
 
     def test(self, ctx: Context) -> bool | None:
         obs = ctx.observation
+        if obs.kind == "stale":
+            return None  # the device is back, but not this metric
         if obs.kind != "silence":
             return False
         return (obs.silent_s or 0.0) >= self.silent.total_seconds()
@@ -228,6 +246,75 @@ class Silent(_Condition):
         if not self.silent:
             return "device silent"
         return f"device silent for at least {format_duration(self.silent)}"
+
+
+def _positive_duration(value: object) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError(f"expected a duration longer than 0s, got {value!r}")
+    return duration
+
+
+class Stale(_Condition):
+    """The metric has not been updated for a while, yet the device still
+    sends its other metrics (a ``stale`` observation).
+
+    A reading of the metric is False (it is updated again), a silence of
+    the whole device no evidence (that is ``silent``'s case).
+    """
+
+    tag: ClassVar[str] = "stale"
+    stale: Annotated[timedelta, BeforeValidator(_positive_duration)]
+
+    def test(self, ctx: Context) -> bool | None:
+        obs = ctx.observation
+        if obs.kind == "silence":
+            return None
+        if obs.kind != "stale":
+            return False
+        return (obs.stale_s or 0.0) >= self.stale.total_seconds()
+
+    def describe(self) -> str:
+        return (
+            f"metric not updated for {format_duration(self.stale)} while the "
+            "device sends others"
+        )
+
+
+class ClockSkewAbove(_Condition):
+    """The device's clock is off the gateway's by more than a duration.
+
+    Tested on the observations that carry a clock measurement
+    (``clock_offset_s``: one metric per device, once its last readings agree,
+    see stream_jobs/clock.py); on any other observation: no evidence.
+    """
+
+    tag: ClassVar[str] = "clock_skew_above"
+    clock_skew_above: Annotated[timedelta, BeforeValidator(_positive_duration)]
+
+    def test(self, ctx: Context) -> bool | None:
+        offset = ctx.observation.clock_offset_s
+        if offset is None:
+            return None
+        return abs(offset) > self.clock_skew_above.total_seconds()
+
+    def describe(self) -> str:
+        return f"device clock off by more than {format_duration(self.clock_skew_above)}"
+
+    def thresholds(self) -> Iterator[float]:
+        yield self.clock_skew_above.total_seconds()
+
+    def measured(self, ctx: Context) -> Measured | None:
+        obs = ctx.observation
+        if obs.clock_offset_s is None:
+            return None
+        offset = obs.clock_offset_s
+        side = "behind" if offset < 0 else "ahead of"
+        return Measured(
+            offset,
+            "s",
+            f"device {obs.device}'s clock is {abs(offset):.0f} s {side} the gateway's",
+        )
 
 
 class InContext(_Condition):
@@ -289,6 +376,9 @@ class AllOf(_Condition):
     def uses_value(self) -> bool:
         return any(c.uses_value() for c in self.all_)
 
+    def measured(self, ctx: Context) -> Measured | None:
+        return next((m for c in self.all_ if (m := c.measured(ctx)) is not None), None)
+
     def findings(self, ctx: Context) -> list[Finding]:
         return [f for c in self.all_ for f in c.findings(ctx)]
 
@@ -314,6 +404,9 @@ class AnyOf(_Condition):
 
     def uses_value(self) -> bool:
         return any(c.uses_value() for c in self.any_)
+
+    def measured(self, ctx: Context) -> Measured | None:
+        return next((m for c in self.any_ if (m := c.measured(ctx)) is not None), None)
 
     def findings(self, ctx: Context) -> list[Finding]:
         return [f for c in self.any_ if c.test(ctx) for f in c.findings(ctx)]
@@ -347,6 +440,8 @@ _KINDS: tuple[type[_Condition], ...] = (
     Score,
     Fired,
     Silent,
+    Stale,
+    ClockSkewAbove,
     InContext,
     AllOf,
     AnyOf,
@@ -387,6 +482,8 @@ Condition = Annotated[
     | Annotated[Score, Tag("score")]
     | Annotated[Fired, Tag("fired")]
     | Annotated[Silent, Tag("silent")]
+    | Annotated[Stale, Tag("stale")]
+    | Annotated[ClockSkewAbove, Tag("clock_skew_above")]
     | Annotated[InContext, Tag("context")]
     | Annotated[AllOf, Tag("all")]
     | Annotated[AnyOf, Tag("any")]

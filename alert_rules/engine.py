@@ -13,6 +13,13 @@ Per rule and metric stream the engine runs this state machine, in event time::
     open --clear holds--> clearing --held `clear_for`--> (idle) (emits resolved)
     clearing --clear fails--> open
 
+Flap detection (``Rule.flap``) counts the changes of each rule and subject in
+event time (``when`` holding, then ``clear`` holding, and back: the opening
+and the start of a clear are changes) in a change log that outlives its
+warnings. At ``flap.changes`` within
+``flap.window`` the open warning is marked flapping (a version of its own)
+and resolves only once its clear has held for ``flap.stable_for``.
+
 A run (pending or clearing) is broken, and starts again at the next reading
 that qualifies, by a reading that does not qualify, by a reading with no
 evidence (a silence for a value rule) or by two qualifying readings more than
@@ -37,7 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from alert_rules._base import to_ns
+from alert_rules._base import format_duration, to_ns
 from alert_rules.conditions import Context, negate
 from alert_rules.rule import EscalationStep, Level, Rule, ScopeKind
 from alert_rules.warning import (
@@ -92,6 +99,29 @@ class _LevelMark(BaseModel):
     reason: str
 
 
+class _FlapMark(BaseModel):
+    """When the warning was marked flapping: from which reading (``at``),
+    issued when, after how many of its level marks (0: at the opening), why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: int
+    issued: int
+    after: int
+    reason: str
+
+
+class _FlapLog(BaseModel):
+    """The recent changes of one rule on one metric stream, for flap
+    detection: the side the condition is on, and the event times of the last
+    ``flap.changes`` changes within ``flap.window``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    firing: bool = False
+    at: list[int] = Field(default_factory=list)
+
+
 class _Track(BaseModel):
     """Where one rule stands on one metric stream of the device.
 
@@ -115,6 +145,7 @@ class _Track(BaseModel):
     said: str = ""
     steps: list[_StepRun] = Field(default_factory=list)
     levels: list[_LevelMark] = Field(default_factory=list)
+    flap: _FlapMark | None = None
 
 
 class _DeviceState(BaseModel):
@@ -126,6 +157,9 @@ class _DeviceState(BaseModel):
     last_seen: dict[str, int] = Field(default_factory=dict)
     clock: dict[str, int] = Field(default_factory=dict)
     tracks: dict[str, _Track] = Field(default_factory=dict)
+    # Per track key: its recent changes (flap detection); bounded by
+    # Flap.changes each, dropped once they are older than the window.
+    flaps: dict[str, _FlapLog] = Field(default_factory=dict)
 
 
 def _moment(ns: int) -> datetime:
@@ -241,11 +275,14 @@ class RuleEngine:
             if not rule.select.matches(observation, enterprise):
                 continue
             key = f"{rule.id}|{metric}"
-            track, record = self._step(rule, ctx, current.tracks.get(key), now)
+            log = current.flaps.pop(key, None) or _FlapLog()
+            track, record = self._step(rule, ctx, current.tracks.get(key), now, log)
             if track is None:
                 current.tracks.pop(key, None)
             else:
                 current.tracks[key] = track
+            if log.at:
+                current.flaps[key] = log
             if record is not None:
                 records.append(record)
         return current.model_dump(), records
@@ -278,6 +315,7 @@ class RuleEngine:
             for rule, metric in [key.split("|", 1)]
         ]
         current.tracks.clear()
+        current.flaps.clear()
         return current.model_dump(), ids
 
     # State ---------------------------------------------------------------
@@ -294,6 +332,8 @@ class RuleEngine:
                 exc.error_count(),
             )
             return _DeviceState()
+        for key in [k for k in current.flaps if k.split("|")[0] not in self._ids]:
+            del current.flaps[key]
         for key in [k for k in current.tracks if k.split("|")[0] not in self._ids]:
             track = current.tracks.pop(key)
             if track.phase != "pending":
@@ -312,6 +352,7 @@ class RuleEngine:
         ctx: Context,
         track: _Track | None,
         now: datetime | None,
+        log: _FlapLog,
     ) -> tuple[_Track | None, WarningRecord | None]:
         ts = ctx.observation.ts_ns
         gap = to_ns(rule.max_gap)
@@ -326,17 +367,28 @@ class RuleEngine:
             _advance_steps(rule, ctx, track)
             if ts - track.start < to_ns(rule.for_at(ctx.enterprise)):
                 return track, None
+            if _changed(rule, log, ts, firing=True):
+                _mark_flapping(rule, track, log, ts, now, after=0)
             return track, self._open(rule, ctx, track, now)
         _advance_steps(rule, ctx, track)
         clears = rule.clear.test(ctx) if rule.clear is not None else negate(fires)
         if clears is not True:
             track.phase, track.clear_start, track.last = "open", None, ts
-            return track, self._relevel(rule, ctx, track, now, lower=True)
+            # Only `when` holding again is a change: a value between `clear`
+            # and `when` (hysteresis) or no evidence (a silence) is not.
+            flips = fires is True and _changed(rule, log, ts, firing=True)
+            flaps = flips and track.flap is None
+            return track, self._update(rule, ctx, track, log, now, flaps, lower=True)
         if track.phase == "open" or ts - track.last > gap:
             track.phase, track.clear_start = "clearing", ts
         track.last = ts
-        if ts - (track.clear_start or ts) < to_ns(rule.clear_for):
-            return track, self._relevel(rule, ctx, track, now, lower=False)
+        # Marked flapping, it is held open: its clear must hold for stable_for.
+        flaps = _changed(rule, log, ts, firing=False) and track.flap is None
+        clear_time = rule.clear_time(flapping=track.flap is not None or flaps)
+        if flaps or ts - (track.clear_start or ts) < to_ns(clear_time):
+            return track, self._update(rule, ctx, track, log, now, flaps, lower=False)
+        if track.flap is not None:
+            log.at.clear()  # it settled: the next episode starts afresh
         record = self._record(rule, ctx, track, resolved_ns=ts, now=now)
         logger.info(
             "warning resolved warning=%s rule=%s level=%s device=%s metric=%s",
@@ -347,6 +399,39 @@ class RuleEngine:
             record.metric,
         )
         return None, record
+
+    def _update(
+        self,
+        rule: Rule,
+        ctx: Context,
+        track: _Track,
+        log: _FlapLog,
+        now: datetime | None,
+        flaps: bool,
+        *,
+        lower: bool,
+    ) -> WarningRecord | None:
+        """The version an open warning's reading makes, if any: the flapping
+        mark when ``flaps``, else a level change if one is due. A level
+        change due at the reading that marks the warning flapping waits for
+        the next reading."""
+        if not flaps:
+            return self._relevel(rule, ctx, track, now, lower=lower)
+        ts = ctx.observation.ts_ns
+        _mark_flapping(rule, track, log, ts, now, after=len(_marks(rule, track)))
+        _observe(rule, ctx, track)
+        record = self._record(rule, ctx, track, resolved_ns=None, now=now)
+        logger.info(
+            "warning flapping warning=%s rule=%s level=%s device=%s metric=%s "
+            "changes=%d",
+            record.id,
+            rule.id,
+            record.level.value,
+            record.device_id,
+            record.metric,
+            len(log.at),
+        )
+        return record
 
     def _relevel(
         self,
@@ -372,7 +457,8 @@ class RuleEngine:
         ts = ctx.observation.ts_ns
         if target.severity > current.severity:
             reason = (
-                f"escalated {current.value} -> {target.value}: {_why_up(rule, target)}"
+                f"escalated {current.value} -> {target.value}: "
+                f"{_why_up(rule, target, ctx.enterprise)}"
             )
         else:
             reason = (
@@ -412,7 +498,7 @@ class RuleEngine:
         if level != rule.level:
             # A step already met when the rule fires (a reading straight past
             # the second threshold): the office hears the higher level first.
-            reason += f"; at {level.value}: {_why_up(rule, level)}"
+            reason += f"; at {level.value}: {_why_up(rule, level, ctx.enterprise)}"
         track.levels = [
             _LevelMark(level=level, at=obs.ts_ns, issued=track.issued, reason=reason)
         ]
@@ -442,16 +528,19 @@ class RuleEngine:
         obs, enterprise = ctx.observation, ctx.enterprise
         detected = _moment(track.detected if track.detected is not None else obs.ts_ns)
         issued = _moment(track.issued) if track.issued is not None else detected
+        flap = track.flap
+        opening = f"rule {rule.id}: {rule.when.describe()}"
+        if flap is not None and flap.after == 0:
+            opening += f"; {flap.reason}"
         history = [
             AuditEntry(
-                at=issued,
-                status=WarningStatus.OPEN,
-                by=ENGINE_ACTOR,
-                comment=f"rule {rule.id}: {rule.when.describe()}",
+                at=issued, status=WarningStatus.OPEN, by=ENGINE_ACTOR, comment=opening
             )
         ]
         marks = _marks(rule, track)
-        for before, mark in itertools.pairwise(marks):
+        for index, (before, mark) in enumerate(itertools.pairwise(marks), start=1):
+            if flap is not None and flap.after == index:
+                history.append(_flap_entry(flap))
             history.append(
                 AuditEntry(
                     at=_moment(mark.issued),
@@ -463,6 +552,8 @@ class RuleEngine:
                     level=mark.level,
                 )
             )
+        if flap is not None and flap.after >= len(marks):
+            history.append(_flap_entry(flap))
         level = marks[-1].level
         status = WarningStatus.OPEN
         # A level change is issued anew, and valid from then on.
@@ -484,8 +575,11 @@ class RuleEngine:
                     from_status=WarningStatus.OPEN,
                 )
             )
+        said = track.said
+        if flap is not None:
+            said += f" [{flap.reason}]"
         item = WarningItem(
-            observed=track.said,
+            observed=said,
             expected=rule.expected,
             observed_value=track.observed,
             expected_value=track.expected,
@@ -537,8 +631,59 @@ class RuleEngine:
                 )
                 for m in marks
             ],
+            flapping=flap is not None,
             finding=rule.finding,
         )
+
+
+def _changed(rule: Rule, log: _FlapLog, ts: int, *, firing: bool) -> bool:
+    """Note the condition on the ``firing`` side at ``ts``; True when the
+    changes within the rule's flap window now make a flap.
+
+    The log keeps only the last ``flap.changes`` changes, and none older
+    than the window, so its size is bounded whatever the data does.
+    """
+    if rule.flap is None:
+        return False
+    window = to_ns(rule.flap.window)
+    log.at = [t for t in log.at if ts - t <= window]
+    if log.firing == firing:
+        return False
+    log.firing = firing
+    log.at = [*log.at, ts][-rule.flap.changes :]
+    return len(log.at) >= rule.flap.changes
+
+
+def _mark_flapping(
+    rule: Rule,
+    track: _Track,
+    log: _FlapLog,
+    ts: int,
+    now: datetime | None,
+    *,
+    after: int,
+) -> None:
+    if track.flap is not None or rule.flap is None:
+        return
+    since = _moment(log.at[0]).isoformat().replace("+00:00", "Z")
+    reason = (
+        f"flapping: {len(log.at)} changes since {since}; held open until its "
+        f"clear has held {format_duration(rule.clear_time(flapping=True))}"
+    )
+    issued = _ns(now) if now is not None else ts
+    track.flap = _FlapMark(at=ts, issued=issued, after=after, reason=reason)
+
+
+def _flap_entry(flap: _FlapMark) -> AuditEntry:
+    """The audit entry of the version that marked the warning flapping: the
+    status unchanged, no level change."""
+    return AuditEntry(
+        at=_moment(flap.issued),
+        status=WarningStatus.OPEN,
+        by=ENGINE_ACTOR,
+        comment=flap.reason,
+        from_status=WarningStatus.OPEN,
+    )
 
 
 def _placed(observation: Observation, clock_ns: int | None) -> Observation:
@@ -590,7 +735,7 @@ def _advance(
         if run.start is None or run.last is None or ts - run.last > gap:
             run.start = ts
         run.last = ts
-        if ts - run.start >= to_ns(step.after):
+        if ts - run.start >= to_ns(rule.after_at(step, ctx.enterprise)):
             run.met, run.clear_start = True, None
         return
     clears = step.clear.test(ctx) if step.clear is not None else negate(holds)
@@ -615,9 +760,15 @@ def _step_for(rule: Rule, level: Level) -> EscalationStep | None:
     return next((step for step in rule.escalate if step.to == level), None)
 
 
-def _why_up(rule: Rule, level: Level) -> str:
+def _why_up(rule: Rule, level: Level, enterprise: Enterprise | None) -> str:
     step = _step_for(rule, level)
-    return step.describe(rule.when) if step is not None else rule.when.describe()
+    if step is None:
+        return rule.when.describe()
+    text = step.describe(rule.when)
+    scaled = rule.after_at(step, enterprise)
+    if enterprise is not None and scaled != step.after:
+        text += f" ({format_duration(scaled)} for risk class {enterprise.risk_class})"
+    return text
 
 
 def _why_down(rule: Rule, level: Level) -> str:
@@ -642,10 +793,21 @@ def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
     obs = ctx.observation
     findings = rule.when.findings(ctx)
     info = METRICS[obs.metric]
-    if obs.kind == "silence":
+    measured = rule.when.measured(ctx)
+    if measured is not None:
+        # A condition about something else than the value (the clock).
+        track.observed, track.unit, said = measured.value, measured.unit, measured.said
+        track.expected = next(iter(rule.when.thresholds()), None)
+    elif obs.kind == "silence":
         track.observed, track.unit = obs.silent_s, "s"
         silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
         said = f"device {obs.device} sent no {info.description} data for {silent}"
+    elif obs.kind == "stale":
+        track.observed, track.unit = obs.stale_s, "s"
+        said = (
+            f"device {obs.device} sent no {info.description} data for "
+            f"{obs.stale_s or 0:.0f} s while still sending its other metrics"
+        )
     else:
         track.observed, track.unit = obs.value, obs.unit
         said = (

@@ -24,6 +24,8 @@ Transitions (``TRANSITIONS``; anything else is refused with
                   --escalate, deescalate (engine)--> the same status, at the
                                                    engine's new level
     open, acknowledged, disposed
+                  --flap (engine)---------> the same status, ``flapping`` set
+    open, acknowledged, disposed
                   --update (engine)-------> the same status and level: a
                                             grouped warning's members changed
 
@@ -40,6 +42,10 @@ new level (:func:`deadline_after`).
 covered is kept with ``held`` set, and released (``held`` cleared, no new
 history entry, the same version id) when no silence covers it any more and
 it is still active; the platform then gets the version it was never sent.
+A later engine version a silence covered (a silence recorded while the
+warning was open) sets ``held`` and ``held_from`` (its version number); such
+a warning is released however it stands, so the platform, which has its
+opening, also hears how it ended.
 
 Applying is deterministic: the new version takes its times from the command,
 never from a clock, so the same command applied again after a restart gives
@@ -91,6 +97,7 @@ class Action(StrEnum):
     RELEASE = "release"
     ESCALATE = "escalate"
     DEESCALATE = "deescalate"
+    FLAP = "flap"
     UPDATE = "update"
 
 
@@ -98,7 +105,10 @@ OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
 LEVEL_ACTIONS = (Action.ESCALATE, Action.DEESCALATE)
 """The engine's level changes: allowed while the warning is active, and
 leaving its status as it is."""
-_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, Action.UPDATE, *LEVEL_ACTIONS)
+IN_PLACE_ACTIONS = (*LEVEL_ACTIONS, Action.FLAP, Action.UPDATE)
+"""The engine's versions that keep the status: level changes, the mark of a
+flapping warning and a grouped warning's new members."""
+_ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, *IN_PLACE_ACTIONS)
 
 WORKER_ACTOR = "riskwatch-worker"
 """The ``by`` of the commands the worker's timers send (expire, release)."""
@@ -149,7 +159,7 @@ class TransitionError(LifecycleError):
 
 def allowed_from(action: Action) -> frozenset[WarningStatus]:
     """The statuses ``action`` may be applied in (none for ``open``)."""
-    if action in LEVEL_ACTIONS or action == Action.UPDATE:
+    if action in IN_PLACE_ACTIONS:
         return ACTIVE
     entry = TRANSITIONS.get(action)
     return entry[0] if entry is not None else frozenset()
@@ -177,7 +187,7 @@ class Command(_Record):
             issue time and the audit entry's ``at``.
         comment: why; for ``dispose`` the required note of what was done.
         record: the engine's version, for ``open``, ``resolve``,
-            ``escalate`` and ``deescalate`` only.
+            ``escalate``, ``deescalate`` and ``flap`` only.
     """
 
     v: int = 1
@@ -216,8 +226,10 @@ class Command(_Record):
         elif change is None and last.from_status is None:
             action = Action.OPEN
         elif change is None:
-            # Same status, same level: a grouped warning's members changed.
-            action = Action.UPDATE
+            # Neither an opening nor a level change: a grouped warning's
+            # members changed (only grouped warnings have members), or the
+            # flapping mark.
+            action = Action.UPDATE if record.members else Action.FLAP
         else:
             up = change[1].severity > change[0].severity
             action = Action.ESCALATE if up else Action.DEESCALATE
@@ -276,8 +288,8 @@ def apply(
         return None
     if command.action == Action.RELEASE:
         return _released(current)
-    if command.action in LEVEL_ACTIONS or command.action == Action.UPDATE:
-        return _relevelled(current, command, limits)
+    if command.action in IN_PLACE_ACTIONS:
+        return _in_place(current, command, limits)
     allowed, target = TRANSITIONS[command.action]
     if current.status not in allowed:
         raise TransitionError(current.id, current.status, command.action)
@@ -301,28 +313,43 @@ def apply(
             "items": command.record.items,
             "members": command.record.members,
         }
-    return current.model_copy(update=update)
+    return current.model_copy(update=update | _held_later(current, command))
+
+
+def _held_later(current: WarningRecord, command: Command) -> dict[str, Any]:
+    """The held marks of an engine version a silence covered when it was
+    emitted, for a warning not held yet: from this version on it is held."""
+    record = command.record
+    if current.held or record is None or not record.held:
+        return {}
+    return {
+        "held": True,
+        "silenced_by": record.silenced_by,
+        "held_from": len(current.history) + 1,
+    }
 
 
 def _released(current: WarningRecord) -> WarningRecord | None:
-    # Already released, or over (resolved, closed, expired while held):
-    # nothing the platform still needs to hear about.
-    if not current.held or current.status not in ACTIVE:
+    # Already released, or held from its opening and over (resolved, closed,
+    # expired while held): nothing the platform still needs to hear about.
+    # One held only from a later version was sent open: it hears the end.
+    if not current.held or (current.status not in ACTIVE and not current.held_from):
         return None
     return current.model_copy(update={"held": False})
 
 
-def _relevelled(
+def _in_place(
     current: WarningRecord, command: Command, limits: Mapping[Level, timedelta]
 ) -> WarningRecord:
-    """The engine's level change (or a grouped warning's update: its
-    members, level unchanged) applied to ``current``, status kept."""
+    """The engine's level change, flapping mark or grouped warning's update
+    (its members, level unchanged) applied to ``current``, status kept."""
     record = command.record
     if record is None:  # pragma: no cover - Command checks this
         raise TransitionError(current.id, current.status, command.action)
     if current.status not in ACTIVE:
         raise TransitionError(current.id, current.status, command.action)
-    update = command.action == Action.UPDATE
+    flap = command.action == Action.FLAP
+    same_level = flap or command.action == Action.UPDATE
     entry = AuditEntry(
         at=command.at,
         status=current.status,
@@ -330,24 +357,27 @@ def _relevelled(
         comment=command.comment,
         from_status=current.status,
         command=command.id,
-        from_level=None if update else current.level,
-        level=None if update else record.level,
+        from_level=None if same_level else current.level,
+        level=None if same_level else record.level,
     )
-    return current.model_copy(
-        update={
+    update: dict[str, Any] = {
+        "items": record.items,
+        "members": record.members,
+        "valid_until": record.valid_until,
+        "history": [*current.history, entry],
+        "issue_time": command.at,
+    }
+    update |= _held_later(current, command)
+    if flap:
+        update["flapping"] = True
+    else:
+        update |= {
             "level": record.level,
             "colour": record.colour,
             "levels": record.levels,
-            "items": record.items,
-            "members": record.members,
-            "valid_until": record.valid_until,
-            "history": [*current.history, entry],
-            "issue_time": command.at,
-            "deadline": current.deadline
-            if update
-            else deadline_after(current, record.level, command.at, limits),
+            "deadline": deadline_after(current, record.level, command.at, limits),
         }
-    )
+    return current.model_copy(update=update)
 
 
 def deadline_after(

@@ -268,6 +268,55 @@ class GroupSpec(StrictModel):
         return text
 
 
+MIN_FLAP_CHANGES = 2  # one opening and one clearing is an episode, not a flap
+MAX_FLAP_CHANGES = 64  # the changes kept per subject: the state stays small
+
+
+class Flap(StrictModel):
+    """When an open warning counts as flapping, and what ends it.
+
+    A *change* is the rule's condition flipping for one subject, in event
+    time: the warning opening, its clear starting to hold (the resolution
+    itself when ``clear_for`` is 0), and ``when`` holding again while it
+    clears. A value between ``clear`` and ``when`` (the hysteresis band)
+    and a reading with no evidence change nothing. With ``changes`` or more
+    within ``window`` the warning is flapping: it is not resolved until its
+    clear has held for ``stable_for`` (or ``clear_for``, if longer) on
+    unbroken readings, and the condition firing again meanwhile is the same
+    warning.
+
+    Attributes:
+        window: how far back changes count; default 1h.
+        changes: how many changes within ``window`` make a flap; default 4
+            (two full on-off cycles), at least 2, at most 64.
+        stable_for: how long the clear must hold before a flapping warning
+            resolves; default 30m.
+    """
+
+    window: Duration = timedelta(hours=1)
+    changes: int = Field(default=4, ge=MIN_FLAP_CHANGES, le=MAX_FLAP_CHANGES)
+    stable_for: Duration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Flap:
+        if self.window <= timedelta(0):
+            raise FieldError("window", "window must be longer than 0s")
+        if self.stable_for <= timedelta(0):
+            raise FieldError("stable_for", "stable_for must be longer than 0s")
+        return self
+
+    def describe(self) -> str:
+        """The policy in words.
+
+        >>> Flap().describe()
+        '4 changes within 1h; resolves once its clear has held 30m'
+        """
+        return (
+            f"{self.changes} changes within {format_duration(self.window)}; "
+            f"resolves once its clear has held {format_duration(self.stable_for)}"
+        )
+
+
 class Rule(StrictModel):
     """One graded early-warning rule.
 
@@ -304,9 +353,13 @@ class Rule(StrictModel):
             met (see :class:`EscalationStep`); the warning's level is the
             most severe of ``level`` and the met steps' ``to``.
         risk_factors: per enterprise risk class (A to D), a factor on
-            ``for``: ``{D: 0.5}`` fires a class-D (high-risk) enterprise's
-            warning after half the time. A class not listed, and a device
+            ``for`` and on every escalation step's ``after``: ``{D: 0.5}``
+            fires a class-D (high-risk) enterprise's warning, and escalates
+            it, after half the time. A class not listed, and a device
             whose enterprise is not registered, keep ``for`` as it is.
+        flap: when an open warning is flapping (see :class:`Flap`); default
+            ``Flap()``, 4 changes within 1h, resolved after 30m of clear;
+            None (``flap: null``) turns flap detection off.
         valid_for: validity of an open warning after its issue; default 24h.
         action: the recommended action, for the warning item.
         expected: what is expected instead, in words (with the unit).
@@ -328,6 +381,7 @@ class Rule(StrictModel):
     clear_for: Duration = timedelta(0)
     escalate: list[EscalationStep] = Field(default_factory=list)
     risk_factors: dict[RiskClass, float] = Field(default_factory=dict)
+    flap: Flap | None = Field(default_factory=Flap)
     valid_for: Duration = timedelta(hours=24)
     action: str = Field(min_length=1)
     expected: str = Field(min_length=1)
@@ -348,10 +402,15 @@ class Rule(StrictModel):
                     f"a risk factor must be above 0 and at most "
                     f"{MAX_RISK_FACTOR:g}, got {factor:g}",
                 )
-            if factor != 1 and not self.for_:
+            if (
+                factor != 1
+                and not self.for_
+                and not any(step.after for step in self.escalate)
+            ):
                 raise FieldError(
                     f"risk_factors.{risk_class}",
-                    "risk factors scale `for`, which this rule does not set",
+                    "risk factors scale `for` and the escalation steps' "
+                    "`after`, which this rule does not set",
                 )
         if self.max_gap <= timedelta(0):
             raise FieldError("max_gap", "max_gap must be longer than 0s")
@@ -427,9 +486,36 @@ class Rule(StrictModel):
         >>> rule.for_at(None)
         datetime.timedelta(seconds=1800)
         """
+        return self.for_ * self.risk_factor(enterprise)
+
+    def after_at(
+        self, step: EscalationStep, enterprise: Enterprise | None
+    ) -> timedelta:
+        """How long a step's condition must hold for this enterprise's risk
+        class: its ``after`` scaled like ``for``.
+
+        >>> rule = Rule.model_validate({
+        ...     "id": "r", "title": "t", "level": "III", "when": {"silent": True},
+        ...     "escalate": [{"after": "2h", "to": "II"}], "risk_factors": {"D": 0.5},
+        ...     "action": "a", "expected": "e"})
+        >>> rule.after_at(rule.escalate[0], None)
+        datetime.timedelta(seconds=7200)
+        """
+        return step.after * self.risk_factor(enterprise)
+
+    def risk_factor(self, enterprise: Enterprise | None) -> float:
+        """The factor on ``for`` and ``after`` for this enterprise: 1 for a
+        class not listed and for a device whose enterprise is not registered."""
         if enterprise is None:
-            return self.for_
-        return self.for_ * self.risk_factors.get(enterprise.risk_class, 1.0)
+            return 1.0
+        return self.risk_factors.get(enterprise.risk_class, 1.0)
+
+    def clear_time(self, *, flapping: bool) -> timedelta:
+        """How long ``clear`` must hold to resolve: ``clear_for``, and for a
+        flapping warning at least the flap's ``stable_for``."""
+        if flapping and self.flap is not None:
+            return max(self.clear_for, self.flap.stable_for)
+        return self.clear_for
 
     def summary(self) -> str:
         """One line: id, level, scope, condition and timing."""
@@ -450,6 +536,10 @@ class Rule(StrictModel):
             text += f"; {self.grouping.describe(self.scope)}"
         if self.finding is not None:
             text += f"; finding {self.finding}"
+        if self.flap is None:
+            text += "; no flap detection"
+        elif self.flap != Flap():
+            text += f"; flapping at {self.flap.describe()}"
         for step in self.escalate:
             text += f"; {step.to.value} on {step.describe(self.when)}"
             if step.clear is not None or step.clear_for:

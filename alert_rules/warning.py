@@ -224,6 +224,11 @@ class WarningRecord(_Record):
     # platform: recorded and stored, not delivered (see docs/rules.md).
     silenced_by: str | None = None
     held: bool = False
+    # The first version held back when a silence recorded after the opening
+    # caught a later version (None: held from the opening, or not held). The
+    # platform knows such a warning, so its latest version is released
+    # however it ended.
+    held_from: int | None = None
     # The level history, oldest first; the last entry is ``level``. Empty in
     # records written before escalation existed.
     levels: list[LevelEntry] = Field(default_factory=list)
@@ -235,6 +240,10 @@ class WarningRecord(_Record):
     # when it opened (its versions are then `held`; see docs/rules.md).
     finding: str | None = None
     inhibited_by: str | None = None
+    # Whether the rule engine found the warning flapping (its condition
+    # toggling, see docs/rules.md "Flapping"): it then resolves only once its
+    # clear has held for the rule's flap.stable_for. False in older records.
+    flapping: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> WarningRecord:

@@ -496,7 +496,13 @@ class Observation(BaseModel):
 
     ``value`` is what was scored: the measured value for instant metrics, the
     consumption rate per hour for counters (``rate`` is True), None when
-    ``kind`` is ``silence`` (no data for ``silent_s`` seconds).
+    ``kind`` is ``silence`` (no data from the device for ``silent_s``
+    seconds) or ``stale`` (no data for this metric for ``stale_s`` seconds of
+    device time, while the device still sends others).
+
+    ``clock_offset_s``: the device clock minus the gateway's, in seconds,
+    measured over the device's last readings when they agree (see
+    stream_jobs/clock.py); on one metric's readings per device, else None.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -505,7 +511,7 @@ class Observation(BaseModel):
     enterprise: str
     device: str
     metric: Metric
-    kind: Literal["reading", "silence"] = "reading"
+    kind: Literal["reading", "silence", "stale"] = "reading"
     ts_ns: int
     value: float | None
     unit: str
@@ -513,4 +519,6 @@ class Observation(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     learning: bool = False  # the device's baseline is still forming
     silent_s: float | None = None
+    stale_s: float | None = None
+    clock_offset_s: float | None = None
     findings: list[Finding] = Field(default_factory=list)

@@ -171,6 +171,17 @@ class WorkerSettings(_Section):
     # reached the gateway) has its active warnings expired; keep it well
     # above silent_after_s, or the silence warnings open after the expiry.
     expire_after_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Event time (docs/rules.md, "Late and out-of-order readings"): a device's
+    # readings are held until its latest device time is lateness_s past them
+    # (or nothing has come from it for lateness_s of wall time), then scored
+    # and evaluated in timestamp order; 0 applies each as it arrives. The
+    # buffer is part of the device's table entry, which Kafka caps at 1 MiB.
+    # 30 s by default: every warning waits that long (a level I gas reading
+    # too), so it covers QoS 1 redeliveries and a gateway's reconnect, not a
+    # device's store-and-forward backlog of minutes.
+    lateness_s: float = Field(default=30.0, ge=0, le=3600)
+    reorder_max_readings: int = Field(default=256, ge=1, le=10_000)
+    reorder_max_bytes: int = Field(default=65_536, ge=1024, le=512 * 1024)
     influx_batch: int = Field(default=2000, ge=1)
     influx_flush_s: float = Field(default=1.0, gt=0)
     # Hours an officer has to handle a warning, by level, from its opening:
@@ -178,6 +189,18 @@ class WorkerSettings(_Section):
     handling_hours: dict[str, float] = Field(
         default_factory=lambda: {"I": 1.0, "II": 4.0, "III": 24.0, "IV": 72.0}
     )
+
+    @model_validator(mode="after")
+    def _lateness_before_silence(self) -> WorkerSettings:
+        # The silence scan releases a quiet device's held readings after
+        # lateness_s; only then can it be judged silent, from its last reading.
+        if self.lateness_s >= self.silent_after_s:
+            raise ValueError(
+                f"lateness_s ({self.lateness_s:g}) must be below silent_after_s "
+                f"({self.silent_after_s:g}): a device's held readings are applied "
+                "before its silence is judged"
+            )
+        return self
 
     @field_validator("handling_hours")
     @classmethod

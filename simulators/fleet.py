@@ -48,6 +48,7 @@ AnomalyKind = Literal[
     "dropout",
     "gas_leak_ramp",
     "shutdown_production",
+    "hover",
 ]
 ANOMALY_KINDS: tuple[AnomalyKind, ...] = (
     "spike",
@@ -57,6 +58,7 @@ ANOMALY_KINDS: tuple[AnomalyKind, ...] = (
     "dropout",
     "gas_leak_ramp",
     "shutdown_production",
+    "hover",
 )
 COUNTER_EVENT_KINDS = ("counter_reset", "rollover")
 
@@ -92,7 +94,11 @@ _DURATION_H: dict[AnomalyKind, tuple[float, float]] = {
     "dropout": (0.3, 3.0),
     "gas_leak_ramp": (0.75, 1.5),
     "shutdown_production": (3.0, 8.0),
+    "hover": (1.0, 3.0),
 }
+# A hover's half-cycles above and below its level, in samples (low, high):
+# long enough below for some to outlast a rule's clear_for.
+_HOVER_SAMPLES = (1, 9)
 
 
 @dataclass(frozen=True)
@@ -135,10 +141,17 @@ class TruthEvent:
 class Injection:
     """An anomaly asked for explicitly (tests, demo scripts).
 
+    ``hover`` is only ever injected, never drawn at random: a value hovering
+    at ``level`` (a rule's threshold), in turns above and below it by up to
+    ``spread``, each turn 1 to 8 samples long.
+
     Attributes:
         duration_s: length of the affected span; a spike lasts one sample
             when this is 0. Spans are cut at the end of the window.
         metric: required except for ``dropout``.
+        level: for ``hover`` (required there): the value hovered at.
+        spread: for ``hover``: how far above and below ``level`` the value
+            goes, > 0; default a tenth of ``level`` (1 if that is 0).
     """
 
     kind: AnomalyKind
@@ -147,6 +160,8 @@ class Injection:
     start: datetime
     duration_s: float
     metric: Metric | None = None
+    level: float | None = None
+    spread: float | None = None
 
 
 @dataclass
@@ -196,6 +211,45 @@ class Fleet:
                         tuple((m, v[i]) for m, v in metrics),
                         ts_iso,
                     )
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A reading and when it reaches the gateway (epoch seconds)."""
+
+    arrival_s: float
+    reading: Reading
+
+
+def arrivals(
+    readings: Iterator[Reading] | Sequence[Reading],
+    *,
+    max_delay_s: float,
+    seed: int = 0,
+) -> list[Arrival]:
+    """The readings as a network with variable delay delivers them.
+
+    Each reading is delayed by its own random time, uniform in ``[0,
+    max_delay_s]``, and the list is in arrival order: readings less than
+    ``max_delay_s`` apart arrive out of their device-time order, none later
+    than ``max_delay_s`` after it was taken. The same seed gives the same
+    order.
+
+    >>> from simulators.readings import Reading
+    >>> rs = [Reading(float(t), "E1", "D1", t, ()) for t in range(4)]
+    >>> [a.reading.seq for a in arrivals(rs, max_delay_s=0)]
+    [0, 1, 2, 3]
+
+    Raises:
+        ValueError: ``max_delay_s`` is negative.
+    """
+    if max_delay_s < 0:
+        raise ValueError(f"max_delay_s must be >= 0, got {max_delay_s}")
+    items = list(readings)
+    delays = np.random.default_rng(seed).uniform(0.0, max_delay_s, len(items))
+    out = [Arrival(r.ts_s + float(d), r) for r, d in zip(items, delays, strict=True)]
+    # Stable: equal arrival times keep device-time order.
+    return sorted(out, key=lambda a: a.arrival_s)
 
 
 def window_ending_now(
@@ -320,6 +374,13 @@ def _check_injections(
                 f"injection kind {inj.kind!r} is unknown; known: "
                 + ", ".join(ANOMALY_KINDS)
             )
+        if inj.kind == "hover" and (
+            inj.level is None or (inj.spread is not None and not inj.spread > 0)
+        ):
+            raise InjectionError(
+                f"injection hover needs a level (the threshold to hover at) and "
+                f"a spread above 0, got level={inj.level!r} spread={inj.spread!r}"
+            )
         if inj.kind != "dropout":
             if inj.metric not in device.metrics:
                 raise InjectionError(
@@ -350,13 +411,37 @@ def _check_injections(
 
 
 def _kinds_for(metric: Metric, *, shutdown_possible: bool) -> tuple[AnomalyKind, ...]:
+    """The kinds an anomaly on ``metric`` may be: drawn at random, or (with
+    ``shutdown_possible``) injected, which adds the injected-only ones."""
     if METRICS[metric].counter:
         return _COUNTER_KINDS
+    injected: tuple[AnomalyKind, ...] = ("hover",) if shutdown_possible else ()
     if metric is Metric.COMBUSTIBLE_GAS_LEL:
-        return _GAS_KINDS
+        return (*_GAS_KINDS, *injected)
     if metric is Metric.POWER_KW and shutdown_possible:
-        return (*_INSTANT_KINDS, "shutdown_production")
-    return _INSTANT_KINDS
+        return (*_INSTANT_KINDS, "shutdown_production", *injected)
+    return (*_INSTANT_KINDS, *injected)
+
+
+def _hover(
+    values: FloatArray, plan: _Plan, rng: np.random.Generator
+) -> dict[str, float | str]:
+    """Replace the span by turns above and below the plan's level: each turn
+    1 to 8 samples long, its distance from the level a draw between a third
+    of the spread and all of it, plus a little noise."""
+    level = float(plan.level if plan.level is not None else 0.0)
+    spread = plan.spread if plan.spread is not None else abs(level) / 10 or 1.0
+    index, above, turns = plan.a, True, 0
+    while index < plan.b:
+        length = int(rng.integers(*_HOVER_SAMPLES))
+        distance = spread * float(rng.uniform(1 / 3, 1.0))
+        end = min(plan.b, index + length)
+        # A little noise, far too little to cross the level: no sensor
+        # reads the same value twice in a row, and a flat one is `stuck`.
+        noise = rng.standard_normal(end - index) * spread / 20
+        values[index:end] = level + (distance if above else -distance) + noise
+        index, above, turns = index + length, not above, turns + 1
+    return {"level": level, "spread": round(spread, 3), "turns": turns}
 
 
 def _stable_hash(text: str) -> int:
@@ -413,6 +498,8 @@ class _Plan:
     metric: Metric | None
     a: int  # first affected index
     b: int  # one past the last affected index
+    level: float | None = None  # hover only
+    spread: float | None = None  # hover only
 
 
 @dataclass
@@ -512,7 +599,7 @@ class _Enterprise:
         length = max(1, round(inj.duration_s / self.step_s))
         b = min(self.times.size, a + length)
         metric = None if inj.kind == "dropout" else inj.metric
-        return _Plan(inj.kind, metric, a, b)
+        return _Plan(inj.kind, metric, a, b, inj.level, inj.spread)
 
     # Series -----------------------------------------------------------------
 
@@ -576,7 +663,10 @@ class _Enterprise:
             return level + noise * 0.012 * peak * (0.2 + act), peak
         if metric is Metric.TEMPERATURE_C:
             ambient = 18.0 + 5.0 * np.sin(2 * np.pi * t / _DAY + phase)
-            setpoint = float(rng.uniform(60.0, 180.0))
+            # A hazardous-chemicals plant runs below the 150 degC limit the
+            # shipped rule watches (hazchem-temperature-limit); others up to 180.
+            hottest = 130.0 if self.enterprise.hazardous_chemicals else 180.0
+            setpoint = float(rng.uniform(60.0, hottest))
             return ambient + (setpoint - ambient) * slow + noise * 0.4, 0.3 * setpoint
         if metric is Metric.PRESSURE_MPA:
             setpoint = float(rng.uniform(0.4, 1.6))
@@ -629,6 +719,8 @@ class _Enterprise:
                 params = self._gas_leak(values, plan, arng)
             elif plan.kind == "shutdown_production":
                 params = self._shutdown_params(plan)
+            elif plan.kind == "hover":
+                params = _hover(values, plan, arng)
             elif plan.kind == "stuck":
                 values[span] = values[plan.a]
             labels.append((plan, params))
@@ -711,6 +803,11 @@ class _Enterprise:
         stuck = np.zeros(self.times.size, dtype=np.bool_)
         for plan in plans:
             span = slice(plan.a, plan.b)
+            if not increments[span].any():
+                # Nothing flows (a closed site's water or gas): a shift or a
+                # frozen register changes no reading, so it is no anomaly
+                # and gets no label.
+                continue
             if plan.kind == "level_shift":
                 factor = float(arng.uniform(2.0, 4.0))
                 increments[span] *= factor

@@ -50,6 +50,14 @@ the inhibitor is no longer active.
 Every agent keeps Faust's default concurrency of 1: with more, faust can
 commit an offset past a message still in flight (faust-streaming #606).
 
+Event time: the ``score`` agent holds each device's readings in a reorder
+buffer in its ``device-state`` entry until the device's watermark (its latest
+device time minus ``worker.lateness_s``) passes them, and scores and evaluates
+them in timestamp order (stream_jobs/reorder.py). The silence timer releases
+the readings of a device from which nothing has arrived for
+``worker.lateness_s`` of wall time (a ``flush`` note to the silence agent),
+and the silence agent releases them before it judges a silence.
+
 Silence is a matter of arrival, not of device time: a device is silent when
 nothing from it has reached the gateway for ``worker.silent_after_s``. The
 silence observation is dated in the device's own time (its last reading plus
@@ -115,8 +123,16 @@ from stream_jobs.outage import (
     feed_warning,
     resumed,
 )
-from stream_jobs.processing import Rules, expire, process_reading, silence
+from stream_jobs.processing import (
+    Outcome,
+    Rules,
+    expire,
+    flush,
+    process_arrival,
+    silence,
+)
 from stream_jobs.registry_view import RegistryView
+from stream_jobs.reorder import ReorderPolicy, held
 from stream_jobs.storage import (
     InfluxWriter,
     PointsRefused,
@@ -204,6 +220,9 @@ class StreamWorker:
             ),
             feed=w.app_id,
         )
+        self.reorder = ReorderPolicy.of(
+            w.lateness_s, w.reorder_max_readings, w.reorder_max_bytes
+        )
         # Held warnings whose release was sent and not yet seen applied.
         self._releasing: set[str] = set()
         self.store = ReadingStore(
@@ -226,6 +245,9 @@ class StreamWorker:
         self.counters = {
             "scored": 0,
             "duplicates": 0,
+            "late": 0,
+            "reorder_overflow": 0,
+            "flushed": 0,
             "warnings": 0,
             "rejected": 0,
             "derived_dropped": 0,
@@ -371,21 +393,33 @@ class StreamWorker:
             if isinstance(record, PayloadError):
                 await self._reject(value, record)
                 continue
-            key = record.key
-            outcome = process_reading(
-                record,
-                self.device_state.get(key),
-                self.registry.get(record.enterprise),
-                self.rules,
-            )
-            self.device_state[key] = outcome.state
-            self.counters["scored"] += 1
-            self.counters["duplicates"] += outcome.duplicates
-            if len(self.derived) + len(outcome.points) <= DERIVED_BUFFER_MAX:
-                self.derived.extend(outcome.points)
-            else:
-                self.counters["derived_dropped"] += len(outcome.points)
-            await self._publish(outcome.warnings, outcome.observations)
+            await self.on_reading(record)
+
+    async def on_reading(self, record: ReadingRecord) -> None:
+        """Hold one reading in its device's reorder buffer and apply, score
+        and evaluate what the watermark releases."""
+        key = record.key
+        outcome = process_arrival(
+            record,
+            self.device_state.get(key),
+            self.registry.get(record.enterprise),
+            self.rules,
+            self.reorder,
+        )
+        self.device_state[key] = outcome.state
+        self.counters["scored"] += 1
+        await self._applied(outcome)
+
+    async def _applied(self, outcome: Outcome) -> None:
+        """Count, buffer the derived points of, and publish applied readings."""
+        self.counters["duplicates"] += outcome.duplicates
+        self.counters["late"] += outcome.late
+        self.counters["reorder_overflow"] += outcome.overflow
+        if len(self.derived) + len(outcome.points) <= DERIVED_BUFFER_MAX:
+            self.derived.extend(outcome.points)
+        else:
+            self.counters["derived_dropped"] += len(outcome.points)
+        await self._publish(outcome.warnings, outcome.observations)
 
     async def _on_silence(self, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -397,7 +431,9 @@ class StreamWorker:
         ``<wall_ns>``: evaluate the rules on its silence; ``<wall_ns> outage
         <id> <start_ns>``: mark it explained by that feed outage, no rules;
         ``<wall_ns> resume``: the outage that explained it ended, its silence
-        counts again from ``wall_ns``.
+        counts again from ``wall_ns``; ``<wall_ns> flush``: nothing arrived
+        from it for ``worker.lateness_s``, apply the readings it holds. The
+        first two also apply them first.
         """
         wall_ns, note = parse_silence_note(value)
         state = self.device_state.get(key)
@@ -405,9 +441,20 @@ class StreamWorker:
             if state is not None and state["silent"] and state.get("outage"):
                 self.device_state[key] = resumed(state, wall_ns)
             return
+        if note and note[0] == "flush":
+            if state is not None and _quiet(state, wall_ns, self.reorder):
+                await self._flush(key, state)
+            return
         if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
             return  # it spoke again since the timer looked, or already marked
         assert state is not None  # noqa: S101 - checked just above
+        if held(state):
+            await self._flush(key, state)
+            # Read again: a reading may have come in while the flush published.
+            state = self.device_state.get(key)
+            if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
+                return
+            assert state is not None  # noqa: S101 - checked just above
         if note:
             outage = Outage(
                 id=note[1], start_ns=int(note[2]), devices=0, heard=0, found_ns=0
@@ -417,6 +464,19 @@ class StreamWorker:
             log.debug("device silence explained device=%s outage=%s", key, note[1])
             return
         await self._silent(key, state, wall_ns)
+
+    async def _flush(self, key: bytes, state: dict[str, Any]) -> dict[str, Any]:
+        """Apply the readings the device's reorder buffer holds; its new state."""
+        count = held(state)
+        if not count:
+            return state
+        enterprise_id = key.decode().split("/", 1)[0]
+        outcome = flush(state, self.registry.get(enterprise_id), self.rules)
+        self.device_state[key] = outcome.state
+        self.counters["flushed"] += count
+        log.debug("reorder buffer flushed device=%s readings=%d", key, count)
+        await self._applied(outcome)
+        return outcome.state
 
     async def _silent(self, key: bytes, state: dict[str, Any], wall_ns: int) -> None:
         silent_s = (wall_ns - state["last_seen_ns"]) / 1e9
@@ -663,6 +723,13 @@ class StreamWorker:
                 (key, silence_note(wall_ns, plan.outage)) for key in plan.explained
             ]
         notes += [(key, silence_note(wall_ns, resume=True)) for key in plan.resume]
+        # A quiet device's held readings: nothing is coming to go before them.
+        judged = {*plan.silent, *plan.explained}
+        notes += [
+            (key, silence_note(wall_ns, flush=True))
+            for key, state in items
+            if key not in judged and _quiet(state, wall_ns, self.reorder)
+        ]
         for key, note in notes:
             await self.silences.send(key=key, value=note)
         now = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
@@ -695,7 +762,9 @@ class StreamWorker:
         held: set[str] = set()
         for key, state in list(self.warning_state.items()):
             record = latest(state)
-            if record is None or not record.held or record.status not in ACTIVE:
+            if record is None or not record.held:
+                continue
+            if record.status not in ACTIVE and not record.held_from:
                 continue
             held.add(record.id)
             if record.id in self._releasing or self._silence_of(record, now):
@@ -713,7 +782,7 @@ class StreamWorker:
                 Action.RELEASE,
                 now,
                 f"{' and '.join(e for e in ended if e)} ended with the warning "
-                f"still {record.status.value}",
+                f"{record.status.value}",
             )
             await self.commands.send(key=key, value=to_json_bytes(command))
             self._releasing.add(record.id)
@@ -798,11 +867,12 @@ class StreamWorker:
         return silence.id if silence is not None else None
 
     def _held_if_silenced(self, record: WarningRecord) -> WarningRecord:
-        """The opening marked held when a silence covers it now."""
-        # Only the opening: a level change of an open warning is a later
-        # version, and the lifecycle agent keeps the opening's `held`.
-        if record.status != WarningStatus.OPEN or record.version != 1:
-            return record
+        """The engine's version marked held when a silence covers it now.
+
+        The lifecycle agent keeps the opening's ``held`` on every later
+        version; a later version marked here holds a warning that opened
+        before the silence, from that version on.
+        """
         silence = self._silence_of(record, self.clock())
         if silence is None:
             return record
@@ -887,16 +957,22 @@ class StreamWorker:
 
 
 def silence_note(
-    wall_ns: int, outage: Outage | None = None, *, resume: bool = False
+    wall_ns: int,
+    outage: Outage | None = None,
+    *,
+    resume: bool = False,
+    flush: bool = False,
 ) -> bytes:
     """The value of a message to the silence agent (see
     :meth:`StreamWorker.on_silence`).
 
-    >>> silence_note(7), silence_note(7, resume=True)
-    (b'7', b'7 resume')
+    >>> silence_note(7), silence_note(7, resume=True), silence_note(7, flush=True)
+    (b'7', b'7 resume', b'7 flush')
     """
     if resume:
         return f"{wall_ns} resume".encode()
+    if flush:
+        return f"{wall_ns} flush".encode()
     if outage is not None:
         return f"{wall_ns} outage {outage.id} {outage.start_ns}".encode()
     return str(wall_ns).encode()
@@ -910,6 +986,14 @@ def parse_silence_note(value: bytes) -> tuple[int, list[str]]:
     """
     wall, *note = value.decode().split()
     return int(wall), note
+
+
+def _quiet(state: dict[str, Any] | None, wall_ns: int, policy: ReorderPolicy) -> bool:
+    """True if the device's reorder buffer holds readings and nothing has
+    arrived from it for the lateness (wall time)."""
+    if not state or not held(state) or state.get("last_seen_ns") is None:
+        return False
+    return bool(wall_ns - state["last_seen_ns"] >= policy.lateness_ns)
 
 
 def _due_for_expiry(state: dict[str, Any] | None, wall_ns: int, limit_s: float) -> bool:

@@ -7,8 +7,9 @@ One published version of a warning is one event:
                so a retry or a restart re-sends the same id
 ``source``     ``urn:riskwatch:<platform.sender_id>``: this riskwatch instance
 ``type``       from the last history entry: its status (:data:`EVENT_TYPES`),
-               for a level change :data:`ESCALATED` / :data:`DEESCALATED`,
-               for a grouped warning's new members :data:`UPDATED`
+               or for a level change :data:`ESCALATED` / :data:`DEESCALATED`,
+               for the mark of a flapping warning :data:`FLAPPING`, for a
+               grouped warning's new members :data:`UPDATED`
 ``subject``    the warning id
 ``time``       the version's ``issue_time``
 ``data``       the :class:`WarningRecord` as JSON (``application/json``)
@@ -46,6 +47,8 @@ ESCALATED = TYPE_PREFIX + "escalated"
 DEESCALATED = TYPE_PREFIX + "deescalated"
 """A version that lowered the level, never below the rule's own."""
 LEVEL_TYPES = (ESCALATED, DEESCALATED)
+FLAPPING = TYPE_PREFIX + "flapping"
+"""The version that marked an active warning flapping (status unchanged)."""
 UPDATED = TYPE_PREFIX + "updated"
 """A version of a grouped warning whose members changed, its status and
 level as they were (alert_rules/grouping.py)."""
@@ -73,7 +76,9 @@ def event_type(record: WarningRecord) -> str:
     if change is not None:
         before, after = change
         return ESCALATED if after.severity > before.severity else DEESCALATED
-    if last.from_status == last.status:
+    if record.flapping and last.from_status == last.status:
+        return FLAPPING
+    if record.members and last.from_status == last.status:
         return UPDATED
     return EVENT_TYPES[last.status]
 

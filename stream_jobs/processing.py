@@ -1,10 +1,17 @@
 """What the scoring agent does with one reading, without Kafka or Faust.
 
-For each metric of a reading: drop it if it is not newer than the last one of
-its series (a redelivery, a retained message or a late arrival must not be
-counted twice), turn counters into consumption rates, score the value, and
-hand the resulting observation to the rules. All state lives in one
-JSON-compatible dict per device, which the worker keeps in a Faust table.
+A reading as it arrives goes to :func:`process_arrival`: the device's reorder
+buffer (:mod:`stream_jobs.reorder`) holds it until the device's watermark
+passes it, and releases readings in timestamp order to
+:func:`process_reading`. For each metric of a released reading: drop it if it
+is not newer than the last one of its series (an exact repeat is a
+duplicate; an older one came too late to be placed, beyond the lateness),
+turn counters into consumption rates, score the value, and hand the
+resulting observation to the rules. The reading also feeds the device's
+clock measurement (:mod:`stream_jobs.clock`), and a metric the device used to
+send but left out for a while gets a ``stale`` observation. All state lives
+in one JSON-compatible dict per device, which the worker keeps in a Faust
+table.
 """
 
 from __future__ import annotations
@@ -17,13 +24,36 @@ from typing import Any, Protocol
 from influxdb_client.client.write.point import Point
 from pydantic import BaseModel
 
-from riskwatch.contracts import METRICS, Metric, Observation, ReadingRecord
+from riskwatch.contracts import (
+    METRICS,
+    NS_PER_S,
+    Metric,
+    Observation,
+    ReadingRecord,
+)
 from riskwatch.registry import Enterprise
+from stream_jobs.clock import CLOCK_KEY, measure
 from stream_jobs.counters import counter_increase, rate_per_hour
 from stream_jobs.detectors import new_state, score_value
+from stream_jobs.reorder import ReorderPolicy, admit, drain
 from stream_jobs.storage import derived_point, reading_tags
 
 log = logging.getLogger(__name__)
+
+CLOCK_WINDOW = 5
+"""Consecutive readings whose offsets must agree before a clock offset is
+measured (``worker.clock_readings``)."""
+
+STALE_KEY = "stale"
+"""Device-state key: per metric left out, the time of its last ``stale``
+observation."""
+
+STALE_STEP_NS = 60 * NS_PER_S
+"""A metric left out gets a ``stale`` observation once it is this old, and
+then at most once per this much device time: a ``stale: 15m`` rule fires
+within a minute of the 15 minutes, and a device that sends its metrics in
+separate messages costs the rules one observation a minute per metric, not
+one per message."""
 
 DeviceState = dict[str, Any]
 
@@ -48,7 +78,23 @@ class Outcome:
     warnings: list[BaseModel] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
     duplicates: int = 0
+    # Readings with a metric older than the last one applied: too late to
+    # place, stored in InfluxDB by the storage consumer but not evaluated.
+    late: int = 0
+    # Readings the reorder buffer released before the watermark (it was full).
+    overflow: int = 0
     counter_events: list[str] = field(default_factory=list)
+
+    def add(self, other: Outcome) -> None:
+        """Take over ``other``'s state and add what it found to this one."""
+        self.state = other.state
+        self.observations.extend(other.observations)
+        self.warnings.extend(other.warnings)
+        self.points.extend(other.points)
+        self.duplicates += other.duplicates
+        self.late += other.late
+        self.overflow += other.overflow
+        self.counter_events.extend(other.counter_events)
 
 
 def new_device_state() -> DeviceState:
@@ -62,13 +108,65 @@ def new_device_state() -> DeviceState:
     }
 
 
+def process_arrival(
+    record: ReadingRecord,
+    state: DeviceState | None,
+    enterprise: Enterprise | None,
+    rules: Rules,
+    policy: ReorderPolicy,
+) -> Outcome:
+    """A reading as it arrives: marks the device heard from, holds the reading
+    in the reorder buffer and applies what the watermark releases, oldest
+    first (see :mod:`stream_jobs.reorder`)."""
+    current = state if state is not None else new_device_state()
+    seen = current.get("last_seen_ns")
+    current = {
+        **current,
+        # When it reached the gateway (wall clock): silence is judged on arrival.
+        "last_seen_ns": (
+            record.received_ns if seen is None else max(seen, record.received_ns)
+        ),
+        "silent": False,
+        "expired": False,
+    }
+    admission = admit(current, record, policy)
+    outcome = apply_readings(admission.release, admission.state, enterprise, rules)
+    outcome.duplicates += admission.duplicate
+    outcome.overflow += admission.overflow
+    return outcome
+
+
+def flush(state: DeviceState, enterprise: Enterprise | None, rules: Rules) -> Outcome:
+    """Apply every reading the device's buffer still holds: it went quiet."""
+    current, records = drain(state)
+    return apply_readings(records, current, enterprise, rules)
+
+
+def apply_readings(
+    records: Sequence[ReadingRecord],
+    state: DeviceState,
+    enterprise: Enterprise | None,
+    rules: Rules,
+) -> Outcome:
+    """:func:`process_reading` on each record in turn, as one outcome."""
+    outcome = Outcome(state=state)
+    for record in records:
+        outcome.add(process_reading(record, outcome.state, enterprise, rules))
+    return outcome
+
+
 def process_reading(
     record: ReadingRecord,
     state: DeviceState | None,
     enterprise: Enterprise | None,
     rules: Rules,
 ) -> Outcome:
-    """Score every metric of ``record`` and evaluate the rules on it."""
+    """Score every metric of ``record`` and evaluate the rules on it, now.
+
+    The caller applies a device's readings in timestamp order (the reorder
+    buffer does); a metric not newer than its last applied reading is
+    dropped: as a duplicate when it has the same time, else as too late.
+    """
     current: DeviceState = state if state is not None else new_device_state()
     # Shallow copies of the parts we change, so the caller's dict is untouched
     # until it stores the outcome.
@@ -79,12 +177,26 @@ def process_reading(
     }
     outcome = Outcome(state=current)
     tags = reading_tags(record.enterprise, record.device, enterprise)
+    clock_offset = _clock(current, record)
+    late = False
     for measurement in record.metrics:
         metric = measurement.metric
         series = current["series"].get(metric.value) or new_state()
         counter = METRICS[metric].counter
         if series["last_ts"] is not None and record.ts_ns <= series["last_ts"]:
-            outcome.duplicates += 1
+            if record.ts_ns == series["last_ts"]:
+                outcome.duplicates += 1
+            else:
+                late = True
+                log.debug(
+                    "reading too late, not evaluated enterprise=%s device=%s "
+                    "metric=%s ts_ns=%d last_ns=%d",
+                    record.enterprise,
+                    record.device,
+                    metric.value,
+                    record.ts_ns,
+                    series["last_ts"],
+                )
             continue
         value: float | None = measurement.value
         fields: dict[str, float] = {}
@@ -115,16 +227,80 @@ def process_reading(
             score=scored.score,
             learning=scored.learning,
             findings=scored.findings,
+            clock_offset_s=(
+                clock_offset
+                if metric.value == current[CLOCK_KEY].get("metric")
+                else None
+            ),
         )
         outcome.observations.append(observation)
         _evaluate(current, observation, enterprise, rules, outcome)
+    outcome.late += late
+    if not late:
+        _stale(current, record, enterprise, rules, outcome)
     last = current["last_ts"]
     current["last_ts"] = record.ts_ns if last is None else max(last, record.ts_ns)
     # When it reached the gateway (wall clock): silence is judged on arrival.
-    current["last_seen_ns"] = record.received_ns
+    seen = current.get("last_seen_ns")
+    current["last_seen_ns"] = (
+        record.received_ns if seen is None else max(seen, record.received_ns)
+    )
     current["silent"] = False
     current["expired"] = False
     return outcome
+
+
+def _clock(state: DeviceState, record: ReadingRecord) -> float | None:
+    """Feed the device's clock window; its offset now, if measured."""
+    clock = state.get(CLOCK_KEY) or {}
+    last = state["last_ts"]
+    if last is not None and record.ts_ns <= last:
+        # Not in timestamp order (too late, or a repeat): it says nothing
+        # about how the device's clock advances.
+        state[CLOCK_KEY] = clock
+        return None
+    clock, offset = measure(clock, record.ts_ns, record.received_ns, CLOCK_WINDOW)
+    if not clock.get("metric"):
+        # One metric carries the measurement, so the device gets one clock
+        # warning; the first in name order, which a device keeps sending.
+        clock["metric"] = min(m.metric.value for m in record.metrics)
+    state[CLOCK_KEY] = clock
+    return offset
+
+
+def _stale(
+    state: DeviceState,
+    record: ReadingRecord,
+    enterprise: Enterprise | None,
+    rules: Rules,
+    outcome: Outcome,
+) -> None:
+    """A ``stale`` observation for each metric the device used to send and
+    has left out for at least ``STALE_STEP_NS`` (at most one per step)."""
+    sent = {m.metric.value for m in record.metrics}
+    marks = {k: v for k, v in (state.get(STALE_KEY) or {}).items() if k not in sent}
+    for name in sorted(set(state["series"]) - sent):
+        last = state["series"][name].get("last_ts")
+        if last is None or record.ts_ns - last < STALE_STEP_NS:
+            continue
+        if name in marks and record.ts_ns - marks[name] < STALE_STEP_NS:
+            continue
+        marks[name] = record.ts_ns
+        metric = Metric(name)
+        observation = Observation(
+            enterprise=record.enterprise,
+            device=record.device,
+            metric=metric,
+            kind="stale",
+            ts_ns=record.ts_ns,
+            value=None,
+            unit=METRICS[metric].unit,
+            score=0.0,
+            stale_s=(record.ts_ns - last) / NS_PER_S,
+        )
+        outcome.observations.append(observation)
+        _evaluate(state, observation, enterprise, rules, outcome)
+    state[STALE_KEY] = marks
 
 
 def expire(

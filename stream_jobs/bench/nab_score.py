@@ -1,8 +1,10 @@
 """A scorer compatible with the Numenta Anomaly Benchmark (NAB).
 
-Written from the definition in the NAB subset's README (shared data), with
-NAB's own conventions where the prose leaves a choice open. For one file of
-``n`` rows with labelled anomaly windows:
+Written from the definition in the NAB subset's README (shared data) and
+checked against NAB's own code (``nab/sweeper.py``, ``nab/optimizer.py``,
+``nab/scorer.py``, ``nab/runner.py`` of NAB 1.x), whose conventions win where
+the prose leaves a choice open or differs. For one file of ``n`` rows with
+labelled anomaly windows:
 
 * The first ``min(floor(0.15 * n), 750)`` rows are a probationary period: a
   detector may learn there, nothing in it is scored, and a window with no
@@ -12,19 +14,43 @@ NAB's own conventions where the prose leaves a choice open. For one file of
   ``A_tp * S(y) / S(-1)`` for its first detection at row ``i``, where
   ``y = -(r - i + 1) / w``: ``-1`` at the window's first row (earning exactly
   ``A_tp``), rising towards 0 at its end. Later detections in the same window
-  count nothing. A window without a detection costs ``A_fn``.
+  count nothing. A window without a detection costs ``A_fn``. A window that
+  starts in the probationary period keeps its full width: its first scored
+  row earns what its position in the whole window is worth.
 * A detection outside every window costs ``A_fp * S(d)``: ``d`` is its
   distance past the last row of the preceding window in units of that
   window's span (``w - 1`` row intervals, i.e. its length in time on a
-  regular series), and ``S = -1`` when no window precedes it or ``d > 3``.
-  A detection just after a window therefore costs almost nothing.
+  regular series), and ``S = -1`` when no window precedes it or ``d >= 3``
+  (NAB's sweeper charges the full cost from three spans on; the README's
+  "d > 3" would charge ``A_fp * 6.1e-7`` less at exactly three spans). Only
+  the preceding window counts: a detection just before a window costs the
+  full ``A_fp``, one just after a window almost nothing.
 * ``S(y) = 2 / (1 + exp(5 y)) - 1``.
 
+Windows are matched to rows by exact timestamp, in file order: a window
+starts at the row stamped with its start time and ends at the row stamped
+with its end time (both inclusive), as NAB's sweeper walks the file (see
+:func:`window_rows`).
+
 A corpus is scored with ONE threshold per profile, the one that maximises the
-summed raw score of all files (ties go to the highest threshold, as in NAB),
-and the total is normalised so that the null detector (a constant score,
-whose best threshold flags nothing) scores 0 and a perfect detector (every
-window detected at its first row, nothing else) scores 100.
+summed raw score of all files (ties go to the highest threshold, as in NAB).
+The candidates are NAB's: 1.1 (nothing is a detection) and each distinct
+score, taken from the highest down. The raw scores of the files at that
+threshold are summed and the total is normalised once, not per file:
+``100 * (raw - null) / (perfect - null)``. ``null`` is the score of NAB's
+null detector, a constant 0.5, at its own optimised threshold (on a real
+corpus it flags nothing: ``-A_fn`` per window with a scored row);
+``perfect`` is ``A_tp`` per window of the corpus, counting the windows
+wholly inside a probationary period too, as NAB counts every window of its
+labels file, so that such a window keeps even a perfect detector below 100.
+
+Where NAB's code refuses an input, this module still scores it: a window
+time that no row or several rows carry (NAB's labeller raises; here see
+:func:`window_rows`), a one-row window followed by a false positive (NAB
+divides by zero; here its span counts as one row interval), and a file
+whose every scored row is above the corpus threshold (NAB's per-file lookup
+finds no row for the threshold and fails; here every row of it is a
+detection, as the threshold says).
 
 The threshold search is exact: every distinct score is a candidate, and all
 candidates are evaluated in one pass over the rows sorted by score, so a
@@ -72,7 +98,8 @@ PROBATION_FRACTION = 0.15
 PROBATION_MAX_ROWS = 750
 # NAB's threshold that flags nothing (anomaly scores are at most 1).
 NOTHING_THRESHOLD = 1.1
-# Past this many window spans a false positive costs the full A_fp.
+# From this many window spans on a false positive costs the full A_fp
+# (NAB's sweeper: ``>= 3.0``).
 FAR_SPANS = 3.0
 
 
@@ -166,12 +193,12 @@ def probation_rows(n_rows: int) -> int:
 
 def scaled_sigmoid(position: FloatArray) -> FloatArray:
     """NAB's ``S(y) = 2 / (1 + exp(5 y)) - 1``: ~0.987 at -1, 0 at 0, ~-0.987
-    at 1, and -1 beyond ``FAR_SPANS`` (3)."""
+    at 1, and -1 from ``FAR_SPANS`` (3) on, as in NAB's sweeper."""
     y = np.asarray(position, dtype=np.float64)
-    # Clip before exp: past 3 the value is replaced anyway, and exp(5 y)
+    # Clip before exp: from 3 on the value is replaced anyway, and exp(5 y)
     # would overflow for the huge distances of long files.
     near = 2.0 / (1.0 + np.exp(5.0 * np.minimum(y, FAR_SPANS))) - 1.0
-    return np.where(y > FAR_SPANS, -1.0, near)
+    return np.where(y >= FAR_SPANS, -1.0, near)
 
 
 _S_EARLIEST = float(scaled_sigmoid(np.array(-1.0)))

@@ -41,6 +41,8 @@ COUNTERS = frozenset({Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3})
 # A frozen register is reported where this hour usually counts at least this
 # many times the smallest rate the meter has shown.
 FROZEN_BUSY = 3.0
+# Readings of a daily bin before its share of zero rates is trusted.
+ZERO_SHARE_MIN = 3
 
 # ewma / rate / level shift -------------------------------------------------------
 EWMA_ALPHA = 0.05  # about 20 readings of memory
@@ -62,6 +64,16 @@ SEASON_VAR_ALPHA = 0.01
 DAILY_AFTER_S = 2 * DAY_S
 WEEKLY_AFTER_S = 14 * DAY_S
 WEEK_ALPHA = 0.01
+
+# deviation -----------------------------------------------------------------------
+# A reading's distance from the daily profile, scored from a lower z than the
+# seasonal finding's so that rules can ask for a moderate deviation that
+# lasts (`for`): a consumption level shift or a slow drift is a few spreads
+# off for an hour, not a spike. Score 0.5 = z 2.5. Not part of the combined
+# score (it would count twice with ``seasonal``).
+DEVIATION_QUIET = 1.5
+DEVIATION_FULL = 3.5
+NOT_COMBINED = frozenset({"deviation"})
 
 # gap ---------------------------------------------------------------------------
 GAP_FACTOR = 4.0  # a silence this many usual intervals long is a gap
@@ -87,7 +99,7 @@ SAME_ALPHA = 0.01  # memory of how often the value repeats (~100 readings)
 
 # The layout of the state; bump it when keys are added so stored states are
 # completed on their next reading.
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 _TINY = 1e-9
 
@@ -118,6 +130,7 @@ def new_state() -> dict[str, Any]:
         "cp": 0.0,
         "cn": 0.0,
         "ps": 0.0,
+        "pz": [],
         "gn": 0,
         "pk": 0.0,
         "pa": 0,
@@ -133,6 +146,14 @@ def _q(value: float) -> float:
 
 def _ramp(x: float, quiet: float, full: float) -> float:
     return min(1.0, max(0.0, (x - quiet) / (full - quiet)))
+
+
+def _run_score(run: int, share: float) -> float:
+    """How unusual ``run`` readings in a row of something that happens to a
+    share ``share`` of the readings are: 0 up to odds of 1 in 100, 1 from 1
+    in a million (the share floored at 1 in 1000)."""
+    surprise = -run * math.log10(min(max(share, 1e-3), 1.0))
+    return _ramp(surprise, 2.0, 6.0)
 
 
 def _median_mad(values: list[float]) -> tuple[float, float]:
@@ -208,8 +229,7 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     ):
         # How unusual a run this long is here: a series that often repeats its
         # value (coarse resolution, idle counters) earns a weak score.
-        surprise = -run * math.log10(min(max(s["ps"], 1e-3), 1.0))
-        score = _ramp(surprise, 2.0, 6.0)
+        score = _run_score(run, s["ps"])
         findings.append(
             Finding(
                 detector="stuck",
@@ -222,6 +242,13 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         evidence = max(evidence, 3.0 * score)
     if run < STUCK_MIN_READINGS and last is not None:
         s["ps"] += max(1.0 / n, SAME_ALPHA) * ((1.0 if same else 0.0) - s["ps"])
+    zero_run = (
+        metric in COUNTERS
+        and value == 0.0
+        and not learning
+        and run >= STUCK_MIN_READINGS
+        and (ts_ns - run_start) / 1e9 >= STUCK_MIN_S
+    )
 
     # ewma -------------------------------------------------------------------
     sd = math.sqrt(s["ev"])
@@ -299,40 +326,48 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
             outranked = {"robust_z", "ewma"}
         else:
             level_evidence = max(level_evidence, z / Z_QUIET)
-        score = _ramp(z, Z_QUIET, Z_FULL)
-        if score > 0:
-            findings.append(
-                Finding(
-                    detector="seasonal",
-                    score=score,
-                    observed=value,
-                    expected=expected,
-                    low=expected - Z_QUIET * seas_sd,
-                    high=expected + Z_QUIET * seas_sd,
-                    detail=f"{z:.1f} standard deviations from the usual value at "
-                    f"{hour:02d}h{' on this weekday' if weekly else ''}",
+        # ``deviation`` is the same distance scored from a lower z, for rules
+        # that ask for a moderate deviation that lasts.
+        where = f"the usual value at {hour:02d}h{' on this weekday' if weekly else ''}"
+        for name, quiet, full in (
+            ("seasonal", Z_QUIET, Z_FULL),
+            ("deviation", DEVIATION_QUIET, DEVIATION_FULL),
+        ):
+            score = _ramp(z, quiet, full)
+            if score > 0:
+                findings.append(
+                    Finding(
+                        detector=name,
+                        score=score,
+                        observed=value,
+                        expected=expected,
+                        low=expected - quiet * seas_sd,
+                        high=expected + quiet * seas_sd,
+                        detail=f"{z:.1f} standard deviations "
+                        f"{'above' if resid > 0 else 'below'} {where}",
+                    )
                 )
-            )
     elif warm and s["lvv"] > _TINY:
         u = (value - s["lv"] - s["ca"]) / math.sqrt(s["lvv"])
 
     # frozen register -----------------------------------------------------------
-    # A meter register that stops moving reads as zero consumption. Exactly
-    # zero is rare while a site draws even its idle load, and impossible
-    # where this hour usually counts several times the smallest rate the
-    # meter has shown (``rq``, its idle use): the register or its sensor is
-    # stuck. (At an idle hour a frozen register cannot be told from one.)
+    # A meter register that stops moving reads as zero consumption. A run of
+    # zeros is a frozen register where the meter's rate is seldom exactly
+    # zero at this time of day (``pz``, the share of zero rates per daily
+    # bin, counters only), or where this hour usually counts several times
+    # the smallest rate the meter has shown (``rq``, its idle use). A site
+    # idle at zero every night learns that in its first night and is not
+    # reported; once a bin has been seen for a few weeks a frozen register
+    # moves its share by a few percent a day, so it stays reported.
     quantum = s["rq"]
-    if (
-        metric in COUNTERS
-        and value == 0.0
-        and quantum is not None
-        and daily
-        and warm
-        and run >= STUCK_MIN_READINGS
-        and (ts_ns - run_start) / 1e9 >= STUCK_MIN_S
-    ):
-        score = _ramp(season_expected / quantum, FROZEN_BUSY, 4 * FROZEN_BUSY)
+    zero_share = s["pz"][near] if s["pz"] else 0.0
+    if zero_run:
+        # A bin seen too seldom says nothing yet about zeros at this hour.
+        known = s["hn"][near] >= ZERO_SHARE_MIN
+        score = _run_score(run, zero_share) if known else 0.0
+        if quantum is not None and daily and warm:
+            busy = _ramp(season_expected / quantum, FROZEN_BUSY, 4 * FROZEN_BUSY)
+            score = max(score, busy)
         if score > 0:
             findings.append(
                 Finding(
@@ -341,8 +376,9 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
                     observed=value,
                     expected=season_expected,
                     detail=f"the register has not moved for {run} readings over "
-                    f"{(ts_ns - run_start) / 60e9:.0f} min; at {hour:02d}h it "
-                    f"usually counts {season_expected:.3g} per hour",
+                    f"{(ts_ns - run_start) / 60e9:.0f} min; at {hour:02d}h its "
+                    f"rate is zero in {100 * zero_share:.1f} % of readings and "
+                    f"usually {season_expected:.3g} per hour",
                 )
             )
             evidence = max(evidence, 3.0 * score)
@@ -414,6 +450,7 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
         gated = evidence >= EVIDENCE_GATE
         # A combined score needs an explanation: some detector must fire.
         # (Not one of the detectors the daily profile outranks.)
+        outranked |= NOT_COMBINED
         if (
             gated
             and s["gn"] >= EVIDENCE_MIN
@@ -499,6 +536,11 @@ def step(  # noqa: PLR0912, PLR0915 - one pass over every detector, in order
     hod[k1] = _q(hod[k1] + ap * w1 * err)
     s["hod"] = hod
     s["hn"] = hn
+    if metric in COUNTERS:
+        pz = list(s["pz"]) or [0.0] * DAY_BINS
+        az = max(1.0 / hn[near], SAME_ALPHA)
+        pz[near] = _q(pz[near] + az * (float(value == 0.0) - pz[near]))
+        s["pz"] = pz
     # The residual statistics are learned from the first reading, so that
     # the profile's spread is known by the time the profile is used.
     r = xs - season_expected

@@ -183,6 +183,9 @@ def running_pipeline(settings, tmp_path_factory, **worker):
         "RISKWATCH_PLATFORM__WEBHOOK_URL": f"http://127.0.0.1:{port}/warnings",
         # A short silence so that the stuck test's device is not also silent.
         "RISKWATCH_WORKER__SILENT_AFTER_S": "86400",
+        # Readings evaluated on arrival, as these tests expect; the event-time
+        # tests (test_event_time_pipeline.py) set a lateness of their own.
+        "RISKWATCH_WORKER__LATENESS_S": "0",
         **{f"RISKWATCH_WORKER__{k.upper()}": str(v) for k, v in worker.items()},
     }
     own = load_settings().model_copy(

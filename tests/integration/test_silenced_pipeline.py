@@ -80,6 +80,22 @@ def _stored(env, device):
     ]
 
 
+def _silence_device(env, device, reason):
+    """A silence of ``device`` for two hours, once the worker has seen it."""
+    silence = _api(
+        env,
+        "POST",
+        "/silences",
+        {
+            "subject": {"kind": "device", "id": f"{ENTERPRISE}/{device}"},
+            "reason": reason,
+            "until": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+        },
+    )["silence"]
+    time.sleep(3)  # the worker's view of the silences topic follows it
+    return silence
+
+
 def _until(check, what, seconds=60):
     deadline = Deadline(seconds)
     while not (found := check()):
@@ -93,17 +109,7 @@ def test_a_silenced_device_is_not_delivered_and_is_again_after_the_lift(
     api_env,  # noqa: F811 - the fixture imported above
 ):
     device = _device("GD")
-    silence = _api(
-        api_env,
-        "POST",
-        "/silences",
-        {
-            "subject": {"kind": "device", "id": f"{ENTERPRISE}/{device}"},
-            "reason": "detector calibration with test gas",
-            "until": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
-        },
-    )["silence"]
-    time.sleep(3)  # the worker's view of the silences topic follows it
+    silence = _silence_device(api_env, device, "detector calibration with test gas")
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
     # Test gas: over 25 %LEL, then clear under 20 for more than 5 minutes.
     _gas(pipeline, device, start, [2, 2, 30, 31, 30] + [3] * 8)
@@ -156,3 +162,34 @@ def test_a_device_that_stops_reporting_has_its_warning_expired(pipeline):
         "no new warning after the expiry",
     )
     assert renewed[0]["start_time"] > opened["start_time"]
+
+
+def test_a_silence_recorded_while_a_warning_is_open_holds_its_escalation(
+    pipeline,
+    api_env,  # noqa: F811 - the fixture imported above
+):
+    device = _device("GD")
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
+    _gas(pipeline, device, start, [2, 30, 31])
+    [opened] = _until(lambda: _received(pipeline, device), "no warning opened")
+    silence = _silence_device(api_env, device, "leak being repaired on site")
+    _gas(pipeline, device, start + timedelta(minutes=3), [55, 60])
+    [stored] = _until(
+        lambda: [w for w in _stored(api_env, device) if w["level"] == "I"],
+        "the escalation is not in the store",
+    )
+    assert (stored["held"], stored["silenced_by"], stored["held_from"]) == (
+        True,
+        silence["id"],
+        2,
+    )
+    time.sleep(5)  # anything the worker would deliver has had time to arrive
+    assert [w["level"] for w in _received(pipeline, device)] == ["II"]
+
+    _api(api_env, "DELETE", f"/silences/{silence['id']}")
+    released = _until(
+        lambda: [w for w in _received(pipeline, device) if w["level"] == "I"],
+        "the escalation was not released after the lift",
+        seconds=40,
+    )
+    assert [(w["id"], w["held"]) for w in released] == [(opened["id"], False)]

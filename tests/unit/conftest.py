@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,16 @@ from stream_jobs.app import StreamWorker
 from stream_jobs.storage import MemoryWriter
 
 T0 = datetime(2026, 12, 3, 1, 0, 0, 250_000, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_riskwatch_environment(monkeypatch):
+    """Unit tests see the settings' defaults, whatever RISKWATCH_* variables
+    the shell that runs them exports (a developer's own ports, say)."""
+    for name in list(os.environ):
+        if name.upper().startswith("RISKWATCH_"):
+            monkeypatch.delenv(name)
+
 
 MakeWarning = Callable[..., WarningRecord]
 

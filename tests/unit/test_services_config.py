@@ -47,10 +47,12 @@ def test_no_simulator_account_when_disabled(tmp_path):
 
 
 def test_broker_config_denies_anonymous_and_persists(tmp_path):
-    conf = Mosquitto(_settings(tmp_path), print).config_text().splitlines()
+    settings = _settings(tmp_path)
+    conf = Mosquitto(settings, print).config_text().splitlines()
     assert "allow_anonymous false" in conf
     assert "persistence true" in conf
-    assert "listener 1883 127.0.0.1" in conf
+    # The port of the settings: RISKWATCH_MQTT__PORT when a test run sets it.
+    assert f"listener {settings.mqtt.port} 127.0.0.1" in conf
 
 
 def test_device_credentials_only_for_configured_accounts(tmp_path):

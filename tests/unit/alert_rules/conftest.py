@@ -37,21 +37,28 @@ def make_obs() -> Callable[..., Observation]:
         score: float = 0.0,
         findings: Iterable[Finding] = (),
         silent_s: float | None = None,
+        stale_s: float | None = None,
+        clock_offset_s: float | None = None,
     ) -> Observation:
+        """A reading; with ``value`` None a silence, or with ``stale_s`` a
+        stale observation."""
         metric = Metric(metric)
         info = METRICS[metric]
         silence = value is None
+        kind = "reading" if not silence else "stale" if stale_s else "silence"
         return Observation(
             enterprise=enterprise,
             device=device,
             metric=metric,
-            kind="silence" if silence else "reading",
+            kind=kind,
             ts_ns=at(minute),
             value=value,
             unit=f"{info.unit}/h" if info.counter else info.unit,
             rate=info.counter,
             score=score,
             silent_s=silent_s if silence else None,
+            stale_s=stale_s if silence else None,
+            clock_offset_s=clock_offset_s,
             findings=list(findings),
         )
 

@@ -78,7 +78,7 @@ def test_check_names_file_rule_and_field_of_every_error(tmp_path):
     [
         ("{D: 0}", "for: 15m", "a risk factor must be above 0 and at most 10, got 0"),
         ("{D: 11}", "for: 15m", "a risk factor must be above 0 and at most 10, got 11"),
-        ("{D: 0.5}", "", "risk factors scale `for`, which this rule does not set"),
+        ("{D: 0.5}", "", "risk factors scale `for` and the escalation steps'"),
     ],
 )
 def test_bad_risk_factors_are_named_with_their_class(

@@ -21,6 +21,10 @@ def _robust(score):
     return Finding(detector="robust_z", score=score, observed=9.0, expected=2.0)
 
 
+def _deviation(score):
+    return Finding(detector="deviation", score=score, observed=9.0, expected=5.0)
+
+
 def _stuck():
     return Finding(detector="stuck", score=1.0, detail="same value for 2 h")
 
@@ -40,13 +44,22 @@ SCENARIOS = {
     "consumption-jump": (
         {},
         "water_m3",
+        # Off the daily profile at every reading for 15 minutes.
+        [(m, 15.0, {"findings": [_deviation(0.8)]}) for m in range(0, 20, 5)],
+        # Off it for 10 minutes only, then back: a burst, not a shift; and a
+        # high combined score alone (an edge) is not a deviation that lasts.
         [
-            (0, 5.0, {"score": 0.1}),
-            (1, 50.0, {"score": 0.9, "findings": [_robust(0.9)]}),
+            *((m, 15.0, {"findings": [_deviation(0.8)]}) for m in (0, 5, 10)),
+            *((m, 5.0, {"score": 0.9, "findings": [_robust(0.9)]}) for m in (15, 20)),
+            *((m, 15.0, {"findings": [_deviation(0.8)]}) for m in (25, 30, 35)),
         ],
-        # A high robust_z alone (a burst the daily profile expects) is not
-        # enough: the combined score decides.
-        [(m, 50.0, {"score": 0.2, "findings": [_robust(0.9)]}) for m in range(60)],
+    ),
+    "slow-drift": (
+        {},
+        "pressure_mpa",
+        [(m, 1.0 + m / 100, {"findings": [_deviation(0.6)]}) for m in range(0, 20, 5)],
+        # A deviation under the rule's 0.5 (2.5 spreads) for an hour.
+        [(m, 1.0, {"findings": [_deviation(0.4)]}) for m in range(0, 60, 5)],
     ),
     "stuck-sensor": (
         {},
@@ -101,6 +114,20 @@ SCENARIOS = {
         "combustible_gas_lel",
         [(0, 1, {}), (40, None, {"silent_s": 2400})],
         [(0, 1, {}), (20, None, {"silent_s": 1200})],
+    ),
+    "safety-sensor-stale": (
+        {},
+        "combustible_gas_lel",
+        [(0, 1, {}), (40, None, {"stale_s": 2400})],
+        [(0, 1, {}), *((m, None, {"stale_s": m * 60}) for m in range(1, 29))],
+    ),
+    "device-clock-skew": (
+        {},
+        "temperature_c",
+        [(0, 20, {"clock_offset_s": -30.0}), (1, 20, {"clock_offset_s": -600.0})],
+        # Within a few seconds, and a backlog that gives no measurement.
+        [(m, 20, {"clock_offset_s": m % 3 - 1.0}) for m in range(30)]
+        + [(m, 20, {}) for m in range(30, 60)],
     ),
     # Grouped rules: what fires here is one member's device finding; the
     # group warnings they make are in tests/unit/alert_rules/test_grouping.py.
@@ -273,3 +300,35 @@ def test_power_during_a_shutdown_order_turns_red_after_two_hours(
         "escalated II -> I: during a shutdown order and value above 5 for 2h"
     )
     assert "enforcement team" in escalated.items[0].action
+
+
+@pytest.mark.parametrize(
+    ("risk_class", "opened", "red"),
+    [
+        # for 15m and after 2h, x0.33 for class D and x0.67 for C: readings
+        # every 5 minutes, so the first one at or past 4.95m and 39.6m...
+        ("D", 5, 40),
+        # ... and for class C past 10.05m and 80.4m.
+        ("C", 15, 85),
+        ("A", 15, 120),
+    ],
+)
+def test_a_high_risk_enterprise_under_a_shutdown_order_turns_red_sooner(
+    default_rules, make_obs, make_enterprise, run, risk_class, opened, red
+):
+    enterprise = make_enterprise(shutdown_orders=[ORDER], risk_class=risk_class)
+    load = [make_obs("power_kw", 120, m) for m in range(0, 150, 5)]
+    records = run(default_rules, load, enterprise)
+    assert [(r.status.value, r.level.value) for r in records] == [
+        ("open", "II"),
+        ("open", "I"),
+    ]
+    t0 = datetime(2026, 12, 3, tzinfo=UTC)
+    assert records[0].detection_time == t0 + timedelta(minutes=opened)
+    assert records[1].levels[-1].from_ == t0 + timedelta(minutes=red)
+    if risk_class == "D":
+        assert (
+            records[1]
+            .history[-1]
+            .comment.endswith("value above 5 for 2h (39m36s for risk class D)")
+        )

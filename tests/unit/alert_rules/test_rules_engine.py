@@ -105,15 +105,22 @@ def test_hysteresis_gives_one_warning_for_a_hovering_value(gas_rule, make_obs, r
     assert [r.status.value for r in records] == ["open"]
 
 
-def test_without_hysteresis_the_same_value_flaps(make_rule, make_obs, run):
-    rule = make_rule("{select: {metrics: [combustible_gas_lel]}, when: {above: 25}}")
+def test_without_hysteresis_or_flap_detection_the_same_value_flaps(
+    make_rule, make_obs, run
+):
+    rule = make_rule(
+        "{select: {metrics: [combustible_gas_lel]}, when: {above: 25}, flap: null}"
+    )
     hover = [(m, 24.5 if m % 2 else 25.5) for m in range(0, 10)]
     records = run([rule], _gas(make_obs, hover))
-    assert len(records) == 10  # open, resolved, open, ...: what hysteresis avoids
+    # open, resolved, open, ...: what hysteresis and flap detection avoid
+    assert len(records) == 10
 
 
 def test_clear_must_hold_for_clear_for(gas_rule, make_obs, run):
-    rule = gas_rule.model_copy(update={"for_": timedelta(0)})
+    # Over, under, over, under is two cycles: flapping by default (see
+    # test_rules_flapping.py); here only clear_for is looked at.
+    rule = gas_rule.model_copy(update={"for_": timedelta(0), "flap": None})
     pairs = [(0, 40), (1, 10), (2, 10), (3, 30), (4, 10), (5, 10), (6, 10), (7, 10)]
     records = run([rule], _gas(make_obs, pairs))
     assert [r.status.value for r in records] == ["open", "resolved"]
@@ -164,7 +171,7 @@ def test_state_round_trips_through_json_and_stays_small(
             observations.append(make_obs(metric, value, minute))
     run(default_rules, observations, make_enterprise(), states)
     assert len(json.dumps(states[-1])) < 2000
-    assert set(states[-1]) == {"v", "last_seen", "clock", "tracks"}
+    assert set(states[-1]) == {"v", "last_seen", "clock", "tracks", "flaps"}
 
 
 def test_older_readings_do_not_retrigger(gas_rule, make_obs, run):

@@ -352,3 +352,25 @@ def test_a_record_whose_level_differs_from_its_levels_is_refused(
     data["level"], data["colour"] = "I", "red"
     with pytest.raises(ValidationError, match="differs from the last entry of levels"):
         type(record).model_validate(data)
+
+
+def test_risk_factors_scale_after(make_rule, make_obs, make_enterprise, run):
+    # No `for`: the factors have the step's `after` to scale, so they are
+    # allowed; class D waits half of the 30 minutes, class A all of them.
+    rule = make_rule(
+        """
+        level: III
+        select: {metrics: [combustible_gas_lel]}
+        when: {above: 25}
+        escalate:
+          - {after: 30m, to: II}
+        risk_factors: {D: 0.5}
+        """
+    )
+    gas = _gas(make_obs, [(m, 30) for m in range(0, 40, 5)])
+    for risk_class, minute in (("D", 15), ("A", 30)):
+        records = run([rule], gas, make_enterprise(risk_class=risk_class))
+        assert [r.level.value for r in records] == ["III", "II"]
+        assert records[1].levels[-1].from_ == _moment(minute)
+    unregistered = run([rule], gas)
+    assert unregistered[1].levels[-1].from_ == _moment(30)

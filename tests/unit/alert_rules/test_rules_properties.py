@@ -108,6 +108,11 @@ def test_never_two_open_warnings_for_one_rule_and_subject(items, swaps):
             assert open_ids[key] == record.id
             assert record.status == WarningStatus.OPEN
             assert record.level.severity >= RULE_LEVELS[record.rule_id].severity
+        elif record.status == WarningStatus.OPEN and record.version > 1:
+            # The flapping mark: a later version of the warning already open.
+            assert open_ids[key] == record.id
+            assert record.flapping
+            assert record.history[-1].from_status == WarningStatus.OPEN
         elif record.status == WarningStatus.OPEN:
             assert key not in open_ids, f"second open warning for {key}"
             open_ids[key] = record.id

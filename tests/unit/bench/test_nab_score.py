@@ -90,6 +90,101 @@ def test_a_false_positive_is_weighted_by_its_distance_past_the_window():
     assert -0.01 < raw(series(WINDOW[0], last + 1)) - 1.0 < 0.0
 
 
+def test_a_false_positive_exactly_3_spans_past_the_window_costs_a_fp():
+    # NAB's sweeper gives S = -1 from d = 3 on: 147 rows (3 spans of 49 row
+    # intervals) past the window's last row cost the whole 0.11, not
+    # 0.11 * (1 - 2 / (1 + e^15)) = 0.11 * 0.99999939.
+    last = WINDOW[1]
+    assert scaled_sigmoid(np.array(3.0)) == -1.0
+    assert raw(series(WINDOW[0], last + 147)) == pytest.approx(0.89, abs=1e-12)
+    assert raw(series(WINDOW[0], last + 147), LOW_FP) == pytest.approx(0.78, abs=1e-12)
+    # One row closer, d = 146 / 49 < 3: a hair under the full cost.
+    assert 0.89 + 1e-8 < raw(series(WINDOW[0], last + 146)) < 0.89 + 1e-7
+
+
+def test_a_false_positive_just_before_a_window_costs_the_full_a_fp():
+    # Only the preceding window discounts a false positive: row 699 is 350
+    # rows (more than 3 spans of 49) past the first window, so it costs the
+    # full 0.11 although the second window starts at the next row.
+    one = series(300, 699, 700, windows=((300, 349), (700, 749)))
+    assert raw(one) == pytest.approx(2.0 - 0.11, abs=1e-12)
+
+
+def test_a_window_straddling_the_probation_keeps_its_full_width():
+    # Rows 120..199 (80 rows); the probation ends after row 149. A detection
+    # at row 150 is worth its place in the whole window,
+    # y = -(199 - 150 + 1) / 80 = -0.625: S(-0.625) / S(-1) = 0.91582 /
+    # 0.98661 = 0.92825, not the 1 of a window's first row.
+    windows = ((120, 199),)
+    assert raw(series(150, windows=windows)) == pytest.approx(0.92825, abs=1e-5)
+    # A detection inside the probation does not count: the window is missed,
+    # and the later detection at row 160 (y = -0.5) is its first.
+    assert raw(series(130, windows=windows)) == -1.0
+    assert raw(series(130, 160, windows=windows)) == pytest.approx(
+        0.84828 / 0.98661, abs=1e-5
+    )
+
+
+def test_a_window_inside_the_probation_still_counts_for_the_perfect_score():
+    # NAB counts every window of its labels file for the perfect score but
+    # charges no A_fn for a window without a scored row: perfect = 2,
+    # null = -1, so catching the other window at its first row scores
+    # 100 * (1 - -1) / (2 - -1) = 66.67.
+    files = [
+        series(WINDOW[0], name="a.csv"),
+        series(windows=((10, 20),), name="b.csv"),
+    ]
+    result = score_corpus(files)["standard"]
+    assert (result.null, result.perfect) == (-1.0, 2.0)
+    assert result.raw == pytest.approx(1.0)
+    assert result.normalised == pytest.approx(200.0 / 3.0)
+
+
+def test_false_positives_in_a_file_without_windows_cost_a_fp_each():
+    # No window precedes them: each costs the full 0.11, raw = 1 - 3 * 0.11,
+    # and the file counts nothing for null (-1) or perfect (1).
+    files = [
+        series(WINDOW[0], name="a.csv"),
+        series(200, 300, 700, n=800, windows=(), name="b.csv"),
+    ]
+    result = score_corpus(files)["standard"]
+    assert result.raw == pytest.approx(0.67)
+    assert result.normalised == pytest.approx(83.5)  # 100 * (0.67 + 1) / 2
+    assert [f.false_positives for f in result.files] == [0, 3]
+
+
+def test_all_zero_scores_score_as_the_null_detector():
+    # 0 is a candidate like any other score, but flagging every row of an
+    # ordinary file costs hundreds of false positives: nothing is flagged.
+    result = score_corpus([series(), series(n=800, windows=(), name="b.csv")])
+    for profile in PROFILES:
+        assert result[profile.name].threshold == NOTHING_THRESHOLD
+        assert result[profile.name].normalised == 0.0
+
+
+def test_a_file_above_the_threshold_everywhere_is_detections_everywhere():
+    # NAB's per-file lookup finds no row for a threshold below all of a
+    # file's scores and fails; here the threshold keeps its meaning. At 0.3
+    # a's window is caught at its first row and every row of b (0.5, its
+    # scored rows all in its window) is a detection: 1 + 1. At 0.5 a misses.
+    a = series(WINDOW[0], value=0.3, name="a.csv")
+    b = LabelledSeries("b.csv", np.full(100, 0.5), ((15, 99),))
+    result = score_corpus([a, b])["standard"]
+    assert result.threshold == 0.3
+    assert result.raw == pytest.approx(2.0)
+    assert [f.detected for f in result.files] == [1, 1]
+
+
+def test_a_score_tied_across_files_makes_each_row_a_detection():
+    # a's window start and b's stray row (b has no window) both score 0.7:
+    # at 0.7 both are detections, 1 - 0.11 = 0.89; above it neither, -1.
+    a = series(WINDOW[0], value=0.7, name="a.csv")
+    b = series(300, value=0.7, windows=(), name="b.csv")
+    threshold, total = optimise_threshold([a, b], STANDARD)
+    assert threshold == 0.7
+    assert total == pytest.approx(0.89)
+
+
 def test_probationary_rows_are_ignored():
     assert raw(series(WINDOW[0], 0, 10, 149)) == pytest.approx(1.0)
     assert raw(series(WINDOW[0], 150)) == pytest.approx(0.89)
@@ -215,7 +310,7 @@ def oracle_file(scores, windows, profile, threshold):
             continue
         first, last = before[-1]
         d = (i - last) / max(last - first, 1)
-        total += profile.fp * (-1.0 if d > 3 else s(d))
+        total += profile.fp * (-1.0 if d >= 3 else s(d))
     return total
 
 

@@ -181,6 +181,25 @@ def test_stuck_counter_holds_its_reading(registry):
     assert np.unique(values[a : b + 1]).size == 1
 
 
+@pytest.mark.parametrize("kind", ["level_shift", "stuck"])
+def test_a_meter_anomaly_where_nothing_flows_is_no_labelled_event(registry, kind):
+    # MF013 is registered closed: its water meter never moves, so a shift
+    # of its (zero) consumption or a frozen register changes no reading.
+    fleet = _inject(
+        registry,
+        [Injection(kind, "MF013", "WM-01", AT, 3 * 3600, Metric.WATER_M3)],
+        enterprises=("MF013",),
+    )
+    values = _series(fleet, "MF013", "WM-01").values[Metric.WATER_M3]
+    assert np.unique(values).size == 1
+    assert [e for e in fleet.truth if e.kind == kind] == []
+    # The same anomaly where water flows is labelled.
+    fleet = _inject(
+        registry, [Injection(kind, "HC001", "WM-01", AT, 3 * 3600, Metric.WATER_M3)]
+    )
+    assert _event(fleet, kind).device == "WM-01"
+
+
 def test_dropout_leaves_no_samples_in_the_span(registry):
     fleet = _inject(registry, [Injection("dropout", "HC001", "GD-102", AT, 1800)])
     event = _event(fleet, "dropout")
@@ -245,6 +264,29 @@ def test_gas_leak_ramps_past_25_and_50_lel(registry):
     t50 = datetime.fromisoformat(str(event.params["crosses_50"])).timestamp()
     assert event.start_s <= t25 < t50 <= event.end_s
     assert lel[int(np.searchsorted(fleet.times_s, t50))] >= 50
+
+
+def test_a_hover_turns_above_and_below_its_level(registry):
+    injection = Injection(
+        "hover", "HC001", "GD-101", AT, 2 * 3600, Metric.COMBUSTIBLE_GAS_LEL, 25, 6
+    )
+    fleet = _inject(registry, [injection])
+    event = _event(fleet, "hover")
+    assert (event.params["level"], event.params["spread"]) == (25, 6)
+    lel = _series(fleet, "HC001", "GD-101").values[Metric.COMBUSTIBLE_GAS_LEL]
+    a = _index(fleet, AT)
+    span = lel[a : a + 120]
+    assert lel[: a - 1].max() < 10
+    assert np.all(np.abs(span - 25) >= 6 / 3 - 0.5)  # never on the level
+    assert np.all(np.abs(span - 25) <= 6 + 1.5)
+    above = span > 25
+    turns = 1 + int(np.count_nonzero(above[1:] != above[:-1]))
+    assert turns == event.params["turns"] > 10
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[-1, above.astype(int), -1])))
+    assert runs.max() <= 8
+    # The same injection gives the same hover.
+    again = _series(_inject(registry, [injection]), "HC001", "GD-101")
+    assert np.array_equal(again.values[Metric.COMBUSTIBLE_GAS_LEL], lel)
 
 
 def test_shutdown_production_runs_power_during_the_order(registry):
@@ -367,6 +409,20 @@ def test_every_reading_is_a_valid_payload_in_time_order(registry):
                 Metric.TEMPERATURE_C,
             ),
             "outside the window",
+        ),
+        (
+            Injection("hover", "HC001", "GD-101", AT, 60, Metric.COMBUSTIBLE_GAS_LEL),
+            "needs a level",
+        ),
+        (
+            Injection(
+                "hover", "HC001", "GD-101", AT, 60, Metric.COMBUSTIBLE_GAS_LEL, 25, 0
+            ),
+            "spread above 0",
+        ),
+        (
+            Injection("hover", "HC001", "EM-01", AT, 60, Metric.ENERGY_KWH, 25),
+            "does not apply",
         ),
     ],
 )

@@ -136,8 +136,10 @@ def test_counter_points_carry_rate_and_score():
 # Duplicates ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offset_min", [0, -5])
-def test_duplicate_or_older_reading_is_dropped_and_counted(offset_min):
+@pytest.mark.parametrize(("offset_min", "duplicates", "late"), [(0, 2, 0), (-5, 0, 1)])
+def test_duplicate_or_older_reading_is_dropped_and_counted(
+    offset_min, duplicates, late, caplog
+):
     rules = FakeRules()
     state, _ = feed(
         [
@@ -147,9 +149,12 @@ def test_duplicate_or_older_reading_is_dropped_and_counted(offset_min):
         rules,
     )
     seen = len(rules.seen)
-    late = reading(T0_NS + (10 + offset_min) * MIN, pressure_mpa=9.0, energy_kwh=5.0)
-    outcome = process_reading(late, state, None, rules)
-    assert outcome.duplicates == 2
+    older = reading(T0_NS + (10 + offset_min) * MIN, pressure_mpa=9.0, energy_kwh=5.0)
+    with caplog.at_level(logging.DEBUG, logger="stream_jobs.processing"):
+        outcome = process_reading(older, state, None, rules)
+    # A repeat per metric; an older reading once, as too late to place.
+    assert (outcome.duplicates, outcome.late) == (duplicates, late)
+    assert ("reading too late" in caplog.text) == bool(late)
     assert outcome.observations == []
     assert outcome.points == []
     assert len(rules.seen) == seen

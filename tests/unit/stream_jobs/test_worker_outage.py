@@ -28,8 +28,12 @@ SILENT_S = 60
 DEVICES = [f"GD-{i}".encode() for i in range(8)]
 
 
-def _worker(tmp_path):
-    return fake_worker(tmp_path, worker={"silent_after_s": SILENT_S, "app_id": "w1"})
+def _worker(tmp_path, **worker):
+    """A worker with fake topics, webhook and tables; ``worker`` overrides
+    its worker settings."""
+    # lateness_s below silent_after_s, as the settings require.
+    settings = {"silent_after_s": SILENT_S, "lateness_s": 10, "app_id": "w1"}
+    return fake_worker(tmp_path, worker={**settings, **worker})
 
 
 def _read(worker, device, ts_ns):

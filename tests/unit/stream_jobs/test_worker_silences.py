@@ -8,6 +8,7 @@ import json
 import logging
 from datetime import timedelta
 
+from alert_rules import Level
 from alert_rules.lifecycle import Action, Command, worker_command
 from alert_rules.silences import Silence
 from riskwatch.contracts import to_json_bytes
@@ -157,3 +158,97 @@ def test_release_changes_nothing_on_a_warning_that_is_not_held(tmp_path):
     _run_commands(worker, [Command.of_engine(opened), release])
     assert len(worker.warnings.sent) == 1
     assert worker.counters["commands_refused"] == 0
+
+
+def _escalated(opened):
+    """The engine's escalation of ``opened`` to level I, one minute later."""
+    at = opened.history[0].at + timedelta(minutes=1)
+    entry = opened.history[0].model_copy(
+        update={
+            "at": at,
+            "comment": "escalated II -> I: value above 50",
+            "from_status": opened.status,
+            "from_level": opened.level,
+            "level": Level.I,
+        }
+    )
+    return opened.model_copy(
+        update={
+            "level": Level.I,
+            "colour": "red",
+            "history": [*opened.history, entry],
+            "issue_time": at,
+        }
+    )
+
+
+def _open_and_deliver(worker):
+    opened = make_warning_record()
+    asyncio.run(worker._publish([opened], []))
+    _run_commands(worker, _sent_commands(worker))
+    _deliver_all(worker)
+    worker.commands.sent.clear()
+    worker.warnings.sent.clear()
+    return opened
+
+
+def test_a_silence_recorded_while_a_warning_is_open_holds_its_later_versions(
+    tmp_path,
+):
+    clock = Clock(T0 + timedelta(minutes=5))
+    worker = _worker(tmp_path, clock)
+    opened = _open_and_deliver(worker)
+    assert [r.version for r in worker.webhook.posted] == [1]
+
+    _silence(worker, "device", "HC001/GD-101", T0 + timedelta(hours=1))
+    asyncio.run(worker._publish([_escalated(opened)], []))
+    [escalation] = _sent_commands(worker)
+    assert (escalation.record.held, escalation.record.silenced_by) == (True, "sil-1")
+    _run_commands(worker, [escalation])
+    _deliver_all(worker)
+    assert [r.version for r in worker.webhook.posted] == [1]  # held back
+    stored = json.loads(worker.warning_store.sent[-1][1])
+    assert (stored["held"], stored["held_from"], stored["level"]) == (True, 2, "I")
+
+    worker.commands.sent.clear()
+    asyncio.run(worker._release_held())  # still silenced
+    assert worker.commands.sent == []
+    clock.now = T0 + timedelta(hours=1)
+    asyncio.run(worker._release_held())
+    worker.warnings.sent.clear()
+    _run_commands(worker, _sent_commands(worker))
+    _deliver_all(worker)
+    posted = worker.webhook.posted[-1]
+    assert (posted.version, posted.level.value, posted.held) == (2, "I", False)
+
+
+def test_a_warning_held_after_its_opening_is_released_resolved(tmp_path):
+    # The platform has the opening: it must hear of the end, even though the
+    # warning resolved while the silence held it.
+    clock = Clock(T0 + timedelta(minutes=5))
+    worker = _worker(tmp_path, clock)
+    opened = _open_and_deliver(worker)
+    _silence(worker, "rule", "combustible-gas", T0 + timedelta(hours=1))
+    resolved = make_warning_record(resolved=True)
+    asyncio.run(worker._publish([resolved], []))
+    _run_commands(worker, _sent_commands(worker))
+    _deliver_all(worker)
+    assert [r.version for r in worker.webhook.posted] == [1]
+    worker.commands.sent.clear()
+    clock.now = T0 + timedelta(hours=2)
+    asyncio.run(worker._release_held())
+    [release] = _sent_commands(worker)
+    assert release.comment == "silence sil-1 ended with the warning resolved"
+    worker.warnings.sent.clear()
+    _run_commands(worker, [release])
+    _deliver_all(worker)
+    posted = worker.webhook.posted[-1]
+    assert (posted.id, posted.status.value, posted.held) == (
+        opened.id,
+        "resolved",
+        False,
+    )
+    # Released once: the next scan sends nothing.
+    worker.commands.sent.clear()
+    asyncio.run(worker._release_held())
+    assert worker.commands.sent == []
