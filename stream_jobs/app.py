@@ -112,6 +112,7 @@ from riskwatch.topics import (
     WARNING_STORE,
     WARNINGS,
     WARNINGS_UNDELIVERED,
+    TopicSpec,
 )
 from stream_jobs.delivery import WebhookClient
 from stream_jobs.outage import (
@@ -266,6 +267,14 @@ class StreamWorker:
             "inhibited": 0,
         }
         self.app = self._build_app()
+
+    def internal_topics(self) -> list[TopicSpec]:
+        """The agents' internal topics, for creating them before Faust
+        subscribes (see stream_jobs/cli.py)."""
+        return [
+            TopicSpec(t.get_topic_name(), t.partitions or 1)
+            for t in (self.silences, self.expiries, self.groups)
+        ]
 
     @property
     def writer(self) -> PointWriter:

@@ -18,6 +18,8 @@ from alert_rules.grouping import GroupNote
 from alert_rules.lifecycle import Command
 from riskwatch.contracts import to_json_bytes
 from riskwatch.registry import load_registry
+from riskwatch.settings import Settings
+from stream_jobs.app import StreamWorker
 from stream_jobs.cloudevent import UPDATED, event_type, to_http
 from stream_jobs.processing import process_reading
 from stream_jobs.storage import warning_point
@@ -230,3 +232,18 @@ def test_a_bad_group_note_is_dead_lettered(tmp_path):
     asyncio.run(worker.on_group_note(b"other-key", to_json_bytes(note)))
     assert len(worker.dead_letter.sent) == 2
     assert worker.group_state == {}
+
+
+def test_the_internal_topics_are_those_the_agents_read(tmp_path):
+    # Created before Faust subscribes (stream_jobs/cli.py), sized as the
+    # agents' topics, the group topic like the group-state table.
+    worker = StreamWorker(
+        Settings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")
+    )
+    kafka = worker.settings.kafka
+    assert [(t.name, t.partitions) for t in worker.internal_topics()] == [
+        ("riskwatch-worker-silence", kafka.readings_partitions),
+        ("riskwatch-worker-expire", kafka.readings_partitions),
+        ("riskwatch-worker-group", kafka.default_partitions),
+    ]
+    assert worker.group_state.partitions == kafka.default_partitions
