@@ -15,6 +15,7 @@ import click
 
 from riskwatch.clictx import settings_of
 from riskwatch.errors import RiskwatchError
+from riskwatch.kafka_log import install_kafka_gate
 from riskwatch.services import SERVICE_NAMES, Stack
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
@@ -71,6 +72,7 @@ def cli(ctx: click.Context, config: Path | None, log_level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTokens())
+    install_kafka_gate(getattr(logging, log_level))
     ctx.ensure_object(dict)["config"] = config
 
 

@@ -184,6 +184,12 @@ class WorkerSettings(_Section):
     reorder_max_bytes: int = Field(default=65_536, ge=1024, le=512 * 1024)
     influx_batch: int = Field(default=2000, ge=1)
     influx_flush_s: float = Field(default=1.0, gt=0)
+    # The scoring agent takes up to score_batch readings at a time, waiting
+    # at most score_wait_s for a batch to fill, and scores them together
+    # (numpy across the devices: stream_jobs/detectors.py); their offsets are
+    # committed once the whole batch is done.
+    score_batch: int = Field(default=1000, ge=1)
+    score_wait_s: float = Field(default=0.1, gt=0)
     # Hours an officer has to handle a warning, by level, from its opening:
     # the record's deadline (alert_rules.lifecycle).
     handling_hours: dict[str, float] = Field(

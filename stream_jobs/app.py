@@ -4,9 +4,13 @@ Agents:
 
 * storage (not an agent, see stream_jobs/store.py): readings -> InfluxDB in
   batches, in a consumer group of its own that commits only after the write.
-* ``score``: readings -> per-device statistics (changelog-backed table
-  ``device-state``), counter rates, detector scores, rules -> observations on
-  the anomalies topic, warnings on the warnings topic.
+* ``score``: readings, in batches of up to ``worker.score_batch`` taken
+  within ``worker.score_wait_s`` -> per-device statistics (changelog-backed
+  table ``device-state``, stored with :mod:`stream_jobs.state_codec`), counter
+  rates, detector scores (the batch's devices together), rules (one reading
+  at a time) -> observations on the anomalies topic, warnings on the warnings
+  topic. Faust acks a batch's offsets only when the next batch is taken, so
+  they are committed after the batch's results are published.
 * ``silence``: a timer finds devices not heard from for
   ``worker.silent_after_s`` of wall time and sends their keys to an internal
   topic co-partitioned with the table; this agent then evaluates the rules on
@@ -73,9 +77,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from pydantic import BaseModel, ValidationError
@@ -114,6 +118,7 @@ from riskwatch.topics import (
     WARNINGS_UNDELIVERED,
     TopicSpec,
 )
+from stream_jobs import state_codec
 from stream_jobs.delivery import WebhookClient
 from stream_jobs.outage import (
     FeedWatch,
@@ -129,7 +134,7 @@ from stream_jobs.processing import (
     Rules,
     expire,
     flush,
-    process_arrival,
+    process_batch,
     silence,
 )
 from stream_jobs.registry_view import RegistryView
@@ -245,6 +250,7 @@ class StreamWorker:
         self.derived: list[Any] = []
         self.counters = {
             "scored": 0,
+            "batches": 0,
             "duplicates": 0,
             "late": 0,
             "reorder_overflow": 0,
@@ -332,10 +338,24 @@ class StreamWorker:
         )
         # key_type=bytes makes faust read the changelog keys back raw, as
         # they were written (it derives the changelog codec from key_type).
+        # A batch's states are written after it, not while its reading is
+        # faust's current event: the producer's partitioner picks the
+        # changelog partition from the key, as the gateway's did for the
+        # reading (the same default partitioner, the same partition count).
         self.device_state = app.Table(
             "device-state",
             partitions=partitions,
             key_type=bytes,
+            use_partitioner=True,
+        )
+        # Faust derives a table's codec from value_type (a Record's, else
+        # JSON) and gives it to the changelog topic, which decodes what the
+        # table recovers. The detector states are bytes: msgpack, not JSON.
+        # (TableT does not declare the attribute Collection has.)
+        self.device_state.value_serializer = state_codec.NAME  # type: ignore[attr-defined]
+        changelog = self.device_state.changelog_topic
+        self.device_state.changelog_topic = cast(
+            faust.TopicT, changelog.derive(value_serializer=state_codec.NAME)
         )
         # Co-partitioned with the commands topic: the table partition that
         # holds a warning is read by the worker that consumes its commands.
@@ -396,28 +416,90 @@ class StreamWorker:
 
     async def _score(self, stream: faust.StreamT[bytes]) -> None:
         await self.registry.ready.wait()
-        async for event in stream.events():
-            value: bytes = event.value
+        w = self.settings.worker
+        async for values in stream.take(w.score_batch, within=w.score_wait_s):
+            await self.score_batch(values)
+
+    async def score_batch(self, values: Sequence[bytes]) -> None:
+        """Score one batch of the readings topic and publish what it gave.
+
+        A record that does not parse is dead-lettered and the others taken
+        together (:meth:`on_readings`).
+        """
+        parsed: list[tuple[bytes, ReadingRecord]] = []
+        for value in values:
             record = parse_record(value)
             if isinstance(record, PayloadError):
                 await self._reject(value, record)
-                continue
-            await self.on_reading(record)
+            else:
+                parsed.append((value, record))
+        await self.on_readings(parsed)
 
     async def on_reading(self, record: ReadingRecord) -> None:
         """Hold one reading in its device's reorder buffer and apply, score
-        and evaluate what the watermark releases."""
-        key = record.key
-        outcome = process_arrival(
-            record,
-            self.device_state.get(key),
-            self.registry.get(record.enterprise),
-            self.rules,
-            self.reorder,
-        )
-        self.device_state[key] = outcome.state
-        self.counters["scored"] += 1
-        await self._applied(outcome)
+        and evaluate what the watermark releases: a batch of one."""
+        await self.on_readings([(to_json_bytes(record), record)])
+
+    async def on_readings(self, parsed: Sequence[tuple[bytes, ReadingRecord]]) -> None:
+        """Readings as they arrived (with the bytes they came as), in order:
+        each held in its device's reorder buffer, what the watermarks release
+        applied, the detectors scoring the devices together.
+
+        Should the batch fail as a whole, its readings are taken one at a
+        time and only one that fails is dead-lettered. The table is written
+        once per device, after the batch's results are published: a crash
+        before that leaves the readings to come again (their offsets are not
+        committed) onto the states they were scored from.
+        """
+        records = [record for _, record in parsed]
+        try:
+            outcomes = process_batch(
+                records,
+                self.device_state.get,
+                self.registry.get,
+                self.rules,
+                self.reorder,
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad reading must not cost the rest
+            log.warning(
+                "batch not scored records=%d, scoring them one by one: %r",
+                len(records),
+                exc,
+            )
+            records, outcomes = await self._one_by_one(parsed)
+        stored: dict[bytes, dict[str, Any]] = {}
+        for record, outcome in zip(records, outcomes, strict=True):
+            stored[record.key] = outcome.state
+            self.counters["scored"] += 1
+            await self._applied(outcome)
+        for key, state in stored.items():
+            self.device_state[key] = state
+        self.counters["batches"] += 1
+        log.debug("batch scored records=%d devices=%d", len(records), len(stored))
+
+    async def _one_by_one(
+        self, parsed: Sequence[tuple[bytes, ReadingRecord]]
+    ) -> tuple[list[ReadingRecord], list[Outcome]]:
+        states: dict[bytes, dict[str, Any]] = {}
+
+        def state_of(key: bytes) -> dict[str, Any] | None:
+            return states[key] if key in states else self.device_state.get(key)
+
+        records, outcomes = [], []
+        for value, record in parsed:
+            try:
+                [outcome] = process_batch(
+                    [record], state_of, self.registry.get, self.rules, self.reorder
+                )
+            except Exception as exc:  # noqa: BLE001 - dead-lettered with its reason
+                await self._reject(
+                    value, PayloadError("record", f"not scored: {exc!r}")
+                )
+                continue
+            states[record.key] = outcome.state
+            records.append(record)
+            outcomes.append(outcome)
+        return records, outcomes
 
     async def _applied(self, outcome: Outcome) -> None:
         """Count, buffer the derived points of, and publish applied readings."""

@@ -10,14 +10,22 @@ turn counters into consumption rates, score the value, and hand the
 resulting observation to the rules. The reading also feeds the device's
 clock measurement (:mod:`stream_jobs.clock`), and a metric the device used to
 send but left out for a while gets a ``stale`` observation. All state lives
-in one JSON-compatible dict per device, which the worker keeps in a Faust
-table.
+in one dict of plain values per device (the detector states as bytes), which
+the worker keeps in a Faust table (:mod:`stream_jobs.state_codec`).
+
+The worker takes readings in batches (:func:`process_batch`). Each device's
+readings are still handled one after another by the same code, written as a
+generator that yields where it needs a detector score; the batch runs all its
+devices side by side and answers their pending scores with one call of the
+detectors (numpy across the devices, :func:`score_batch`). The functions for
+one reading (:func:`process_arrival`, :func:`process_reading`, ...) run that
+code with each score on its own.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +42,13 @@ from riskwatch.contracts import (
 from riskwatch.registry import Enterprise
 from stream_jobs.clock import CLOCK_KEY, measure
 from stream_jobs.counters import counter_increase, rate_per_hour
-from stream_jobs.detectors import new_state, score_value
+from stream_jobs.detectors import (
+    Scored,
+    SeriesState,
+    new_state,
+    score_batch,
+    score_value,
+)
 from stream_jobs.reorder import ReorderPolicy, admit, drain
 from stream_jobs.storage import derived_point, reading_tags
 
@@ -56,6 +70,11 @@ separate messages costs the rules one observation a minute per metric, not
 one per message."""
 
 DeviceState = dict[str, Any]
+
+# Where a device's processing needs a detector score: the series' state, the
+# metric, the value and its time; answered with the new state and the score.
+ScoreStep = tuple[SeriesState, Metric, float, int]
+Steps = Generator[ScoreStep, tuple[SeriesState, Scored], "Outcome"]
 
 
 class Rules(Protocol):
@@ -118,22 +137,7 @@ def process_arrival(
     """A reading as it arrives: marks the device heard from, holds the reading
     in the reorder buffer and applies what the watermark releases, oldest
     first (see :mod:`stream_jobs.reorder`)."""
-    current = state if state is not None else new_device_state()
-    seen = current.get("last_seen_ns")
-    current = {
-        **current,
-        # When it reached the gateway (wall clock): silence is judged on arrival.
-        "last_seen_ns": (
-            record.received_ns if seen is None else max(seen, record.received_ns)
-        ),
-        "silent": False,
-        "expired": False,
-    }
-    admission = admit(current, record, policy)
-    outcome = apply_readings(admission.release, admission.state, enterprise, rules)
-    outcome.duplicates += admission.duplicate
-    outcome.overflow += admission.overflow
-    return outcome
+    return _scored_one_by_one(_arrival(record, state, enterprise, rules, policy))
 
 
 def flush(state: DeviceState, enterprise: Enterprise | None, rules: Rules) -> Outcome:
@@ -149,10 +153,7 @@ def apply_readings(
     rules: Rules,
 ) -> Outcome:
     """:func:`process_reading` on each record in turn, as one outcome."""
-    outcome = Outcome(state=state)
-    for record in records:
-        outcome.add(process_reading(record, outcome.state, enterprise, rules))
-    return outcome
+    return _scored_one_by_one(_apply(records, state, enterprise, rules))
 
 
 def process_reading(
@@ -167,6 +168,128 @@ def process_reading(
     buffer does); a metric not newer than its last applied reading is
     dropped: as a duplicate when it has the same time, else as too late.
     """
+    return _scored_one_by_one(_reading(record, state, enterprise, rules))
+
+
+def process_batch(
+    records: Sequence[ReadingRecord],
+    state_of: Callable[[bytes], DeviceState | None],
+    enterprise_of: Callable[[str], Enterprise | None],
+    rules: Rules,
+    policy: ReorderPolicy | None = None,
+) -> list[Outcome]:
+    """What :func:`process_arrival` (with ``policy``; without, what
+    :func:`process_reading`) gives for each of ``records`` in turn, the
+    detectors scoring the devices' readings together.
+
+    Args:
+        state_of: a device's stored state by its key (``record.key``,
+            ``<enterprise>/<device>``), None for a new device; read once per
+            device.
+        enterprise_of: the registry's enterprise by id.
+
+    Returns:
+        One outcome per record, in order; its state is the device's after
+        that record (the last one of a device is the one to store).
+    """
+    outcomes: list[Outcome | None] = [None] * len(records)
+    devices: dict[bytes, list[int]] = {}
+    for i, record in enumerate(records):
+        devices.setdefault(record.key, []).append(i)
+
+    def device(key: bytes, indices: list[int]) -> Generator[ScoreStep, Any, None]:
+        state = state_of(key)
+        for i in indices:
+            record = records[i]
+            enterprise = enterprise_of(record.enterprise)
+            outcome = yield from (
+                _reading(record, state, enterprise, rules)
+                if policy is None
+                else _arrival(record, state, enterprise, rules, policy)
+            )
+            outcomes[i] = outcome
+            state = outcome.state
+
+    # Every device's pending score, answered for all of them at once: the
+    # series of different devices are different series, one wave.
+    pending: dict[bytes, tuple[Generator[ScoreStep, Any, None], ScoreStep]] = {}
+    for key, indices in devices.items():
+        steps = device(key, indices)
+        step = next(steps, None)
+        if step is not None:
+            pending[key] = steps, step
+    while pending:
+        keys = list(pending)
+        wave = [pending[key][1] for key in keys]
+        new, scored = score_batch(
+            [step[0] for step in wave],
+            [step[1] for step in wave],
+            [step[2] for step in wave],
+            [step[3] for step in wave],
+        )
+        for key, answer in zip(keys, zip(new, scored, strict=True), strict=True):
+            steps = pending[key][0]
+            try:
+                pending[key] = steps, steps.send(answer)
+            except StopIteration:
+                del pending[key]
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _scored_one_by_one(steps: Steps) -> Outcome:
+    """Run one device's steps, each score on its own (a batch of one)."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(score_value(*step))
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome
+
+
+def _arrival(
+    record: ReadingRecord,
+    state: DeviceState | None,
+    enterprise: Enterprise | None,
+    rules: Rules,
+    policy: ReorderPolicy,
+) -> Steps:
+    current = state if state is not None else new_device_state()
+    seen = current.get("last_seen_ns")
+    current = {
+        **current,
+        # When it reached the gateway (wall clock): silence is judged on arrival.
+        "last_seen_ns": (
+            record.received_ns if seen is None else max(seen, record.received_ns)
+        ),
+        "silent": False,
+        "expired": False,
+    }
+    admission = admit(current, record, policy)
+    outcome = yield from _apply(admission.release, admission.state, enterprise, rules)
+    outcome.duplicates += admission.duplicate
+    outcome.overflow += admission.overflow
+    return outcome
+
+
+def _apply(
+    records: Sequence[ReadingRecord],
+    state: DeviceState,
+    enterprise: Enterprise | None,
+    rules: Rules,
+) -> Steps:
+    outcome = Outcome(state=state)
+    for record in records:
+        outcome.add((yield from _reading(record, outcome.state, enterprise, rules)))
+    return outcome
+
+
+def _reading(
+    record: ReadingRecord,
+    state: DeviceState | None,
+    enterprise: Enterprise | None,
+    rules: Rules,
+) -> Steps:
     current: DeviceState = state if state is not None else new_device_state()
     # Shallow copies of the parts we change, so the caller's dict is untouched
     # until it stores the outcome.
@@ -212,7 +335,7 @@ def process_reading(
             fields["rate_per_h"] = value
         if value is None:
             continue
-        series, scored = score_value(series, metric, value, record.ts_ns)
+        series, scored = yield series, metric, value, record.ts_ns
         current["series"][metric.value] = series
         fields["score"] = scored.score
         outcome.points.append(derived_point(metric.value, tags, record.ts_ns, fields))

@@ -3,8 +3,10 @@
 Errors answer ``{"error": <name>, "message": ..., "field": ...}``: 401 for a
 missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
 409 for an action the warning's status does not allow (or lifting a
-silence that already ended), 422 naming the field
-and the reason for bad input, 503 while the warning store is still loading.
+silence that already ended), 422 naming the field and the reason for bad
+input (a silence for an enterprise or device the registry does not list, or a
+rule that is not loaded, among them), 503 while the warning store (or, for a
+device or enterprise silence, the registry) is still loading.
 
 An action is checked against the store's latest version (the quick 409), sent
 to the commands topic, and answered 200 with the version it made once the
@@ -19,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
@@ -36,12 +41,15 @@ from alert_rules.api.models import (
     ListQuery,
     Silence,
     SilenceBody,
+    SilenceKind,
+    SilenceSubject,
 )
 from alert_rules.api.openapi import OPENAPI
-from alert_rules.api.views import SilenceView, Sink, WarningView
+from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
 from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
+from riskwatch.registry import Enterprise
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 VIEW: web.AppKey[WarningView] = web.AppKey("view", WarningView)
 SILENCE_VIEW: web.AppKey[SilenceView] = web.AppKey("silences", SilenceView)
 SINK: web.AppKey[Sink] = web.AppKey("sink", Sink)
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+RULES: web.AppKey[frozenset[str]] = web.AppKey("rules", frozenset)
 EVIDENCE: web.AppKey[EvidenceSource] = web.AppKey("evidence", EvidenceSource)
 TOKENS: web.AppKey[Tokens] = web.AppKey("tokens", Tokens)
 OPTIONS: web.AppKey[dict[str, Any]] = web.AppKey("options", dict)
@@ -78,6 +88,8 @@ def build_app(
     sink: Sink,
     evidence: EvidenceSource,
     tokens: Tokens,
+    registry: Registry,
+    rules: Collection[str],
     apply_timeout_s: float = 10.0,
     evidence_points: int = 2000,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -91,6 +103,10 @@ def build_app(
         sink: produces commands and silences to Kafka.
         evidence: reads evidence series from InfluxDB.
         tokens: the accounts.
+        registry: the enterprises and their devices a silence may name
+            (followed by the caller, like ``view``).
+        rules: the ids of the rules the worker evaluates, which a rule
+            silence may name.
         apply_timeout_s: how long an action waits for its version.
         evidence_points: most readings per evidence series.
         clock: the time written on commands and silences (UTC).
@@ -98,6 +114,7 @@ def build_app(
     app = web.Application(middlewares=[_json_errors, _authenticate])
     app[VIEW], app[SILENCE_VIEW], app[SINK] = view, silences, sink
     app[EVIDENCE], app[TOKENS] = evidence, tokens
+    app[REGISTRY], app[RULES] = registry, frozenset(rules)
     app[OPTIONS] = {
         "apply_timeout_s": apply_timeout_s,
         "evidence_points": evidence_points,
@@ -116,6 +133,130 @@ def build_app(
 
 
 PUBLIC = frozenset({"/openapi.json", "/health"})
+
+
+class ApiRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` whose connections answer a request
+    that never reached the application (malformed HTTP, an unhandled error)
+    in riskwatch's JSON error body too.
+
+    aiohttp answers those itself, before any middleware, in plain text that
+    quotes the offending bytes of the request (its header line, its method).
+    """
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp has no setting for the protocol class its Server makes per
+        # connection; the subclass only changes that factory, so every other
+        # setting the application gave its Server stays as it was.
+        server.__class__ = _Server
+        return server
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Connection(RequestHandler):
+    """aiohttp's per-connection protocol with riskwatch's error answers."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # As aiohttp's own: a response was begun, none can follow.
+            raise ConnectionError("response already begun, no error answer")
+        body: dict[str, str | None]
+        if isinstance(exc, http_exceptions.HttpProcessingError) and status < 500:
+            field, what = _malformed(exc)
+            log.info(
+                "malformed request refused remote=%s status=%s field=%s: %s",
+                request.remote,
+                status,
+                field,
+                what,
+            )
+            body = {
+                "error": "BadRequest",
+                "message": f"{field}: {what}",
+                "field": field,
+            }
+        elif status == 504:
+            body = {"error": "Timeout", "message": "took too long", "field": None}
+        else:
+            log.error(
+                "request failed remote=%s path=%s",
+                request.remote,
+                request.path,
+                exc_info=exc,
+            )
+            body = {
+                "error": "InternalError",
+                "message": "the API failed on this request; its log says why",
+                "field": None,
+            }
+        response = web.json_response(body, status=status)
+        response.force_close()
+        return response
+
+
+# What aiohttp's parser says is wrong, in its own fixed words: the C parser
+# (llhttp) reports a reason like "Invalid header value char", then the raw
+# line. Only words of that shape are kept; whatever else it says is the
+# client's input, and left out.
+_REASON = re.compile(r"[A-Za-z][A-Za-z -]{2,80}")
+
+
+def _malformed(exc: http_exceptions.HttpProcessingError) -> tuple[str, str]:
+    """(field, reason) of a request aiohttp could not parse, never quoting it.
+
+    >>> _malformed(http_exceptions.BadHttpMessage(
+    ...     "Invalid header value char:\\n\\n  b'X-A: <b>'\\n  ^"))
+    ('headers', 'not valid HTTP (invalid header value char)')
+    >>> _malformed(http_exceptions.LineTooLong("<script>" * 9000, "8190"))
+    ('headers', 'a request line or header is longer than the server takes')
+    """
+    fixed: list[tuple[type[Exception], str, str]] = [
+        (
+            http_exceptions.LineTooLong,
+            "headers",
+            "a request line or header is longer than the server takes",
+        ),
+        (http_exceptions.BadHttpMethod, "method", "not a valid HTTP method"),
+        (http_exceptions.InvalidURLError, "path", "not a valid request target"),
+        (http_exceptions.BadStatusLine, "request line", "not an HTTP/1.x request line"),
+        (http_exceptions.InvalidHeader, "headers", "a header line is malformed"),
+        (
+            http_exceptions.PayloadEncodingError,
+            "body",
+            "the body does not match its "
+            "Content-Length, Transfer-Encoding or Content-Encoding",
+        ),
+    ]
+    for kind, field, what in fixed:
+        if isinstance(exc, kind):
+            return field, what
+    first = exc.message.split(":", 1)[0].strip()
+    reason = first.lower() if _REASON.fullmatch(first) else ""
+    field = next(
+        (name for name, words in _FIELD_WORDS if any(word in reason for word in words)),
+        "request",
+    )
+    return field, "not valid HTTP" + (f" ({reason})" if reason else "")
+
+
+_FIELD_WORDS = (
+    ("headers", ("header", "content-length", "transfer-encoding")),
+    ("method", ("method",)),
+    ("path", ("url", "path", "target")),
+    ("body", ("chunk", "body")),
+    ("request line", ("version", "status")),
+)
 
 
 @web.middleware
@@ -158,7 +299,8 @@ def _account(request: web.Request, *, acting: bool) -> Account:
 def _invalid(exc: ValidationError, prefix: str = "") -> _Problem:
     err = exc.errors(include_url=False)[0]
     field = prefix + (".".join(map(str, err["loc"])) or "body")
-    return _Problem(422, "InvalidInput", f"{field}: {err['msg']}", field)
+    message = err["msg"].removeprefix("Value error, ")
+    return _Problem(422, "InvalidInput", f"{field}: {message}", field)
 
 
 async def _body(request: web.Request, model: type[_M]) -> _M:
@@ -201,14 +343,29 @@ async def _openapi(request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
 
+# How long /health waits for the brokers' answer before calling them unreachable.
+HEALTH_TIMEOUT_S = 2.0
+
+
 async def _health(request: web.Request) -> web.Response:
+    """Whether Kafka answers now and what the API can do: 503 while it does
+    not, as no action or silence can then be taken; warnings and silences are
+    still read, as last seen (``read``), and evidence from InfluxDB."""
     view = request.app[VIEW]
+    loaded = view.ready.is_set()
+    kafka = await request.app[SINK].reachable(HEALTH_TIMEOUT_S)
+    status = ("ok" if loaded else "loading") if kafka else "unavailable"
     return _json(
         {
-            "status": "ok" if view.ready.is_set() else "loading",
+            "status": status,
+            "kafka": "reachable" if kafka else "unreachable",
+            "registry": "loaded" if request.app[REGISTRY].ready.is_set() else "loading",
+            "read": loaded,
+            "act": loaded and kafka,
             "warnings": len(view),
             "silences": len(request.app[SILENCE_VIEW]),
-        }
+        },
+        status=200 if kafka else 503,
     )
 
 
@@ -379,6 +536,7 @@ async def _list_silences(request: web.Request) -> web.Response:
 async def _silence(request: web.Request) -> web.Response:
     account = _account(request, acting=True)
     body = await _body(request, SilenceBody)
+    _check_known(request, body.subject)
     now: datetime = request.app[OPTIONS]["clock"]()
     if body.until <= now:
         raise _Problem(422, "InvalidInput", "until: must be in the future", "until")
@@ -395,6 +553,59 @@ async def _silence(request: web.Request) -> web.Response:
     )
     await _record_silence(request, silence, "recorded", account)
     return _json({"silence": silence.model_dump(mode="json")}, status=201)
+
+
+def _check_known(request: web.Request, subject: SilenceSubject) -> None:
+    """Refuse a silence that names what the worker never sees: it could never
+    hold a warning back, and the officer would believe it does."""
+    if subject.kind == SilenceKind.RULE:
+        rules = request.app[RULES]
+        if subject.id not in rules:
+            raise _Problem(
+                422,
+                "InvalidInput",
+                f"subject.id: no rule {subject.id!r} among the {len(rules)} rules "
+                "the worker evaluates",
+                "subject.id",
+            )
+        return
+    registry = request.app[REGISTRY]
+    if not registry.ready.is_set():
+        raise _Problem(
+            503,
+            "Unavailable",
+            "the registry is still loading: a device or enterprise silence cannot "
+            "be checked yet, try again (rule silences are taken)",
+        )
+    enterprise_id, _, device = subject.id.partition("/")
+    enterprise = registry.get(enterprise_id)
+    if enterprise is None:
+        raise _Problem(
+            422,
+            "InvalidInput",
+            f"subject.id: enterprise {enterprise_id!r} is not in the registry",
+            "subject.id",
+        )
+    if device and not _device_known(request, enterprise, device):
+        raise _Problem(
+            422,
+            "InvalidInput",
+            f"subject.id: enterprise {enterprise_id} has no device {device!r} in "
+            "the registry, nor a warning of it",
+            "subject.id",
+        )
+
+
+def _device_known(request: web.Request, enterprise: Enterprise, device: str) -> bool:
+    """Listed under its enterprise in the registry, or warning already: the
+    worker takes readings of a registered enterprise's devices that its entry
+    does not list, and a device that warns must be silenceable."""
+    if any(d.id == device for d in enterprise.devices):
+        return True
+    return any(
+        r.device_id == device and r.enterprise_id == enterprise.id
+        for r in request.app[VIEW].records()
+    )
 
 
 async def _lift_silence(request: web.Request) -> web.Response:

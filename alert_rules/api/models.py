@@ -7,12 +7,15 @@ rather than silently ignored.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -43,6 +46,28 @@ def _has_text(text: str) -> str:
 
 Text = Annotated[str, AfterValidator(_has_text)]
 
+# A time of day in ISO 8601 starts with a four-digit year and a dash; pydantic
+# alone also takes a number (or a string of digits) as seconds or milliseconds
+# since 1970, which a typo or a client in another unit turns into a time far
+# off without a word.
+_ISO_START = re.compile(r"\d{4}-")
+
+
+def _iso_8601(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_START.match(value):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(
+            "must be an ISO 8601 time with a timezone, like "
+            f"2026-12-03T08:00:00+08:00; got {shown} (epoch numbers are refused)"
+        )
+    return value
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+"""An aware time written in ISO 8601 only: no epoch seconds, no naive time."""
+
 
 class ActionBody(_Input):
     """Body of acknowledge and close (all optional; an empty body is fine).
@@ -72,15 +97,15 @@ class ListQuery(_Input):
     scope: ScopeKind | None = None
     enterprise: str | None = None
     grid: str | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: IsoTime | None = None
+    until: IsoTime | None = None
     limit: int = Field(default=100, ge=1, le=LIST_LIMIT)
 
     @field_validator("until")
     @classmethod
     def _after_since(
-        cls, until: AwareDatetime | None, info: ValidationInfo
-    ) -> AwareDatetime | None:
+        cls, until: datetime | None, info: ValidationInfo
+    ) -> datetime | None:
         since = info.data.get("since")
         if until is not None and since is not None and until <= since:
             raise ValueError(
@@ -95,14 +120,15 @@ class SilenceBody(_Input):
 
     subject: SilenceSubject
     reason: Text = Field(min_length=1, max_length=COMMENT_CHARS)
-    until: AwareDatetime
-    starts: AwareDatetime | None = None
+    until: IsoTime
+    starts: IsoTime | None = None
 
 
 __all__ = [
     "LIST_LIMIT",
     "ActionBody",
     "DisposeBody",
+    "IsoTime",
     "ListQuery",
     "Silence",
     "SilenceBody",

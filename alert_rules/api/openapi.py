@@ -57,8 +57,13 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _ERRORS = {
+    "400": _error(
+        "Not valid HTTP (a malformed header, method, path or body framing); "
+        "`field` names the part, nothing of the request is quoted back."
+    ),
     "401": _error("Missing or unknown bearer token."),
     "422": _error("Invalid input; `field` names it."),
+    "500": _error("A failure of the API itself; its log says why."),
     "503": _error("The warning store is still loading."),
 }
 _ID = {
@@ -144,9 +149,18 @@ OPENAPI: dict[str, Any] = {
         "/health": {
             "get": {
                 "operationId": "health",
-                "summary": "Whether the warning store is loaded.",
+                "summary": "Whether Kafka answers and the stores are loaded.",
+                "description": (
+                    "Asks the brokers (at most 2 s). 503 while they do not "
+                    "answer: no action or silence can be taken then, but "
+                    "warnings and silences are still read as last seen "
+                    "(`read`), with their evidence from InfluxDB."
+                ),
                 "security": [],
-                "responses": {"200": _ok("Status and counts.", _ref("Health"))},
+                "responses": {
+                    "200": _ok("Kafka reachable; status and counts.", _ref("Health")),
+                    "503": _ok("Kafka unreachable; what still works.", _ref("Health")),
+                },
             }
         },
         "/warnings": {
@@ -163,12 +177,12 @@ OPENAPI: dict[str, Any] = {
                     _query(
                         "since",
                         {"type": "string", "format": "date-time"},
-                        "start_time at or after (with offset).",
+                        "start_time at or after; ISO 8601 with a timezone, no epoch.",
                     ),
                     _query(
                         "until",
                         {"type": "string", "format": "date-time"},
-                        "start_time before (with offset).",
+                        "start_time before; ISO 8601 with a timezone, no epoch.",
                     ),
                     _query(
                         "limit",
@@ -230,6 +244,13 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "silence",
                 "summary": "Record a silence or maintenance window; the worker "
                 "holds the warnings it covers back from the platform.",
+                "description": (
+                    "The subject must be known to the worker: an enterprise "
+                    "in the registry, a device listed under its enterprise "
+                    "there (or with a warning in the store), or a rule it "
+                    "evaluates (422 naming `subject.id` otherwise). 503 while "
+                    "the registry is still loading, for a device or enterprise."
+                ),
                 "tags": ["silences"],
                 "requestBody": {
                     "required": True,
@@ -273,8 +294,23 @@ OPENAPI: dict[str, Any] = {
             },
             "Health": {
                 "type": "object",
+                "required": ["status", "kafka", "registry", "read", "act"],
                 "properties": {
-                    "status": {"type": "string", "enum": ["ok", "loading"]},
+                    "status": {
+                        "type": "string",
+                        "enum": ["ok", "loading", "unavailable"],
+                        "description": "unavailable: Kafka does not answer.",
+                    },
+                    "kafka": {"type": "string", "enum": ["reachable", "unreachable"]},
+                    "registry": {"type": "string", "enum": ["loaded", "loading"]},
+                    "read": {
+                        "type": "boolean",
+                        "description": "Warnings and silences can be read.",
+                    },
+                    "act": {
+                        "type": "boolean",
+                        "description": "Actions and silences can be taken.",
+                    },
                     "warnings": {"type": "integer"},
                     "silences": {"type": "integer"},
                 },

@@ -9,14 +9,17 @@ from contextlib import suppress
 
 from aiohttp import web
 
-from alert_rules.api.app import build_app
+from alert_rules.api.app import ApiRunner, build_app
 from alert_rules.api.auth import Tokens
 from alert_rules.api.evidence import InfluxEvidence
 from alert_rules.api.views import KafkaSink, SilenceView, WarningView
+from alert_rules.loader import load_rules
 from riskwatch.errors import RiskwatchError
 from riskwatch.secrets import SecretStore
 from riskwatch.settings import Settings
 from riskwatch.topics import SILENCES, WARNING_STORE
+from stream_jobs.outage import OUTAGE_RULE
+from stream_jobs.registry_view import RegistryView
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,12 @@ async def serve(settings: Settings) -> None:
     bootstrap = settings.kafka.bootstrap
     view = WarningView(bootstrap, WARNING_STORE)
     silences = SilenceView(bootstrap, SILENCES)
+    # The worker's own view of the registry and its own rules: a silence may
+    # name only what the worker can warn about. Both are read the worker's
+    # way, so the rules are those of its rules_dir when the API started (the
+    # worker, too, reads them once) and the registry follows each load.
+    registry = RegistryView(bootstrap)
+    rules = {rule.id for rule in load_rules(settings.worker.rules_dir)}
     sink = KafkaSink(bootstrap)
     influx = settings.influxdb
     evidence = InfluxEvidence(
@@ -47,6 +56,8 @@ async def serve(settings: Settings) -> None:
         sink=sink,
         evidence=evidence,
         tokens=Tokens.from_settings(settings.api, secrets),
+        registry=registry,
+        rules=rules | {OUTAGE_RULE},
         apply_timeout_s=settings.api.apply_timeout_s,
         evidence_points=settings.api.evidence_points,
     )
@@ -55,8 +66,8 @@ async def serve(settings: Settings) -> None:
     except Exception as exc:
         await evidence.close()
         raise ApiStartError(f"kafka at {bootstrap} not reachable: {exc!r}") from exc
-    followers = [asyncio.create_task(v.follow()) for v in (view, silences)]
-    runner = web.AppRunner(app, access_log=None)
+    followers = [asyncio.create_task(v.follow()) for v in (view, silences, registry)]
+    runner = ApiRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api.host, settings.api.port)
@@ -68,7 +79,15 @@ async def serve(settings: Settings) -> None:
                 f"{exc.strerror}"
             ) from exc
         await view.ready.wait()
-        log.info("%s url=%s warnings=%d", READY_LINE, settings.api.url, len(view))
+        await registry.ready.wait()
+        log.info(
+            "%s url=%s warnings=%d enterprises=%d rules=%d",
+            READY_LINE,
+            settings.api.url,
+            len(view),
+            len(registry),
+            len(rules),
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

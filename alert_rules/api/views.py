@@ -17,16 +17,35 @@ from aiokafka import AIOKafkaProducer
 from alert_rules.silences import SilenceView
 from alert_rules.warning import WarningRecord
 from riskwatch.compacted import ModelView
+from riskwatch.registry import Enterprise
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaSink", "SilenceView", "Sink", "WarningView"]
+__all__ = ["KafkaSink", "Registry", "SilenceView", "Sink", "WarningView"]
 
 
 class Sink(Protocol):
     """Produces one record; raises if the broker did not take it."""
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+    async def reachable(self, timeout_s: float) -> bool:
+        """Whether the brokers answer now, within ``timeout_s``."""
+        ...
+
+
+class Registry(Protocol):
+    """The enterprises a silence may name: the worker's own view of the
+    registry topic (:class:`stream_jobs.registry_view.RegistryView`).
+
+    ``ready`` is set once the topic has been read to its end; before that a
+    missing enterprise may only not have been read yet.
+    """
+
+    @property
+    def ready(self) -> asyncio.Event: ...
+
+    def get(self, key: str) -> Enterprise | None: ...
 
 
 class KafkaSink:
@@ -43,6 +62,19 @@ class KafkaSink:
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def reachable(self, timeout_s: float) -> bool:
+        # A metadata request through the producer's own connections: it tells
+        # whether a command would get through, and aiokafka runs one request
+        # for every caller asking at the same time.
+        try:
+            return bool(
+                await asyncio.wait_for(
+                    self._producer.client.force_metadata_update(), timeout_s
+                )
+            )
+        except TimeoutError:
+            return False
 
     async def stop(self) -> None:
         await self._producer.stop()

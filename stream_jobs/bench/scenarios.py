@@ -1,9 +1,9 @@
 """Labelled fleet scenarios: the worker's scoring path against ground truth.
 
 A fleet from :mod:`simulators.fleet` (with labelled anomalies) is replayed
-offline, reading by reading in device-time order, through
-:func:`stream_jobs.processing.process_reading`, the function the Faust scoring
-agent runs; the silence timer is emulated on the device clock with
+offline in device-time order, the readings of each grid time as one batch,
+through :func:`stream_jobs.processing.process_batch`, which the Faust scoring
+agent runs on its batches; the silence timer is emulated on the device clock with
 :func:`stream_jobs.processing.silence` (checked at every grid time, where the
 worker checks every ``SILENCE_SCAN_S`` of wall time). The warnings the rules
 open are then matched to the ground truth:
@@ -50,7 +50,7 @@ from riskwatch.contracts import Measurement, Metric, ReadingRecord
 from riskwatch.registry import Enterprise
 from simulators.fleet import ANOMALY_KINDS, Fleet, TruthEvent, generate_fleet
 from simulators.readings import Reading
-from stream_jobs.processing import DeviceState, Rules, process_reading, silence
+from stream_jobs.processing import DeviceState, Rules, process_batch, silence
 
 __all__ = [
     "DEFAULT_START",
@@ -288,20 +288,30 @@ def replay_fleet(
     done = 0
     clock_s = -math.inf
     report_every = max(1, total // 10)
+    batch: list[ReadingRecord] = []
+
+    def score(batch: list[ReadingRecord]) -> None:
+        # The readings of one grid time, as the worker takes them: a batch.
+        nonlocal done
+        owners = {r.key: (r.enterprise, r.device) for r in batch}
+        outcomes = process_batch(
+            batch, lambda key: states.get(owners[key]), registry.get, rules
+        )
+        for record, outcome in zip(batch, outcomes, strict=True):
+            states[owners[record.key]] = outcome.state
+            _collect(outcome.warnings, opened)
+            done += 1
+            if progress is not None and done % report_every == 0:
+                progress(f"  readings={done}/{total} warnings={len(opened)}")
+
     for reading in fleet.readings():
         if reading.ts_s != clock_s:
+            score(batch)
+            batch = []
             clock_s = reading.ts_s
             _find_silent(states, clock_s, silent_after_s, registry, rules, opened)
-        record = reading_record(reading)
-        key = (reading.enterprise, reading.device)
-        outcome = process_reading(
-            record, states.get(key), registry.get(reading.enterprise), rules
-        )
-        states[key] = outcome.state
-        _collect(outcome.warnings, opened)
-        done += 1
-        if progress is not None and done % report_every == 0:
-            progress(f"  readings={done}/{total} warnings={len(opened)}")
+        batch.append(reading_record(reading))
+    score(batch)
     return list(opened.values()), done
 
 

@@ -68,6 +68,7 @@ class Pipeline:
     folder: Path
     receiver: WarningReceiver
     gateway: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
 
     @property
     def group(self) -> str:
@@ -80,6 +81,14 @@ class Pipeline:
         assert self.gateway is not None
         self.gateway.send_signal(signal.SIGKILL)
         self.gateway.wait(30)
+
+    def start_worker(self) -> None:
+        self.worker = _start("worker", self.env, self.folder, WORKER_READY)
+
+    def kill_worker(self) -> None:
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait(30)
 
     def publish(
         self,
@@ -208,14 +217,13 @@ def running_pipeline(settings, tmp_path_factory, **worker):
     folder = tmp_path_factory.mktemp("pipeline")
     with warning_receiver(own, lambda line: None, folder) as receiver:
         pipe = Pipeline(own, env, folder, receiver)
-        worker = None
         try:
             pipe.start_gateway()
-            worker = _start("worker", env, folder, WORKER_READY)
+            pipe.start_worker()
             yield pipe
         finally:
             _stop(pipe.gateway)
-            _stop(worker)
+            _stop(pipe.worker)
 
 
 def _device(prefix: str) -> str:

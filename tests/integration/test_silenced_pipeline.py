@@ -6,14 +6,18 @@ when it comes back with the condition still met."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.contracts import telemetry_topic
+from riskwatch.contracts import Metric, telemetry_topic
+from riskwatch.registry import Device, Registry, load_registry
+from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
 from tests.integration.test_officer import api_env  # noqa: F401 - a fixture
@@ -26,6 +30,7 @@ from tests.integration.test_pipeline import (
 
 EXPIRE_AFTER_S = 30
 RULE = "combustible-gas-orange"
+GAS = Metric.COMBUSTIBLE_GAS_LEL
 
 
 @pytest.fixture(scope="module")
@@ -80,18 +85,41 @@ def _stored(env, device):
     ]
 
 
+def _register(pipeline, device):
+    """Add ``device`` (combustible gas) to the sample registry's ENTERPRISE."""
+    registry = load_registry(sample_registry_path())
+    entries = [
+        e.model_copy(update={"devices": [*e.devices, Device(id=device, metrics=[GAS])]})
+        if e.id == ENTERPRISE
+        else e
+        for e in registry.enterprises
+    ]
+    asyncio.run(
+        publish_registry(
+            Registry(enterprises=entries), pipeline.settings.kafka.bootstrap
+        )
+    )
+
+
 def _silence_device(env, device, reason):
-    """A silence of ``device`` for two hours, once the worker has seen it."""
-    silence = _api(
-        env,
-        "POST",
-        "/silences",
-        {
-            "subject": {"kind": "device", "id": f"{ENTERPRISE}/{device}"},
-            "reason": reason,
-            "until": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
-        },
-    )["silence"]
+    """A silence of ``device`` for two hours, once the worker has seen it.
+
+    The device must be registered (or warning): the API's registry view
+    follows the topic, so a 422 is retried for a while."""
+    body = {
+        "subject": {"kind": "device", "id": f"{ENTERPRISE}/{device}"},
+        "reason": reason,
+        "until": (datetime.now(UTC) + timedelta(hours=2)).isoformat(),
+    }
+    deadline = Deadline(30)
+    while True:
+        try:
+            silence = _api(env, "POST", "/silences", body)["silence"]
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 422 or deadline.expired():
+                raise
+            time.sleep(0.3)
     time.sleep(3)  # the worker's view of the silences topic follows it
     return silence
 
@@ -109,6 +137,7 @@ def test_a_silenced_device_is_not_delivered_and_is_again_after_the_lift(
     api_env,  # noqa: F811 - the fixture imported above
 ):
     device = _device("GD")
+    _register(pipeline, device)
     silence = _silence_device(api_env, device, "detector calibration with test gas")
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
     # Test gas: over 25 %LEL, then clear under 20 for more than 5 minutes.

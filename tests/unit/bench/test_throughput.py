@@ -7,17 +7,23 @@ from riskwatch.cli import cli
 from stream_jobs.bench.throughput import format_throughput, measure_throughput
 
 
-def test_both_modes_score_every_reading_and_report_state_size():
-    results = measure_throughput(20, 3, warmup=40)
-    assert [r.mode for r in results] == ["dict", "json"]
+def test_every_path_scores_every_reading_and_reports_state_size():
+    # Batches of 13 and 7 devices: numpy's executor, then Python floats'.
+    results = measure_throughput(20, 3, warmup=40, batch=13, repeat=2)
+    assert [(r.path, r.table) for r in results] == [
+        ("reading", "memory"),
+        ("reading", "table"),
+        ("batch", "memory"),
+        ("batch", "table"),
+    ]
     for result in results:
         assert (result.devices, result.readings) == (20, 60)
         assert result.per_second > 0
         # Bounded state: the issue allows 4 KB serialised per series.
         assert 0 < result.state_bytes_mean <= result.state_bytes_max <= 4096
-    # The same readings give the same states whichever way they are kept.
-    assert results[0].state_bytes_max == results[1].state_bytes_max
-    assert "readings/s" in format_throughput(results, target=100_000)
+    table = format_throughput(results, target=100_000)
+    assert "readings/s" in table
+    assert "batch path with the table round trip" in table
 
 
 @pytest.mark.parametrize(
@@ -26,12 +32,15 @@ def test_both_modes_score_every_reading_and_report_state_size():
         ((0, 1, 0), "devices"),
         ((1, 0, 0), "readings_per_device"),
         ((1, 1, -1), "warmup"),
+        ((1, 1, 0, 0), "batch"),
+        ((1, 1, 0, 1, 0), "repeat"),
     ],
 )
 def test_bad_counts_name_the_parameter(args, name):
-    devices, readings, warmup = args
+    devices, readings, warmup, *rest = args
+    batch, repeat = [*rest, 1, 1][:2]
     with pytest.raises(ValueError, match=name):
-        measure_throughput(devices, readings, warmup=warmup)
+        measure_throughput(devices, readings, warmup=warmup, batch=batch, repeat=repeat)
 
 
 def test_detectors_command_on_a_tiny_fleet():
@@ -51,4 +60,4 @@ def test_detectors_command_on_a_tiny_fleet():
     assert result.exit_code == 0, result.output
     assert "state_B_mean" in result.stdout
     assert "target (issue 4)" in result.stdout
-    assert "mode=json" in result.stderr
+    assert "path=batch table=table" in result.stderr

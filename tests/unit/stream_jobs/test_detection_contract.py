@@ -4,17 +4,21 @@ Serialisation round trip, determinism, warm-up, missing values, bounded size,
 scores in [0, 1], and scoring split at any point equal to scoring in one go.
 """
 
-import json
 import math
 
 import numpy as np
 import pytest
-from faust.utils import json as faust_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskwatch.contracts import Metric
-from stream_jobs.detectors import LEARNING_READINGS, new_state, score_value
+from stream_jobs import state_codec as table_codec
+from stream_jobs.detectors import (
+    LEARNING_READINGS,
+    new_state,
+    score_value,
+    state_fields,
+)
 
 T0_NS = 1_764_720_000 * 1_000_000_000
 S = 1_000_000_000
@@ -47,27 +51,27 @@ def test_state_is_bounded_after_a_long_series_of_any_magnitude():
     # Values with long reprs (many digits, large and tiny exponents).
     values = rng.normal(0, 1, n) * 10.0 ** rng.integers(-12, 12, n)
     state, _ = run(values, np.arange(n) * 60.0)
-    assert len(json.dumps(state)) <= STATE_BUDGET_BYTES
+    assert len(table_codec.dumps(state)) <= STATE_BUDGET_BYTES
 
 
 def test_state_after_weeks_of_seasonal_data_is_bounded_and_exact():
     values, t = busy_series(6_000)
     state, _ = run(values, t)
-    text = json.dumps(state)
+    text = table_codec.dumps(state)
     assert len(text) <= STATE_BUDGET_BYTES
-    assert json.loads(text) == state
+    assert table_codec.loads(text) == state
 
 
 def test_state_round_trips_through_the_faust_table_codec_exactly():
-    # The worker's table stores states with Faust's own JSON codec (orjson
-    # when installed, which riskwatch depends on): scoring must continue
-    # from what it reads back exactly as from the state in memory.
+    # The worker's table stores states with its own codec (msgpack, see
+    # stream_jobs/state_codec.py): scoring must continue from what it reads
+    # back exactly as from the state in memory.
     values, t = busy_series(2_000)
     state, _ = run(values[:1_500], t[:1_500])
-    assert faust_json.loads(faust_json.dumps(state)) == state
+    assert table_codec.loads(table_codec.dumps(state)) == state
     _, direct = run(values[1_500:], t[1_500:], state=state)
     _, restored = run(
-        values[1_500:], t[1_500:], state=faust_json.loads(faust_json.dumps(state))
+        values[1_500:], t[1_500:], state=table_codec.loads(table_codec.dumps(state))
     )
     assert [r.score for r in direct] == [r.score for r in restored]
 
@@ -105,9 +109,9 @@ def test_learning_period_is_neutral_for_every_detector():
 def test_the_input_state_is_not_changed():
     values, t = busy_series(400)
     state, _ = run(values[:300], t[:300])
-    before = json.dumps(state)
+    before = table_codec.dumps(state)
     run(values[300:], t[300:], state=state)
-    assert json.dumps(state) == before
+    assert table_codec.dumps(state) == before
 
 
 @given(
@@ -116,13 +120,13 @@ def test_the_input_state_is_not_changed():
     interval_s=st.sampled_from([60, 300, 3_600]),
 )
 @settings(max_examples=25, deadline=None)
-def test_scoring_split_anywhere_with_json_in_between_is_the_same(
+def test_scoring_split_anywhere_with_the_table_codec_in_between_is_the_same(
     seed, split, interval_s
 ):
     values, t = busy_series(700, seed=seed, interval_s=interval_s)
     state_once, results_once = run(values, t)
     state, first = run(values[:split], t[:split])
-    restored = json.loads(json.dumps(state))
+    restored = table_codec.loads(table_codec.dumps(state))
     assert restored == state
     state_split, second = run(values[split:], t[split:], state=restored)
     assert state_split == state_once
@@ -147,7 +151,7 @@ def test_scores_stay_in_the_unit_interval(values, gaps, metric):
         if scored.score > 0:
             # Every non-zero score comes with its explanation.
             assert any(f.score > 0 for f in scored.findings)
-    assert json.loads(json.dumps(state)) == state
+    assert table_codec.loads(table_codec.dumps(state)) == state
 
 
 def test_a_state_stored_by_the_first_version_is_completed_not_fatal():
@@ -161,7 +165,7 @@ def test_a_state_stored_by_the_first_version_is_completed_not_fatal():
         "last_value": 20.0,
     }
     state, scored = score_value(old, Metric.TEMPERATURE_C, 35.0, T0_NS + 60 * S)
-    assert state["n"] == 201
+    assert state_fields(state)["n"] == 201
     assert set(new_state()) <= set(state)
     assert [f.detector for f in scored.findings if f.score > 0] == ["robust_z"]
-    assert json.loads(json.dumps(state)) == state
+    assert table_codec.loads(table_codec.dumps(state)) == state

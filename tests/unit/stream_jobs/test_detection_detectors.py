@@ -7,7 +7,7 @@ import pytest
 
 from riskwatch.contracts import Metric
 from stream_jobs.detection import engine
-from stream_jobs.detectors import new_state, score_value
+from stream_jobs.detectors import new_state, score_value, state_fields
 
 T0_NS = 1_764_720_000 * 1_000_000_000  # a midnight, UTC
 S = 1_000_000_000
@@ -301,8 +301,10 @@ def test_ewma_mean_and_variance_match_numpy_at_every_step():
             [rates[k] * np.prod(1 - rates[k + 1 :]) for k in range(len(prefix))]
         )
         mean = float(weights @ prefix)
-        assert state["em"] == pytest.approx(mean, rel=1e-9)
+        assert state_fields(state)["em"] == pytest.approx(mean, rel=1e-9)
     # The variance recursion converges to the weighted variance around the
     # running mean; check it against numpy's variance of the last readings.
     tail = values[-100:]
-    assert math.sqrt(state["ev"]) == pytest.approx(float(np.std(tail)), rel=0.35)
+    assert math.sqrt(state_fields(state)["ev"]) == pytest.approx(
+        float(np.std(tail)), rel=0.35
+    )

@@ -1,13 +1,12 @@
 """Detectors checked against a numpy oracle over the same causal window."""
 
-import json
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from riskwatch.contracts import Metric
+from stream_jobs import state_codec as table_codec
 from stream_jobs.detectors import (
     LEARNING_READINGS,
     STUCK_MIN_READINGS,
@@ -15,6 +14,7 @@ from stream_jobs.detectors import (
     WINDOW,
     new_state,
     score_value,
+    state_fields,
 )
 
 T0_NS = 1_764_720_000 * 1_000_000_000
@@ -85,8 +85,9 @@ def test_robust_z_matches_the_numpy_oracle_at_every_step(seed):
 def test_window_is_bounded_and_holds_the_latest_values():
     values = np.arange(300, dtype=float)
     state, _ = run(values)
-    assert state["window"] == [float(f"{v:.7g}") for v in values[-WINDOW:]]
-    assert state["n"] == 300
+    fields = state_fields(state)
+    assert fields["window"] == [float(f"{v:.7g}") for v in values[-WINDOW:]]
+    assert fields["n"] == 300
 
 
 def test_spike_is_flagged_at_its_index_and_nothing_before():
@@ -219,7 +220,7 @@ def test_scoring_with_the_state_serialised_at_any_split_is_the_same(values, data
     state_once, results_once = run(values)
 
     state, first = run(values[:split])
-    restored = json.loads(json.dumps(state))
+    restored = table_codec.loads(table_codec.dumps(state))
     assert restored == state
     state_split, second = run(values[split:], state=restored, start=split)
 
@@ -233,9 +234,9 @@ def test_scoring_with_the_state_serialised_at_any_split_is_the_same(values, data
 def test_scores_are_in_the_unit_interval_and_the_input_state_is_kept(values):
     state = new_state()
     for i, value in enumerate(values):
-        before = json.dumps(state)
+        before = table_codec.dumps(state)
         new, scored = score_value(state, Metric.LEVEL_PCT, value, T0_NS + i * 60 * S)
-        assert json.dumps(state) == before  # the input state is not changed
+        assert table_codec.dumps(state) == before  # the input state is not changed
         state = new
         assert 0.0 <= scored.score <= 1.0
         assert all(0.0 <= f.score <= 1.0 for f in scored.findings)

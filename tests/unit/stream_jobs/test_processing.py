@@ -1,7 +1,6 @@
 """The scoring agent's work on one reading, without Kafka or Faust."""
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import riskwatch
 from alert_rules import RuleEngine, WarningRecord, WarningStatus, load_rules
 from riskwatch.contracts import Measurement, Metric, Observation, ReadingRecord
 from riskwatch.registry import load_registry
+from stream_jobs import state_codec as table_codec
 from stream_jobs.detectors import LEARNING_READINGS
 from stream_jobs.processing import new_device_state, process_reading, silence
 
@@ -276,16 +276,16 @@ def test_silence_yields_a_device_silent_warning(engine, hc001):
     ]
 
 
-def test_state_is_json_round_trippable_and_restorable(engine, hc001):
+def test_state_round_trips_through_the_table_codec_and_restores(engine, hc001):
     records = spike_series()
     state_once, outcomes_once = feed(records, engine, enterprise=hc001)
-    assert json.loads(json.dumps(state_once)) == state_once
+    assert table_codec.loads(table_codec.dumps(state_once)) == state_once
 
     state = None
     outcomes = []
     for record in records:
         outcome = process_reading(record, state, hc001, engine)
-        state = json.loads(json.dumps(outcome.state))
+        state = table_codec.loads(table_codec.dumps(outcome.state))
         outcomes.append(outcome)
     assert state == state_once
     assert [o.model_dump() for x in outcomes for o in x.observations] == [
@@ -296,7 +296,7 @@ def test_state_is_json_round_trippable_and_restorable(engine, hc001):
     ]
 
 
-def test_state_with_counters_and_silence_is_json_round_trippable(engine):
+def test_state_with_counters_and_silence_round_trips_through_the_table_codec(engine):
     state, _ = feed(
         [
             reading(T0_NS, energy_kwh=99_999.0, power_kw=3.0),
@@ -305,5 +305,7 @@ def test_state_with_counters_and_silence_is_json_round_trippable(engine):
         engine,
     )
     outcome = silence("HC001", "PT-101", state, T0_NS + 30 * MIN, None, engine)
-    assert json.loads(json.dumps(outcome.state)) == outcome.state
-    assert new_device_state() == json.loads(json.dumps(new_device_state()))
+    assert table_codec.loads(table_codec.dumps(outcome.state)) == outcome.state
+    assert new_device_state() == table_codec.loads(
+        table_codec.dumps(new_device_state())
+    )

@@ -10,15 +10,31 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from alert_rules.api import build_app
+from alert_rules.api.app import ApiRunner
 from alert_rules.api.auth import Account, Tokens
 from alert_rules.api.views import SilenceView, WarningView
 from alert_rules.lifecycle import Command, step
+from alert_rules.loader import load_rules
 from riskwatch.contracts import to_json_bytes
+from riskwatch.registry import load_registry
+from riskwatch.registry_cli import sample_registry_path
 from riskwatch.topics import SILENCES, WARNING_COMMANDS, WARNING_STORE
+from stream_jobs.registry_view import RegistryView
 from tests.unit.conftest import T0
 
 OFFICER, VIEWER = "officer-token", "viewer-token"
 NOW = T0 + timedelta(minutes=30)
+RULES = frozenset(rule.id for rule in load_rules())
+
+
+def sample_registry():
+    """The worker's registry view, loaded with the sample registry (no Kafka:
+    the records are applied as the view reads them off the topic)."""
+    view = RegistryView("127.0.0.1:1")
+    for enterprise in load_registry(sample_registry_path()).enterprises:
+        view.apply(enterprise.id.encode(), enterprise.model_dump_json().encode())
+    view.ready.set()
+    return view
 
 
 class WorkerSink:
@@ -28,6 +44,12 @@ class WorkerSink:
         self.view, self.silences, self.apply = view, silences, apply
         self.state = {}
         self.sent = []
+        self.kafka_up = True
+        self.probes = []
+
+    async def reachable(self, timeout_s):
+        self.probes.append(timeout_s)
+        return self.kafka_up
 
     def seed(self, record):
         """A warning the engine opened."""
@@ -70,6 +92,7 @@ class Api:
         self.view.ready.set()
         self.sink = WorkerSink(self.view, self.silences, apply=apply)
         self.evidence = FakeEvidence()
+        self.registry = sample_registry()
         self.tokens = Tokens(
             {OFFICER: Account("officer-li", "officer"), VIEWER: Account("v", "viewer")}
         )
@@ -82,6 +105,8 @@ class Api:
             sink=self.sink,
             evidence=self.evidence,
             tokens=self.tokens,
+            registry=self.registry,
+            rules=RULES,
             apply_timeout_s=self.apply_timeout_s,
             clock=lambda: NOW,
         )
@@ -107,6 +132,34 @@ def call(api, requests, seed=()):
     return asyncio.run(go())
 
 
+def raw_exchange(api, data):
+    """Serve ``api`` as ``riskwatch api`` does, send ``data`` as it is on a
+    connection of its own; (status, content type, body bytes) of the answer."""
+
+    async def go():
+        runner = ApiRunner(api.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", runner.addresses[0][1]
+            )
+            writer.write(data)
+            await writer.drain()
+            # An error answer closes the connection: read it to the end.
+            answer = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        finally:
+            await runner.cleanup()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers.get("Content-Type", ""), body
+
+    return asyncio.run(go())
+
+
 @pytest.fixture
 def served():
     """Start an Api on a thread of its own; yields (base_url, seed)."""
@@ -117,7 +170,7 @@ def served():
     def serve():
         asyncio.set_event_loop(loop)
         api = Api()
-        runner = web.AppRunner(api.app())
+        runner = ApiRunner(api.app())
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
         loop.run_until_complete(site.start())

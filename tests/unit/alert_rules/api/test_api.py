@@ -1,6 +1,7 @@
 """The officer API with aiohttp's test client: roles, transitions, errors."""
 
 import asyncio
+import json
 import logging
 from datetime import datetime
 
@@ -15,7 +16,14 @@ from alert_rules.lifecycle import Action
 from riskwatch.contracts import Observation
 from riskwatch.registry import Enterprise
 from stream_jobs.outage import Outage, feed_warning
-from tests.unit.alert_rules.api.conftest import NOW, OFFICER, VIEWER, Api, call
+from tests.unit.alert_rules.api.conftest import (
+    NOW,
+    OFFICER,
+    VIEWER,
+    Api,
+    call,
+    raw_exchange,
+)
 from tests.unit.conftest import enterprise_entry, make_warning_record
 
 OPENED = make_warning_record()
@@ -173,7 +181,7 @@ def test_silences_are_recorded_and_listed():
                 "/silences",
                 OFFICER,
                 {
-                    "subject": {"kind": "rule", "id": "x"},
+                    "subject": {"kind": "rule", "id": "combustible-gas-orange"},
                     "reason": "r",
                     "until": "2020-01-01T00:00:00Z",
                 },
@@ -472,3 +480,255 @@ def test_a_silence_for_a_device_without_its_enterprise_is_refused():
     assert status == 422
     assert body["field"] == "subject"
     assert "<enterprise>/<device>" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "message"),
+    [
+        ({"kind": "enterprise", "id": "HC999"}, "enterprise 'HC999' is not in"),
+        ({"kind": "device", "id": "HC999/GD-101"}, "enterprise 'HC999' is not in"),
+        ({"kind": "device", "id": "HC001/GD-999"}, "HC001 has no device 'GD-999'"),
+        ({"kind": "device", "id": "HC001/PT-9"}, "HC001 has no device 'PT-9'"),
+        ({"kind": "rule", "id": "gas-typo"}, "no rule 'gas-typo' among the"),
+    ],
+)
+def test_a_silence_for_what_the_registry_or_the_rules_do_not_know_is_refused(
+    subject, message
+):
+    api = Api()
+    body = {"subject": subject, "reason": "calibration", "until": "2026-12-04T00:00Z"}
+    # OTHER warns from HC009/PT-9: a device of another enterprise.
+    [(status, answer)] = call(
+        api, [("POST", "/silences", OFFICER, body)], seed=[OPENED, OTHER]
+    )
+    assert (status, answer["error"], answer["field"]) == (
+        422,
+        "InvalidInput",
+        "subject.id",
+    )
+    assert message in answer["message"]
+    assert api.sink.sent == []
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        {"kind": "enterprise", "id": "HC002"},
+        {"kind": "device", "id": "HC001/GD-102"},
+        {"kind": "rule", "id": "device-silent"},
+    ],
+)
+def test_a_silence_for_a_known_subject_is_recorded(subject):
+    body = {"subject": subject, "reason": "calibration", "until": "2026-12-04T00:00Z"}
+    [(status, answer)] = call(Api(), [("POST", "/silences", OFFICER, body)])
+    assert status == 201
+    assert answer["silence"]["subject"] == subject
+
+
+def test_a_device_the_registry_does_not_list_may_be_silenced_once_it_warns():
+    # The worker takes readings of devices a registered enterprise's entry
+    # does not list; a device that warns must be silenceable.
+    unlisted = make_warning_record(enterprise="HC001", device="GD-777")
+    body = {
+        "subject": {"kind": "device", "id": "HC001/GD-777"},
+        "reason": "calibration",
+        "until": "2026-12-04T00:00:00Z",
+    }
+    [(before, _)] = call(Api(), [("POST", "/silences", OFFICER, body)])
+    [(after, _)] = call(Api(), [("POST", "/silences", OFFICER, body)], [unlisted])
+    assert (before, after) == (422, 201)
+
+
+def test_while_the_registry_loads_only_rule_silences_are_taken():
+    api = Api()
+    api.registry.ready.clear()
+    body = {"reason": "calibration", "until": "2026-12-04T00:00:00Z"}
+    answers = call(
+        api,
+        [
+            ("POST", "/silences", OFFICER, {**body, "subject": subject})
+            for subject in (
+                {"kind": "device", "id": "HC001/GD-101"},
+                {"kind": "rule", "id": "combustible-gas-orange"},
+            )
+        ],
+    )
+    assert [status for status, _ in answers] == [503, 201]
+    assert answers[0][1]["error"] == "Unavailable"
+    assert "registry is still loading" in answers[0][1]["message"]
+
+
+_SCRIPT = b"<script>alert(1)</script>"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "field", "reason"),
+    [
+        (
+            b"GET /health HTTP/1.1\r\nHost: a\r\nX-A: " + _SCRIPT + b"\x01\r\n\r\n",
+            "headers",
+            "invalid header value char",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nHost: a\r\n" + _SCRIPT + b": 1\r\n\r\n",
+            "headers",
+            "invalid header token",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nX-A: " + _SCRIPT * 400 + b"\r\n\r\n",
+            "headers",
+            "longer than the server takes",
+        ),
+        (b"G" + _SCRIPT + b"T /health HTTP/1.1\r\n\r\n", "method", "method"),
+        (
+            b"POST /silences HTTP/1.1\r\nHost: a\r\nContent-Length: 1"
+            + _SCRIPT
+            + b"\r\n\r\n",
+            "headers",
+            "content-length",
+        ),
+        (
+            b"POST /silences HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n" + _SCRIPT + b"\r\n",
+            "body",
+            "chunk",
+        ),
+    ],
+)
+def test_a_malformed_request_gets_the_json_error_body_without_its_bytes(
+    request_bytes, field, reason, caplog
+):
+    with caplog.at_level(logging.INFO, logger="alert_rules.api.app"):
+        status, content_type, body = raw_exchange(Api(), request_bytes)
+    assert (status, content_type) == (400, "application/json; charset=utf-8")
+    answer = json.loads(body)
+    assert (answer["error"], answer["field"]) == ("BadRequest", field)
+    assert answer["message"].startswith(f"{field}: ")
+    assert reason in answer["message"].lower()
+    assert b"script" not in body
+    assert "script" not in caplog.text
+    assert f"malformed request refused remote=127.0.0.1 status=400 field={field}" in (
+        caplog.text
+    )
+
+
+def test_an_unhandled_error_is_a_json_500_and_logged_with_its_traceback(caplog):
+    api = Api()
+
+    async def broken(topic, key, value):
+        raise RuntimeError("a bug in the sink")
+
+    api.sink.send = broken
+    body = json.dumps({"comment": "x"}).encode()
+    request_bytes = (
+        f"POST /warnings/{OPENED.id}/acknowledge HTTP/1.1\r\nHost: a\r\n"
+        f"Authorization: Bearer {OFFICER}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    api.sink.seed(OPENED)
+    with caplog.at_level(logging.ERROR, logger="alert_rules.api.app"):
+        status, _, answer = raw_exchange(api, request_bytes)
+    assert status == 500
+    assert json.loads(answer)["error"] == "InternalError"
+    assert b"a bug in the sink" not in answer
+    assert "a bug in the sink" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=1764720000",
+        "since=1764720000000",
+        "until=1764720000.5",
+        "since=2026-12-03T00:00:00Z&until=1764720000",
+    ],
+)
+def test_epoch_numbers_in_the_query_are_refused_naming_the_parameter(query):
+    [(status, body)] = call(Api(), [("GET", f"/warnings?{query}", VIEWER, None)])
+    field = query.rsplit("&", 1)[-1].split("=")[0]
+    assert (status, body["field"]) == (422, field)
+    assert body["message"].startswith(f"{field}: must be an ISO 8601 time with a")
+    assert "epoch numbers are refused" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("times", "field"),
+    [
+        ({"until": 1796256000}, "until"),
+        ({"until": 1796256000.0}, "until"),
+        ({"until": "1796256000"}, "until"),
+        ({"until": "2026-12-04T00:00:00Z", "starts": 1764720000}, "starts"),
+        ({"until": "2026-12-04T00:00:00"}, "until"),
+    ],
+)
+def test_a_silence_with_a_time_not_in_iso_8601_with_timezone_is_refused(times, field):
+    api = Api()
+    body = {
+        "subject": {"kind": "enterprise", "id": "HC001"},
+        "reason": "maintenance",
+        **times,
+    }
+    [(status, answer)] = call(api, [("POST", "/silences", OFFICER, body)])
+    assert (status, answer["field"]) == (422, field)
+    assert answer["message"].startswith(f"{field}: ")
+    assert "timezone" in answer["message"]
+    assert api.sink.sent == []
+
+
+def test_iso_8601_times_with_an_offset_are_taken():
+    answers = call(
+        Api(),
+        [
+            ("GET", "/warnings?since=2026-12-03T08:00:00%2B08:00", VIEWER, None),
+            (
+                "POST",
+                "/silences",
+                OFFICER,
+                {
+                    "subject": {"kind": "enterprise", "id": "HC001"},
+                    "reason": "maintenance",
+                    "starts": "2026-12-03T12:00:00+08:00",
+                    "until": "2026-12-04T00:00:00Z",
+                },
+            ),
+        ],
+        seed=[OPENED],
+    )
+    assert [status for status, _ in answers] == [200, 201]
+    assert answers[0][1]["count"] == 1
+    starts = datetime.fromisoformat(answers[1][1]["silence"]["starts"])
+    assert starts == datetime.fromisoformat("2026-12-03T04:00:00+00:00")
+
+
+def test_health_reports_kafka_and_answers_503_while_it_cannot_be_reached():
+    api = Api()
+    [(up_status, up)] = call(api, [("GET", "/health", None, None)], seed=[OPENED])
+    api.sink.kafka_up = False
+    answers = call(
+        api,
+        [
+            ("GET", "/health", None, None),
+            ("GET", "/warnings", VIEWER, None),
+            ("GET", PATH, VIEWER, None),
+        ],
+    )
+    assert (up_status, up["status"], up["kafka"]) == (200, "ok", "reachable")
+    assert (up["read"], up["act"], up["warnings"]) == (True, True, 1)
+    (down_status, down), (listed, _), (shown, _) = answers
+    assert (down_status, down["status"], down["kafka"]) == (
+        503,
+        "unavailable",
+        "unreachable",
+    )
+    assert (down["read"], down["act"], down["warnings"]) == (True, False, 1)
+    # What the API can still do: read warnings as last seen.
+    assert (listed, shown) == (200, 200)
+    assert api.sink.probes == [2.0, 2.0]
+
+
+def test_health_while_the_store_loads_with_kafka_up():
+    api = Api()
+    api.view.ready.clear()
+    api.registry.ready.clear()
+    [(status, health)] = call(api, [("GET", "/health", None, None)])
+    assert (status, health["status"], health["registry"]) == (200, "loading", "loading")
+    assert (health["read"], health["act"]) == (False, False)

@@ -1,0 +1,230 @@
+"""The fixed binary layout of a series state, and conversions to and from it.
+
+A series state is a small dict, ``{"v": 5, "last_ts": int | None, "x":
+bytes}``: ``last_ts`` (ns since the epoch of the last reading learned, None
+before the first) stays a plain field because the worker reads it to drop
+redeliveries and sets it alone for a counter's first register reading;
+``x`` is one record of :data:`RECORD_BYTES` bytes, little-endian:
+
+* ``FLOATS`` float64 slots: the scalar statistics (:data:`SCALARS`, in that
+  order), then the rolling window (a ring of ``WINDOW`` values: the window
+  holds min(n, WINDOW) of them and reading n goes to slot n % WINDOW), the daily
+  profile ``hod``, its spread ``had`` (``DAY_BINS`` knots each), the weekday
+  offsets ``dow`` (7) and the per-bin share of zero rates ``pz``
+  (``DAY_BINS``; zeros for a series that is not a counter, which reads the
+  same as no share at all);
+* ``DAY_BINS`` uint8 counts of readings per daily bin ``hn`` (capped at 99).
+
+Counts (``n``, ``run``, ...) are float64 holding whole numbers (exact far
+beyond any series' length); ``run_start`` is an int64 (ns) in its float64
+slot's bytes; an absent value (``t0``, ``dt``, ``rq``, ``last_value``) is NaN
+(a learned value is always finite) and an absent ``run_start`` is
+:data:`NO_TS`. The record is a multiple of 8 bytes long (aligned float64
+views of a batch of records).
+
+States stored by version 4 and earlier (the JSON dict of every statistic)
+are converted by :func:`pack_legacy` on their next reading.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+STATE_VERSION: Final = 5
+# The last version whose state was the JSON dict of every statistic.
+LEGACY_VERSION: Final = 4
+
+WINDOW: Final = 96
+DAY_BINS: Final = 48
+WEEK_DAYS: Final = 7
+
+SCALARS: Final = (
+    "n",
+    "run",
+    "run_start",
+    "last_value",
+    "t0",
+    "dt",
+    "em",
+    "ev",
+    "dm",
+    "lv",
+    "ca",
+    "lvv",
+    "gq",
+    "sv",
+    "cp",
+    "cn",
+    "ps",
+    "gn",
+    "pk",
+    "pa",
+    "lr",
+    "rq",
+)
+SLOT: Final = {name: i for i, name in enumerate(SCALARS)}
+INT_SLOTS: Final = frozenset({"run_start"})
+OPTIONAL: Final = frozenset({"last_value", "t0", "dt", "rq"})
+
+W0: Final = len(SCALARS)
+HOD0: Final = W0 + WINDOW
+HAD0: Final = HOD0 + DAY_BINS
+DOW0: Final = HAD0 + DAY_BINS
+PZ0: Final = DOW0 + WEEK_DAYS
+FLOATS: Final = PZ0 + DAY_BINS
+FLOAT_BYTES: Final = 8 * FLOATS
+RECORD_BYTES: Final = FLOAT_BYTES + DAY_BINS
+NO_TS: Final = np.iinfo(np.int64).min
+
+if RECORD_BYTES % 8:  # pragma: no cover - a layout edit that breaks the views
+    raise AssertionError(f"RECORD_BYTES {RECORD_BYTES} must be a multiple of 8")
+
+SeriesState = dict[str, Any]
+
+
+def _fresh_record() -> bytes:
+    floats = np.zeros(FLOATS, dtype="<f8")
+    for name in OPTIONAL:
+        floats[SLOT[name]] = math.nan
+    floats[SLOT["run_start"] : SLOT["run_start"] + 1].view("<i8")[0] = NO_TS
+    return floats.tobytes() + bytes(DAY_BINS)
+
+
+FRESH_RECORD: Final = _fresh_record()
+
+
+def new_state() -> SeriesState:
+    """The state of a series that has seen nothing yet."""
+    return {"v": STATE_VERSION, "last_ts": None, "x": FRESH_RECORD}
+
+
+def is_current(state: SeriesState) -> bool:
+    return state.get("v") == STATE_VERSION and isinstance(state.get("x"), bytes)
+
+
+def legacy_defaults() -> dict[str, Any]:
+    """Version 4's state of a fresh series: what older states lacked."""
+    return {
+        "v": LEGACY_VERSION,
+        "n": 0,
+        "last_ts": None,
+        "window": [],
+        "run": 0,
+        "run_start": None,
+        "last_value": None,
+        "t0": None,
+        "dt": None,
+        "em": 0.0,
+        "ev": 0.0,
+        "dm": 0.0,
+        "lv": 0.0,
+        "ca": 0.0,
+        "lvv": 0.0,
+        "gq": 0.0,
+        "hod": [0.0] * DAY_BINS,
+        "hn": [0] * DAY_BINS,
+        "had": [0.0] * DAY_BINS,
+        "dow": [0.0] * WEEK_DAYS,
+        "sv": 0.0,
+        "cp": 0.0,
+        "cn": 0.0,
+        "ps": 0.0,
+        "pz": [],
+        "gn": 0,
+        "pk": 0.0,
+        "pa": 0,
+        "lr": 0.0,
+        "rq": None,
+    }
+
+
+def pack_legacy(state: SeriesState) -> SeriesState:
+    """A state stored by version 4 or earlier (a dict of every statistic;
+    earlier versions lack some, which take their fresh values) in the
+    current layout, with the same meaning.
+
+    Raises:
+        ValueError: a field of the wrong length (not a state this code wrote).
+    """
+    s = {**legacy_defaults(), **state}
+    floats = np.zeros(FLOATS, dtype="<f8")
+    for name in SCALARS:
+        if name in INT_SLOTS:
+            continue
+        value = s.get(name)
+        floats[SLOT[name]] = math.nan if value is None else float(value)
+    start = s["run_start"]
+    floats[SLOT["run_start"] : SLOT["run_start"] + 1].view("<i8")[0] = (
+        NO_TS if start is None else int(start)
+    )
+    window = [float(v) for v in s["window"]][-WINDOW:]
+    n = int(s["n"])
+    for j, value in enumerate(window):  # the last one in slot (n - 1) % WINDOW
+        floats[W0 + (n - len(window) + j) % WINDOW] = value
+    pz = s["pz"] or [0.0] * DAY_BINS
+    for offset, name, values, size in (
+        (HOD0, "hod", s["hod"], DAY_BINS),
+        (HAD0, "had", s["had"], DAY_BINS),
+        (DOW0, "dow", s["dow"], WEEK_DAYS),
+        (PZ0, "pz", pz, DAY_BINS),
+    ):
+        if len(values) != size:
+            raise ValueError(f"state field {name}: {len(values)} values, not {size}")
+        floats[offset : offset + size] = values
+    if len(s["hn"]) != DAY_BINS:
+        raise ValueError(f"state field hn: {len(s['hn'])} values, not {DAY_BINS}")
+    counts = np.asarray(s["hn"], dtype=np.int64).clip(0, 255).astype(np.uint8)
+    return {
+        "v": STATE_VERSION,
+        "last_ts": s["last_ts"],
+        "x": floats.tobytes() + counts.tobytes(),
+    }
+
+
+def current(state: SeriesState) -> SeriesState:
+    """``state`` in the current layout (converted if an older version)."""
+    return state if is_current(state) else pack_legacy(state)
+
+
+def fields(state: SeriesState) -> dict[str, Any]:
+    """Every statistic of ``state`` by name, as version 4 kept them: for
+    tests, debugging and the docs (the window oldest first; None where a
+    value is absent; ``pz`` empty where it was never learned)."""
+    s = current(state)
+    record = s["x"]
+    floats = np.frombuffer(record, dtype="<f8", count=FLOATS)
+    out: dict[str, Any] = {"v": s["v"], "last_ts": s["last_ts"]}
+    for name in SCALARS:
+        value = float(floats[SLOT[name]])
+        out[name] = None if name in OPTIONAL and math.isnan(value) else value
+    start = int(floats[SLOT["run_start"] : SLOT["run_start"] + 1].view("<i8")[0])
+    out["run_start"] = None if start == NO_TS else start
+    for name in ("n", "run", "gn", "pa"):
+        out[name] = int(out[name])
+    n = out["n"]
+    ring = floats[W0 : W0 + WINDOW].tolist()
+    head = n % WINDOW
+    out["window"] = ring[:n] if n < WINDOW else ring[head:] + ring[:head]
+    out["hod"] = floats[HOD0 : HOD0 + DAY_BINS].tolist()
+    out["had"] = floats[HAD0 : HAD0 + DAY_BINS].tolist()
+    out["dow"] = floats[DOW0 : DOW0 + WEEK_DAYS].tolist()
+    pz = floats[PZ0 : PZ0 + DAY_BINS].tolist()
+    out["pz"] = pz if any(pz) else []
+    out["hn"] = np.frombuffer(record, dtype=np.uint8, offset=FLOAT_BYTES).tolist()
+    return out
+
+
+def gather(records: list[bytes]) -> npt.NDArray[np.uint8]:
+    """Records side by side: a writable (B, RECORD_BYTES) array."""
+    joined = np.frombuffer(bytearray().join(records), dtype=np.uint8)
+    return joined.reshape(len(records), RECORD_BYTES)
+
+
+def scatter(block: npt.NDArray[np.uint8]) -> list[bytes]:
+    """The records of a (B, RECORD_BYTES) array, one bytes object each."""
+    data = block.tobytes()
+    return [data[i : i + RECORD_BYTES] for i in range(0, len(data), RECORD_BYTES)]
