@@ -210,6 +210,8 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
 
 def _headline(record: WarningRecord) -> str:
     where = record.enterprise_name or record.enterprise_id
+    if record.enterprise_id == ANY:  # a grid, district or feed: no one enterprise
+        where = record.scope.name
     state = f"{record.status.value}: " if record.status in ENDED else ""
     text = (
         f"{state}level {record.level.value} ({record.colour}) {record.title}, {where}"
@@ -244,7 +246,7 @@ def _area(info: etree._Element, record: WarningRecord) -> None:
     # The scope first, then what contains it; each kind once.
     seen: dict[str, tuple[str, str | None]] = {}
     for kind, ident, name in known:
-        if ident and kind not in seen:
+        if ident and ident != ANY and kind not in seen:
             seen[kind] = (ident, name)
     _add(
         area,

@@ -186,12 +186,14 @@ def _subject(enterprise: str, device: str, metric: str) -> str:
 
 
 class RuleEngine:
-    """Evaluates device-scope rules on observations, one device at a time.
+    """Evaluates rules on observations, one device at a time.
 
     Args:
         rules: the rules, e.g. from :func:`alert_rules.load_rules`. Disabled
-            rules and rules of another scope (enterprise, grid, district:
-            accepted by the model, not evaluated yet) are skipped.
+            rules are skipped. A grouped rule (scope enterprise, grid or
+            district) gives device-scope records like any other: they are
+            its members, for :mod:`alert_rules.grouping`, not warnings to
+            deliver.
         authority: the issuing authority written on every warning.
 
     Raises:
@@ -212,18 +214,11 @@ class RuleEngine:
             seen.add(rule.id)
         self.authority = authority
         self.rules = tuple(rules)
-        self._active = tuple(
-            r for r in rules if r.enabled and r.scope == ScopeKind.DEVICE
-        )
+        # A grouped rule (enterprise, grid, district) runs the same state
+        # machine per device; its records are the group's members, which the
+        # caller routes to the grouping stage (alert_rules/grouping.py).
+        self._active = tuple(r for r in rules if r.enabled)
         self._ids = frozenset(r.id for r in self._active)
-        for rule in rules:
-            if rule.enabled and rule.scope != ScopeKind.DEVICE:
-                logger.warning(
-                    "rule not evaluated rule=%s scope=%s reason=%s",
-                    rule.id,
-                    rule.scope.value,
-                    "only device scope is implemented",
-                )
 
     def evaluate(
         self,
@@ -637,6 +632,7 @@ class RuleEngine:
                 for m in marks
             ],
             flapping=flap is not None,
+            finding=rule.finding,
         )
 
 

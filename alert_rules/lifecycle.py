@@ -25,6 +25,9 @@ Transitions (``TRANSITIONS``; anything else is refused with
                                                    engine's new level
     open, acknowledged, disposed
                   --flap (engine)---------> the same status, ``flapping`` set
+    open, acknowledged, disposed
+                  --update (engine)-------> the same status and level: a
+                                            grouped warning's members changed
 
 Every transition appends one :class:`AuditEntry` (who, when, from, to,
 comment, command id); the history is never rewritten, so a resolution after an
@@ -95,15 +98,16 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     DEESCALATE = "deescalate"
     FLAP = "flap"
+    UPDATE = "update"
 
 
 OFFICER_ACTIONS = (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
 LEVEL_ACTIONS = (Action.ESCALATE, Action.DEESCALATE)
 """The engine's level changes: allowed while the warning is active, and
 leaving its status as it is."""
-IN_PLACE_ACTIONS = (*LEVEL_ACTIONS, Action.FLAP)
-"""The engine's versions that keep the status: level changes and the mark
-of a flapping warning."""
+IN_PLACE_ACTIONS = (*LEVEL_ACTIONS, Action.FLAP, Action.UPDATE)
+"""The engine's versions that keep the status: level changes, the mark of a
+flapping warning and a grouped warning's new members."""
 _ENGINE_ACTIONS = (Action.OPEN, Action.RESOLVE, *IN_PLACE_ACTIONS)
 
 WORKER_ACTOR = "riskwatch-worker"
@@ -222,8 +226,10 @@ class Command(_Record):
         elif change is None and last.from_status is None:
             action = Action.OPEN
         elif change is None:
-            # Neither an opening nor a level change: the flapping mark.
-            action = Action.FLAP
+            # Neither an opening nor a level change: a grouped warning's
+            # members changed (only grouped warnings have members), or the
+            # flapping mark.
+            action = Action.UPDATE if record.members else Action.FLAP
         else:
             up = change[1].severity > change[0].severity
             action = Action.ESCALATE if up else Action.DEESCALATE
@@ -305,6 +311,7 @@ def apply(
             "resolved_time": command.record.resolved_time,
             "valid_until": command.record.valid_until,
             "items": command.record.items,
+            "members": command.record.members,
         }
     return current.model_copy(update=update | _held_later(current, command))
 
@@ -334,14 +341,15 @@ def _released(current: WarningRecord) -> WarningRecord | None:
 def _in_place(
     current: WarningRecord, command: Command, limits: Mapping[Level, timedelta]
 ) -> WarningRecord:
-    """The engine's level change or flapping mark applied to ``current``,
-    status kept."""
+    """The engine's level change, flapping mark or grouped warning's update
+    (its members, level unchanged) applied to ``current``, status kept."""
     record = command.record
     if record is None:  # pragma: no cover - Command checks this
         raise TransitionError(current.id, current.status, command.action)
     if current.status not in ACTIVE:
         raise TransitionError(current.id, current.status, command.action)
     flap = command.action == Action.FLAP
+    same_level = flap or command.action == Action.UPDATE
     entry = AuditEntry(
         at=command.at,
         status=current.status,
@@ -349,11 +357,12 @@ def _in_place(
         comment=command.comment,
         from_status=current.status,
         command=command.id,
-        from_level=None if flap else current.level,
-        level=None if flap else record.level,
+        from_level=None if same_level else current.level,
+        level=None if same_level else record.level,
     )
     update: dict[str, Any] = {
         "items": record.items,
+        "members": record.members,
         "valid_until": record.valid_until,
         "history": [*current.history, entry],
         "issue_time": command.at,

@@ -69,7 +69,12 @@ MAX_RISK_FACTOR = 10.0
 
 
 class ScopeKind(StrEnum):
-    """What a warning is about. Only ``device`` is evaluated by rules so far.
+    """What a warning is about.
+
+    A ``device`` rule warns about one metric stream of one device. An
+    ``enterprise``, ``grid`` or ``district`` rule groups the device findings
+    of its members (devices of one enterprise; enterprises of one grid or
+    district) into one warning about the group (alert_rules/grouping.py).
 
     ``feed`` is the worker's own: a whole feed of readings gone silent at once
     (a broker, gateway or network outage, see stream_jobs/outage.py); no rule
@@ -81,6 +86,18 @@ class ScopeKind(StrEnum):
     GRID = "grid"
     DISTRICT = "district"
     FEED = "feed"
+
+    @property
+    def grouped(self) -> bool:
+        """Whether warnings of this kind group device findings.
+
+        >>> ScopeKind.GRID.grouped, ScopeKind.DEVICE.grouped
+        (True, False)
+        """
+        return self in _GROUPED
+
+
+_GROUPED = frozenset({ScopeKind.ENTERPRISE, ScopeKind.GRID, ScopeKind.DISTRICT})
 
 
 def value_unit(metric: Metric) -> str:
@@ -208,6 +225,49 @@ class EscalationStep(StrictModel):
         return text
 
 
+class GroupSpec(StrictModel):
+    """When the findings of a grouped rule's members make one warning.
+
+    A member is a device for an ``enterprise`` rule and an enterprise for a
+    ``grid`` or ``district`` rule; it has the finding while at least one of
+    its device findings (the rule's state machine on one metric stream) is
+    open.
+
+    Attributes:
+        min_members: the group warning opens once at least this many members
+            have the finding, and resolves once fewer than this many have
+            it; default 1 (enterprise rules only: grid and district rules
+            must set it, at least 2).
+        window: the members counted for the opening must have started their
+            findings within this long of each other (event time); default
+            none: members whose findings overlap in time count however far
+            apart they started. Once open, the warning stays open while
+            enough members have the finding, whenever they started.
+    """
+
+    min_members: int = Field(default=1, ge=1, le=1000)
+    window: Duration | None = None
+
+    @model_validator(mode="after")
+    def _positive(self) -> GroupSpec:
+        if self.window is not None and self.window <= timedelta(0):
+            raise FieldError("window", "window must be longer than 0s")
+        return self
+
+    def describe(self, scope: ScopeKind) -> str:
+        """The grouping in words.
+
+        >>> GroupSpec(min_members=3, window=timedelta(hours=1)).describe(
+        ...     ScopeKind.GRID)
+        'at 3 or more enterprises of one grid within 1h'
+        """
+        member = "devices" if scope == ScopeKind.ENTERPRISE else "enterprises"
+        text = f"at {self.min_members} or more {member} of one {scope.value}"
+        if self.window is not None:
+            text += f" within {format_duration(self.window)}"
+        return text
+
+
 MIN_FLAP_CHANGES = 2  # one opening and one clearing is an episode, not a flap
 MAX_FLAP_CHANGES = 64  # the changes kept per subject: the state stays small
 
@@ -265,8 +325,19 @@ class Rule(StrictModel):
         title: short name shown on the warning.
         description: longer explanation for the rule reference.
         level: I (red) to IV (blue).
-        scope: what a warning is about; only ``device`` is evaluated yet (a
-            warning per device and metric).
+        scope: what a warning is about: ``device`` (a warning per device
+            and metric), or ``enterprise``, ``grid``, ``district`` (the
+            device findings of the rule grouped into one warning per
+            enterprise, grid or district; see :class:`GroupSpec`).
+        group: for a grouped scope, how many members make a warning and
+            within which window; refused on a device rule, required on a
+            grid or district rule.
+        finding: names what the rule finds, shared by rules that find the
+            same thing at another level or scope: while a warning with a
+            finding is active, a less severe warning opening with the same
+            finding on a subject it covers is inhibited (held back; see
+            alert_rules/inhibition.py). None: never inhibits nor is
+            inhibited.
         enabled: False keeps the rule in the file but never evaluates it.
         select: which observations the rule considers.
         when: the condition that must hold to fire.
@@ -299,6 +370,8 @@ class Rule(StrictModel):
     description: str = ""
     level: Level
     scope: ScopeKind = ScopeKind.DEVICE
+    group: GroupSpec | None = None
+    finding: str | None = Field(default=None, pattern=ID_PATTERN)
     enabled: bool = True
     select: Selector = Field(default_factory=Selector)
     when: Condition
@@ -321,6 +394,7 @@ class Rule(StrictModel):
                 "feed warnings are the worker's own (worker.outage_*); a rule "
                 "scope is one of device, enterprise, grid, district",
             )
+        self._check_group()
         for risk_class, factor in self.risk_factors.items():
             if not 0 < factor <= MAX_RISK_FACTOR:
                 raise FieldError(
@@ -368,6 +442,39 @@ class Rule(StrictModel):
                     f"got {', '.join(sorted(units))}",
                 )
         return self
+
+    def _check_group(self) -> None:
+        if self.scope == ScopeKind.DEVICE and self.group is not None:
+            raise FieldError(
+                "group",
+                "a device rule warns about one device and has no members to "
+                "group; use scope enterprise, grid or district",
+            )
+        if self.scope in (ScopeKind.GRID, ScopeKind.DISTRICT):
+            if self.group is None:
+                raise FieldError(
+                    "group",
+                    f"a {self.scope.value} rule needs group.min_members: at how "
+                    f"many enterprises of one {self.scope.value} the finding "
+                    "makes one warning (at least 2)",
+                )
+            if self.group.min_members < 2:
+                raise FieldError(
+                    "group.min_members",
+                    f"a {self.scope.value} rule groups at least 2 enterprises, "
+                    f"got {self.group.min_members}; one enterprise's finding is "
+                    "an enterprise rule",
+                )
+
+    @property
+    def grouping(self) -> GroupSpec | None:
+        """How the rule groups its findings; None for a device rule.
+
+        An enterprise rule without ``group`` groups from one member on.
+        """
+        if not self.scope.grouped:
+            return None
+        return self.group if self.group is not None else GroupSpec()
 
     def for_at(self, enterprise: Enterprise | None) -> timedelta:
         """How long ``when`` must hold for this enterprise's risk class.
@@ -425,6 +532,10 @@ class Rule(StrictModel):
             text += f"; clears on {self.clear.describe()}"
         if self.clear_for:
             text += f" for {format_duration(self.clear_for)}"
+        if self.grouping is not None:
+            text += f"; {self.grouping.describe(self.scope)}"
+        if self.finding is not None:
+            text += f"; finding {self.finding}"
         if self.flap is None:
             text += "; no flap detection"
         elif self.flap != Flap():

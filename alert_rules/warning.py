@@ -14,6 +14,12 @@ A ``feed`` warning (scope kind ``feed``: a whole feed of readings gone silent,
 see stream_jobs/outage.py) is about no one device: its ``enterprise_id`` and
 ``device_id`` are :data:`ANY` (``"*"``), its ``metric`` is None and its items
 carry no ``evidence``. Every other warning has all three.
+
+A grouped warning (scope kind ``enterprise``, ``grid`` or ``district``, see
+alert_rules/grouping.py) lists its ``members`` (devices, or enterprises)
+with their own start times, and has one item per device finding; its
+``device_id`` is :data:`ANY`, its ``enterprise_id`` too unless it is about
+one enterprise, and its ``metric`` is that of its earliest finding.
 """
 
 from __future__ import annotations
@@ -61,12 +67,40 @@ class WarningScope(_Record):
 
 
 class Evidence(_Record):
-    """The readings behind an item: one device's metric over a time range."""
+    """The readings behind an item: one device's metric over a time range.
+
+    ``enterprise`` is the device's enterprise where the record names none (a
+    grid or district warning, whose items are of several enterprises); None
+    means the record's ``enterprise_id``.
+    """
 
     device: str
     metric: Metric
     from_: AwareDatetime = Field(alias="from")
     to: AwareDatetime
+    enterprise: str | None = None
+
+
+class Member(_Record):
+    """One member of a grouped warning, as it stood at that version.
+
+    Attributes:
+        kind: ``device`` (members of an enterprise warning) or ``enterprise``
+            (of a grid or district warning).
+        id: the device id, or the enterprise id.
+        enterprise: the member's enterprise (its own id for an enterprise).
+        start_time: event time its earliest finding started.
+        level: the most severe level of its findings.
+        active: whether it still had the finding at this version; a member
+            that no longer has it stays listed, with False.
+    """
+
+    kind: ScopeKind
+    id: str
+    enterprise: str
+    start_time: AwareDatetime
+    level: Level
+    active: bool = True
 
 
 class WarningItem(_Record):
@@ -198,6 +232,14 @@ class WarningRecord(_Record):
     # The level history, oldest first; the last entry is ``level``. Empty in
     # records written before escalation existed.
     levels: list[LevelEntry] = Field(default_factory=list)
+    # A grouped warning's members (devices or enterprises), earliest first;
+    # empty for a device or feed warning.
+    members: list[Member] = Field(default_factory=list)
+    # The rule's `finding` (what it finds, shared by the rules that may
+    # inhibit one another), and the active warning that inhibited this one
+    # when it opened (its versions are then `held`; see docs/rules.md).
+    finding: str | None = None
+    inhibited_by: str | None = None
     # Whether the rule engine found the warning flapping (its condition
     # toggling, see docs/rules.md "Flapping"): it then resolves only once its
     # clear has held for the rule's flap.stable_for. False in older records.

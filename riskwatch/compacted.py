@@ -107,6 +107,10 @@ class ModelView(CompactedView, Generic[M]):
     def get(self, key: str) -> M | None:
         return self._items.get(key)
 
+    def values(self) -> list[M]:
+        """Every value held, in the order first read."""
+        return list(self._items.values())
+
     def accept(self, key: str, item: M) -> bool:
         """Whether to keep ``item`` under ``key``; a hook, True by default."""
         return True

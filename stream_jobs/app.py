@@ -28,7 +28,14 @@ Agents:
   each new version to the warnings topic and the warning store. It is the
   only writer of a warning's status (see :mod:`alert_rules.lifecycle`).
 * ``deliver``: warnings -> InfluxDB and the supervision platform's webhook;
-  a version ``held`` by a silence is stored but not posted.
+  a version ``held`` by a silence or an inhibition is stored but not posted.
+* ``group``: the device findings of grouped rules (scope enterprise, grid,
+  district), which ``score`` and ``silence`` send to an internal topic keyed
+  by the group (``<rule>|<kind>/<id>``, :mod:`alert_rules.grouping`), so the
+  members of one enterprise or grid meet on one partition whichever
+  partitions their devices are on -> the changelog-backed table
+  ``group-state`` (co-partitioned) -> the group warning's versions to the
+  lifecycle agent like the engine's.
 
 Silences (:mod:`alert_rules.silences`) are followed from their compacted topic
 by every worker (all partitions, like the registry). An opening whose device,
@@ -37,6 +44,12 @@ enterprise or rule a silence covers at that moment (wall clock) is marked
 stays deterministic; a timer releases held warnings that are still active
 once no silence covers them (docs/rules.md, "Silences and maintenance
 windows").
+
+Inhibition (:mod:`alert_rules.inhibition`) is judged the same way: every
+worker follows the active warnings that carry a ``finding`` from the warning
+store, and an opening that a more severe active warning of the same finding
+covers is marked ``inhibited_by``/``held``; the same timer releases it once
+the inhibitor is no longer active.
 
 Every agent keeps Faust's default concurrency of 1: with more, faust can
 commit an offset past a message still in flight (faust-streaming #606).
@@ -71,9 +84,19 @@ from typing import Any, TypeVar, cast
 import faust
 from pydantic import BaseModel, ValidationError
 
-from alert_rules import Level, RuleEngine, WarningRecord, load_rules
+from alert_rules import Level, Rule, RuleEngine, WarningRecord, load_rules
+from alert_rules.grouping import (
+    ExpiredDevice,
+    GroupNote,
+    group_for_device,
+    group_info,
+    split_members,
+)
+from alert_rules.grouping import apply as apply_to_group
+from alert_rules.inhibition import ActiveFindings
 from alert_rules.lifecycle import ACTIVE, Action, Command, latest, step, worker_command
 from alert_rules.silences import SilenceView
+from alert_rules.warning import WarningStatus
 from riskwatch.contracts import (
     DeadLetter,
     Observation,
@@ -93,6 +116,7 @@ from riskwatch.topics import (
     WARNING_STORE,
     WARNINGS,
     WARNINGS_UNDELIVERED,
+    TopicSpec,
 )
 from stream_jobs import state_codec
 from stream_jobs.delivery import WebhookClient
@@ -184,6 +208,13 @@ class StreamWorker:
         self._writer: PointWriter | None = None
         self.registry = RegistryView(settings.kafka.bootstrap)
         self.silence_view = SilenceView(settings.kafka.bootstrap, SILENCES)
+        self.findings = ActiveFindings(settings.kafka.bootstrap, WARNING_STORE)
+        # Grouped rules by id: their records are members, for the group agent.
+        self.grouped: dict[str, Rule] = {
+            r.id: r
+            for r in getattr(self.rules, "rules", ())
+            if r.enabled and r.scope.grouped
+        }
         self.feed = FeedWatch(
             OutagePolicy(
                 min_devices=w.outage_min_devices,
@@ -238,8 +269,18 @@ class StreamWorker:
             "expired": 0,
             "outages": 0,
             "explained": 0,
+            "members": 0,
+            "inhibited": 0,
         }
         self.app = self._build_app()
+
+    def internal_topics(self) -> list[TopicSpec]:
+        """The agents' internal topics, for creating them before Faust
+        subscribes (see stream_jobs/cli.py)."""
+        return [
+            TopicSpec(t.get_topic_name(), t.partitions or 1)
+            for t in (self.silences, self.expiries, self.groups)
+        ]
 
     @property
     def writer(self) -> PointWriter:
@@ -291,6 +332,10 @@ class StreamWorker:
         self.expiries = topic(
             f"{w.app_id}-expire", partitions=partitions, internal=True
         )
+        self.group_topic = f"{w.app_id}-group"
+        self.groups = topic(
+            self.group_topic, partitions=s.kafka.default_partitions, internal=True
+        )
         # key_type=bytes makes faust read the changelog keys back raw, as
         # they were written (it derives the changelog codec from key_type).
         # A batch's states are written after it, not while its reading is
@@ -325,14 +370,23 @@ class StreamWorker:
             partitions=s.kafka.default_partitions,
             key_type=bytes,
         )
+        # Co-partitioned with the group topic: one group's members and state
+        # are on one worker.
+        self.group_state = app.Table(
+            "group-state",
+            partitions=s.kafka.default_partitions,
+            key_type=bytes,
+        )
         app.task(self._run_store)
         app.agent(readings, name="score")(self._score)
         app.agent(self.silences, name="silence")(self._on_silence)
         app.agent(self.expiries, name="expire")(self._on_expiry)
         app.agent(self.commands, name="lifecycle")(self._lifecycle)
         app.agent(self.warnings, name="deliver")(self._deliver)
+        app.agent(self.groups, name="group")(self._group)
         app.task(self._follow_registry)
         app.task(self._follow_silences)
+        app.task(self._follow_findings)
         app.timer(SILENCE_SCAN_S)(self._find_silent)
         app.timer(SILENCE_SCAN_S)(self._release_held)
         app.timer(DERIVED_FLUSH_S)(self._flush_derived)
@@ -358,6 +412,9 @@ class StreamWorker:
 
     async def _follow_silences(self) -> None:
         await self.silence_view.follow()
+
+    async def _follow_findings(self) -> None:
+        await self.findings.follow()
 
     async def _run_store(self) -> None:
         await self.registry.ready.wait()
@@ -567,6 +624,21 @@ class StreamWorker:
         for ident in ids:
             command = worker_command(ident, Action.EXPIRE, at, comment)
             await self.commands.send(key=ident.encode(), value=to_json_bytes(command))
+        # Its findings leave the groups of grouped rules too (the expire
+        # command above is refused for them: they were members, not warnings).
+        for rule in self.grouped.values():
+            group = group_for_device(
+                rule, enterprise_id, self.registry.get(enterprise_id)
+            )
+            if group is not None:
+                note = GroupNote(
+                    rule=rule.id,
+                    group=group,
+                    expire=ExpiredDevice(
+                        enterprise=enterprise_id, device=device, at=at
+                    ),
+                )
+                await self.groups.send(key=note.key, value=to_json_bytes(note))
         self.device_state[key] = new_state
         self.counters["expired"] += len(ids)
         log.info(
@@ -639,6 +711,48 @@ class StreamWorker:
             )
         if state is not None:
             self.warning_state[state_key] = state
+
+    async def _group(self, stream: faust.StreamT[bytes]) -> None:
+        await self.registry.ready.wait()
+        async for event in stream.events():
+            await self.on_group_note(event.key, event.value)
+
+    async def on_group_note(self, key: bytes | None, value: bytes) -> None:
+        """Fold one member record (or expired device) into its group and
+        publish the group warning's new version, if any.
+
+        As in the lifecycle agent, the version is published before the table
+        is written: a note applied again after a crash gives the same version
+        with the same id, which the lifecycle agent applies once.
+        """
+        topic = self.group_topic
+        note = parse_as(GroupNote, value)
+        if isinstance(note, PayloadError):
+            await self._reject(value, note, topic=topic)
+            return
+        if key is not None and key != note.key:
+            error = PayloadError("group", f"differs from the key {key!r}")
+            await self._reject(value, error, topic=topic)
+            return
+        rule = self.grouped.get(note.rule)
+        if rule is None:
+            # The rule was removed or changed scope since the note was sent.
+            log.warning(
+                "group note skipped rule=%s group=%s reason=%s",
+                note.rule,
+                note.group,
+                "not a grouped rule of this worker",
+            )
+            return
+        state, records = apply_to_group(
+            rule,
+            self.group_state.get(note.key),
+            note,
+            group_info(note.group, self.registry.values()),
+            authority=self.settings.worker.authority,
+        )
+        await self._publish(list(records), [])
+        self.group_state[note.key] = state
 
     async def _deliver(self, stream: faust.StreamT[bytes]) -> None:
         async for value in stream:
@@ -739,6 +853,8 @@ class StreamWorker:
         Only the table partitions this worker holds are scanned; the command
         goes through the lifecycle agent like any other change.
         """
+        if not self.findings.ready.is_set():
+            return  # an inhibitor not read yet would look ended
         now = self.clock()
         held: set[str] = set()
         for key, state in list(self.warning_state.items()):
@@ -750,20 +866,29 @@ class StreamWorker:
             held.add(record.id)
             if record.id in self._releasing or self._silence_of(record, now):
                 continue
+            if record.inhibited_by and self.findings.active(record.inhibited_by):
+                continue
+            ended = [
+                f"silence {record.silenced_by}" if record.silenced_by else "",
+                f"inhibiting warning {record.inhibited_by}"
+                if record.inhibited_by
+                else "",
+            ]
             command = worker_command(
                 record.id,
                 Action.RELEASE,
                 now,
-                f"silence {record.silenced_by} ended with the warning "
+                f"{' and '.join(e for e in ended if e)} ended with the warning "
                 f"{record.status.value}",
             )
             await self.commands.send(key=key, value=to_json_bytes(command))
             self._releasing.add(record.id)
             log.info(
-                "warning release sent warning=%s silence=%s status=%s "
-                "enterprise=%s device=%s",
+                "warning release sent warning=%s silence=%s inhibitor=%s "
+                "status=%s enterprise=%s device=%s",
                 record.id,
                 record.silenced_by,
+                record.inhibited_by,
                 record.status.value,
                 record.enterprise_id,
                 record.device_id,
@@ -859,26 +984,57 @@ class StreamWorker:
         )
         return record.model_copy(update={"silenced_by": silence, "held": True})
 
+    def _held_if_inhibited(
+        self, record: WarningRecord, batch: list[WarningRecord]
+    ) -> WarningRecord:
+        """The opening marked held when a more severe active warning of the
+        same finding covers it (:mod:`alert_rules.inhibition`); ``batch``:
+        the other versions published with it, not yet in the view."""
+        if record.status != WarningStatus.OPEN or record.version != 1:
+            return record
+        inhibitor = self.findings.inhibitor_of(record, batch)
+        if inhibitor is None:
+            return record
+        self.counters["inhibited"] += 1
+        log.info(
+            "warning inhibited warning=%s inhibitor=%s finding=%s level=%s "
+            "inhibitor_level=%s rule=%s enterprise=%s device=%s",
+            record.id,
+            inhibitor.id,
+            record.finding,
+            record.level.value,
+            inhibitor.level.value,
+            record.rule_id,
+            record.enterprise_id,
+            record.device_id,
+        )
+        return record.model_copy(update={"inhibited_by": inhibitor.id, "held": True})
+
     async def _publish(
         self, warnings: list[BaseModel], observations: list[Observation]
     ) -> None:
         await self.silence_view.ready.wait()
+        await self.findings.ready.wait()
         for observation in observations:
             if observation.findings or observation.kind == "silence":
                 await self.anomalies.send(
                     key=f"{observation.enterprise}/{observation.device}".encode(),
                     value=to_json_bytes(observation),
                 )
-        for warning in warnings:
+        records = [
+            w
+            if isinstance(w, WarningRecord)
+            else WarningRecord.model_validate(w.model_dump(mode="json"))
+            for w in warnings
+        ]
+        notes, batch = split_members(self.grouped, records)
+        for warning in batch:
             self.counters["warnings"] += 1
             data = warning.model_dump(mode="json")
             # Through the lifecycle agent, which numbers the versions and
             # merges the engine's news with what the officers did.
-            record = self._held_if_silenced(
-                warning
-                if isinstance(warning, WarningRecord)
-                else WarningRecord.model_validate(data)
-            )
+            record = self._held_if_inhibited(self._held_if_silenced(warning), batch)
+            self.findings.note(record)
             value = to_json_bytes(Command.of_engine(record))
             log.info(
                 "warning id=%s rule=%s level=%s status=%s enterprise=%s device=%s",
@@ -890,6 +1046,11 @@ class StreamWorker:
                 data.get("device_id"),
             )
             await self.commands.send(key=str(data.get("id")).encode(), value=value)
+        # After the device warnings of the same observation: those were
+        # judged for inhibition before any group they complete can open.
+        for note in notes:
+            self.counters["members"] += 1
+            await self.groups.send(key=note.key, value=to_json_bytes(note))
 
 
 def silence_note(

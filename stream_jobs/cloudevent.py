@@ -8,7 +8,8 @@ One published version of a warning is one event:
 ``source``     ``urn:riskwatch:<platform.sender_id>``: this riskwatch instance
 ``type``       from the last history entry: its status (:data:`EVENT_TYPES`),
                or for a level change :data:`ESCALATED` / :data:`DEESCALATED`,
-               for the mark of a flapping warning :data:`FLAPPING`
+               for the mark of a flapping warning :data:`FLAPPING`, for a
+               grouped warning's new members :data:`UPDATED`
 ``subject``    the warning id
 ``time``       the version's ``issue_time``
 ``data``       the :class:`WarningRecord` as JSON (``application/json``)
@@ -48,6 +49,9 @@ DEESCALATED = TYPE_PREFIX + "deescalated"
 LEVEL_TYPES = (ESCALATED, DEESCALATED)
 FLAPPING = TYPE_PREFIX + "flapping"
 """The version that marked an active warning flapping (status unchanged)."""
+UPDATED = TYPE_PREFIX + "updated"
+"""A version of a grouped warning whose members changed, its status and
+level as they were (alert_rules/grouping.py)."""
 CONTENT_TYPE = JSONFormat.CONTENT_TYPE
 _FORMAT = JSONFormat()
 
@@ -74,6 +78,8 @@ def event_type(record: WarningRecord) -> str:
         return ESCALATED if after.severity > before.severity else DEESCALATED
     if record.flapping and last.from_status == last.status:
         return FLAPPING
+    if record.members and last.from_status == last.status:
+        return UPDATED
     return EVENT_TYPES[last.status]
 
 

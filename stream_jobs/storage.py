@@ -173,6 +173,12 @@ def warning_point(warning: dict[str, Any]) -> Point:
     point.field("id", str(warning.get("id", "")))
     point.field("device", str(warning.get("device_id") or ""))
     point.field("title", str(warning.get("title") or ""))
+    # A grouped warning: how many members it has had; an inhibited one:
+    # which warning held it back.
+    if warning.get("members"):
+        point.field("members", len(warning["members"]))
+    if warning.get("inhibited_by"):
+        point.field("inhibited_by", str(warning["inhibited_by"]))
     # Not part of the record: the platform's receipt, added after delivery.
     if warning.get("platform_reference"):
         point.field("platform_reference", str(warning["platform_reference"]))

@@ -431,7 +431,9 @@ async def _series(
     out: dict[str, Any] = evidence.model_dump(mode="json", by_alias=True)
     try:
         out["points"] = await request.app[EVIDENCE].series(
-            record.enterprise_id, evidence, request.app[OPTIONS]["evidence_points"]
+            evidence.enterprise or record.enterprise_id,
+            evidence,
+            request.app[OPTIONS]["evidence_points"],
         )
         out["error"] = None
     except Exception as exc:  # noqa: BLE001 - the record is still worth showing

@@ -226,7 +226,7 @@ class Kafka(Service):
     def after_start(self) -> None:
         try:
             created, grown = asyncio.run(
-                _ensure_topics_at(
+                ensure_topics_at(
                     self.settings.kafka.bootstrap, topic_specs(self.settings.kafka)
                 )
             )
@@ -268,9 +268,10 @@ def _topic_failures(response: object) -> list[str]:
     return failures
 
 
-async def _ensure_topics_at(
+async def ensure_topics_at(
     bootstrap: str, specs: list[TopicSpec]
 ) -> tuple[list[str], list[str]]:
+    """:func:`ensure_topics` with an admin client of its own on ``bootstrap``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await asyncio.wait_for(admin.start(), 30)
     try:

@@ -49,6 +49,7 @@ from alert_rules.warning import WarningStatus
 from riskwatch.contracts import Measurement, Metric, ReadingRecord
 from riskwatch.registry import Enterprise
 from simulators.fleet import ANOMALY_KINDS, Fleet, TruthEvent, generate_fleet
+from simulators.readings import Reading
 from stream_jobs.processing import DeviceState, Rules, process_batch, silence
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ScenarioReport",
     "format_report",
     "match_warnings",
+    "reading_record",
     "replay_fleet",
     "run_scenarios",
 ]
@@ -277,7 +279,11 @@ def replay_fleet(
     """
     registry = {e.id: e for e in enterprises}
     states: dict[tuple[str, str], DeviceState] = {}
-    opened: dict[str, Opened] = {}
+    # The device records of grouped rules are members of a group warning
+    # (alert_rules/grouping.py), never delivered: not counted here.
+    opened = _Opened(
+        skip=frozenset(r.id for r in getattr(rules, "rules", ()) if r.scope.grouped)
+    )
     total = fleet.message_count()
     done = 0
     clock_s = -math.inf
@@ -304,19 +310,23 @@ def replay_fleet(
             batch = []
             clock_s = reading.ts_s
             _find_silent(states, clock_s, silent_after_s, registry, rules, opened)
-        ts_ns = round(reading.ts_s * _NS)
-        batch.append(
-            ReadingRecord(
-                enterprise=reading.enterprise,
-                device=reading.device,
-                ts_ns=ts_ns,
-                seq=reading.seq,
-                metrics=[Measurement(metric=m, value=v) for m, v in reading.values],
-                received_ns=ts_ns,
-            )
-        )
+        batch.append(reading_record(reading))
     score(batch)
     return list(opened.values()), done
+
+
+def reading_record(reading: Reading) -> ReadingRecord:
+    """A simulated reading as the gateway would record it, arriving at its
+    device time (offline, arrival time is device time)."""
+    ts_ns = round(reading.ts_s * _NS)
+    return ReadingRecord(
+        enterprise=reading.enterprise,
+        device=reading.device,
+        ts_ns=ts_ns,
+        seq=reading.seq,
+        metrics=[Measurement(metric=m, value=v) for m, v in reading.values],
+        received_ns=ts_ns,
+    )
 
 
 def _find_silent(
@@ -325,7 +335,7 @@ def _find_silent(
     silent_after_s: float,
     registry: dict[str, Enterprise],
     rules: Rules,
-    opened: dict[str, Opened],
+    opened: _Opened,
 ) -> None:
     now_ns = round(now_s * _NS)
     for (enterprise, device), state in states.items():
@@ -342,12 +352,21 @@ def _find_silent(
         _collect(outcome.warnings, opened)
 
 
-def _collect(records: Iterable[object], opened: dict[str, Opened]) -> None:
+class _Opened(dict[str, Opened]):
+    """The warnings opened, by id; those of the rules in ``skip`` left out."""
+
+    def __init__(self, skip: frozenset[str]) -> None:
+        super().__init__()
+        self.skip = skip
+
+
+def _collect(records: Iterable[object], opened: _Opened) -> None:
     for record in records:
         if (
             isinstance(record, WarningRecord)
             and record.status is WarningStatus.OPEN
             and record.id not in opened
+            and record.rule_id not in opened.skip
         ):
             opened[record.id] = Opened.of(record)
 

@@ -155,10 +155,16 @@ def _start(command: str, env: dict[str, str], folder: Path, ready: str):
             cwd=ROOT,
         )
     deadline = Deadline(120)
-    while not all(line.encode() in log_file.read_bytes() for line in ready):
-        assert proc.poll() is None, f"{command} exited; see {log_file}"
-        assert not deadline.expired(), f"{command} not ready; see {log_file}"
-        time.sleep(0.3)
+    try:
+        while not all(line.encode() in log_file.read_bytes() for line in ready):
+            assert proc.poll() is None, f"{command} exited; see {log_file}"
+            assert not deadline.expired(), f"{command} not ready; see {log_file}"
+            time.sleep(0.3)
+    except BaseException:
+        # Not ready (a broker down): a process left running would stay
+        # subscribed, and every later test would get each message once more.
+        _stop(proc)
+        raise
     return proc
 
 

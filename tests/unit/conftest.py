@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,9 @@ from alert_rules import (
     warning_id,
 )
 from riskwatch.contracts import Metric
+from riskwatch.settings import Settings
+from stream_jobs.app import StreamWorker
+from stream_jobs.storage import MemoryWriter
 
 T0 = datetime(2026, 12, 3, 1, 0, 0, 250_000, tzinfo=UTC)
 
@@ -131,3 +135,52 @@ def enterprise_entry(**changes: Any) -> dict[str, Any]:
         "devices": [{"id": "EM-01", "metrics": ["power_kw", "energy_kwh"]}],
     }
     return {**base, **changes}
+
+
+class FakeTopic:
+    """A Kafka topic that keeps what is sent to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, bytes]] = []
+
+    async def send(self, *, key: bytes | None, value: bytes) -> None:
+        self.sent.append((key, value))
+
+
+class FakeWebhook:
+    """The platform's webhook, keeping what is posted to it."""
+
+    def __init__(self) -> None:
+        self.posted: list[WarningRecord] = []
+
+    async def post(self, record: WarningRecord) -> None:
+        self.posted.append(record)
+
+
+WORKER_TOPICS = (
+    "warnings",
+    "warning_store",
+    "commands",
+    "anomalies",
+    "dead_letter",
+    "silences",
+    "expiries",
+    "groups",
+)
+
+
+def fake_worker(tmp_path: Path, *, worker: dict[str, Any] | None = None, **kwargs: Any):
+    """A StreamWorker whose topics, tables and webhook are in memory and
+    whose views (silences, active findings) count as read; ``kwargs`` go to
+    the worker (``clock=``, ``rules=``)."""
+    settings = Settings(
+        run_dir=tmp_path / "run", cache_dir=tmp_path / "cache", worker=worker or {}
+    )
+    made = StreamWorker(settings, writer_factory=MemoryWriter, **kwargs)
+    made.device_state, made.warning_state, made.group_state = {}, {}, {}
+    for name in WORKER_TOPICS:
+        setattr(made, name, FakeTopic())
+    made.webhook = FakeWebhook()
+    made.silence_view.ready.set()
+    made.findings.ready.set()
+    return made

@@ -358,7 +358,7 @@ def test_kafka_set_up_timeouts_are_service_errors(tmp_path, monkeypatch, error):
     async def fail(bootstrap, specs):
         raise error
 
-    monkeypatch.setattr(kafka_module, "_ensure_topics_at", fail)
+    monkeypatch.setattr(kafka_module, "ensure_topics_at", fail)
     with pytest.raises(ServiceError, match=r"kafka: creating topics on .* failed"):
         Kafka(_settings(tmp_path), print).after_start()
 

@@ -129,6 +129,20 @@ SCENARIOS = {
         [(m, 20, {"clock_offset_s": m % 3 - 1.0}) for m in range(30)]
         + [(m, 20, {}) for m in range(30, 60)],
     ),
+    # Grouped rules: what fires here is one member's device finding; the
+    # group warnings they make are in tests/unit/alert_rules/test_grouping.py.
+    "hazchem-safety-sensors-silent": (
+        {},
+        "combustible_gas_lel",
+        [(0, 1, {}), (20, None, {"silent_s": 1200})],
+        [(m, 1, {}) for m in range(60)],
+    ),
+    "toxic-gas-several-enterprises": (
+        {},
+        "toxic_gas_ppm",
+        [(0, 1, {}), (1, 30, {})],
+        [(m, 5.0, {}) for m in range(60)],
+    ),
 }
 
 

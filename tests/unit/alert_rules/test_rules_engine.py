@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alert_rules import RuleEngine, WarningRecord, warning_id
+from alert_rules import RuleEngine, ScopeKind, WarningRecord, warning_id
 from alert_rules.engine import subject_of
 from riskwatch.contracts import NS_PER_S
 
@@ -292,7 +292,9 @@ def test_record_fields_and_json(default_rules, make_obs, make_enterprise, run):
     assert "55 %LEL" in red.items[0].observed
     assert "Evacuate" in red.items[0].action
     data = json.loads(red.to_json())
-    assert set(data["items"][0]["evidence"]) == {"device", "metric", "from", "to"}
+    evidence = data["items"][0]["evidence"]
+    assert set(evidence) == {"device", "metric", "from", "to", "enterprise"}
+    assert evidence["enterprise"] is None  # the record's
     assert data["start_time"] == "2026-12-03T00:00:00Z"
     assert data["history"] == [
         {
@@ -357,13 +359,21 @@ def test_tracks_of_removed_rules_are_dropped(gas_rule, make_obs, caplog):
     assert "open warning dropped with its rule" in caplog.text
 
 
-def test_rules_of_other_scopes_are_skipped(make_rule, make_obs, caplog):
-    rule = make_rule("{scope: grid, when: {silent: true}}")
-    with caplog.at_level(logging.WARNING):
-        engine = RuleEngine([rule], "X")
-    assert "rule not evaluated rule=r1 scope=grid" in caplog.text
+def test_a_grouped_rule_gives_device_records_as_its_members(make_rule, make_obs):
+    # The grouping stage (alert_rules/grouping.py) makes the grid warning of
+    # them; the engine runs the device state machine as for any rule.
+    rule = make_rule(
+        "{scope: grid, group: {min_members: 2}, when: {silent: true}, finding: silent}"
+    )
+    engine = RuleEngine([rule], "X")
     obs = make_obs("power_kw", None, 0, silent_s=900)
-    assert engine.evaluate(obs, None, {})[1] == []
+    [record] = engine.evaluate(obs, None, {})[1]
+    assert (record.rule_id, record.scope.kind, record.device_id) == (
+        "r1",
+        ScopeKind.DEVICE,
+        "D1",
+    )
+    assert record.finding == "silent"
 
 
 def test_duplicate_rule_ids_are_refused(gas_rule):

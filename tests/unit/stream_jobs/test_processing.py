@@ -267,8 +267,13 @@ def test_silence_yields_a_device_silent_warning(engine, hc001):
     state, _ = feed(spike_series(n=10, spike_at=5), engine, enterprise=hc001)
     outcome = silence("HC001", "PT-101", state, T0_NS + 60 * MIN, hc001, engine)
     rules = sorted(w.rule_id for w in outcome.warnings)
-    # 51 minutes silent: the general rule and the hazardous-chemicals one.
-    assert rules == ["device-silent", "safety-sensor-silent"]
+    # 51 minutes silent: the general rule, the hazardous-chemicals one, and
+    # the finding of a member for the enterprise rule on its safety sensors.
+    assert rules == [
+        "device-silent",
+        "hazchem-safety-sensors-silent",
+        "safety-sensor-silent",
+    ]
 
 
 def test_state_round_trips_through_the_table_codec_and_restores(engine, hc001):

@@ -71,9 +71,10 @@ def _worker(tmp_path, rules=RULES, lateness_s=0.0):
     )
     worker = StreamWorker(settings, rules=rules, writer_factory=MemoryWriter)
     worker.device_state = RecordingTable()
-    for name in ("anomalies", "commands", "dead_letter"):
+    for name in ("anomalies", "commands", "dead_letter", "groups"):
         setattr(worker, name, FakeTopic())
     worker.silence_view.ready.set()
+    worker.findings.ready.set()
     return worker
 
 

@@ -13,11 +13,9 @@ from stream_jobs.app import StreamWorker
 from stream_jobs.cloudevent import event_type
 from stream_jobs.processing import new_device_state, process_reading
 from stream_jobs.storage import MemoryWriter
-from tests.unit.conftest import make_warning_record
+from tests.unit.conftest import FakeTopic, FakeWebhook, make_warning_record
 from tests.unit.stream_jobs.test_processing import reading
 from tests.unit.stream_jobs.test_worker_silences import (
-    FakeTopic,
-    FakeWebhook,
     _deliver_all,
     _run_commands,
     _sent_commands,
@@ -54,6 +52,7 @@ def _worker(tmp_path, **worker):
         setattr(w, name, FakeTopic())
     w.webhook = FakeWebhook()
     w.silence_view.ready.set()
+    w.findings.ready.set()
     return w, rules
 
 

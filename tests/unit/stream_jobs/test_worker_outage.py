@@ -11,15 +11,12 @@ from lxml import etree
 
 from alert_rules import ScopeKind, WarningRecord, WarningStatus
 from alert_rules.cap import render_cap
-from riskwatch.settings import Settings
-from stream_jobs.app import StreamWorker
 from stream_jobs.cloudevent import from_request, to_http
 from stream_jobs.processing import process_reading
-from stream_jobs.storage import MemoryWriter, warning_point
+from stream_jobs.storage import warning_point
+from tests.unit.conftest import fake_worker
 from tests.unit.stream_jobs.test_processing import reading
 from tests.unit.stream_jobs.test_worker_silences import (
-    FakeTopic,
-    FakeWebhook,
     _deliver_all,
     _run_commands,
     _sent_commands,
@@ -34,32 +31,9 @@ DEVICES = [f"GD-{i}".encode() for i in range(8)]
 def _worker(tmp_path, **worker):
     """A worker with fake topics, webhook and tables; ``worker`` overrides
     its worker settings."""
-    settings = Settings(
-        run_dir=tmp_path / "run",
-        cache_dir=tmp_path / "cache",
-        # lateness_s below silent_after_s, as the settings require.
-        worker={
-            "silent_after_s": SILENT_S,
-            "lateness_s": 10,
-            "app_id": "w1",
-            **worker,
-        },
-    )
-    worker = StreamWorker(settings, writer_factory=MemoryWriter)
-    worker.device_state, worker.warning_state = {}, {}
-    for name in (
-        "warnings",
-        "warning_store",
-        "commands",
-        "anomalies",
-        "dead_letter",
-        "silences",
-        "expiries",
-    ):
-        setattr(worker, name, FakeTopic())
-    worker.webhook = FakeWebhook()
-    worker.silence_view.ready.set()
-    return worker
+    # lateness_s below silent_after_s, as the settings require.
+    settings = {"silent_after_s": SILENT_S, "lateness_s": 10, "app_id": "w1"}
+    return fake_worker(tmp_path, worker={**settings, **worker})
 
 
 def _read(worker, device, ts_ns):

@@ -12,26 +12,11 @@ from alert_rules import Level
 from alert_rules.lifecycle import Action, Command, worker_command
 from alert_rules.silences import Silence
 from riskwatch.contracts import to_json_bytes
-from riskwatch.settings import Settings
-from stream_jobs.app import StreamWorker
-from stream_jobs.storage import MemoryWriter
-from tests.unit.conftest import T0, make_warning_record
-
-
-class FakeTopic:
-    def __init__(self):
-        self.sent = []
-
-    async def send(self, *, key, value):
-        self.sent.append((key, value))
-
-
-class FakeWebhook:
-    def __init__(self):
-        self.posted = []
-
-    async def post(self, record):
-        self.posted.append(record)
+from tests.unit.conftest import (
+    T0,
+    fake_worker,
+    make_warning_record,
+)
 
 
 class Clock:
@@ -48,14 +33,7 @@ async def _stream(values):
 
 
 def _worker(tmp_path, clock):
-    settings = Settings(run_dir=tmp_path / "run", cache_dir=tmp_path / "cache")
-    worker = StreamWorker(settings, writer_factory=MemoryWriter, clock=clock)
-    worker.warning_state = {}
-    for name in ("warnings", "warning_store", "commands", "anomalies", "dead_letter"):
-        setattr(worker, name, FakeTopic())
-    worker.webhook = FakeWebhook()
-    worker.silence_view.ready.set()
-    return worker
+    return fake_worker(tmp_path, clock=clock)
 
 
 def _silence(worker, kind, ident, until, ident_silence="sil-1"):

@@ -73,8 +73,10 @@ class WorkerSink:
 class FakeEvidence:
     def __init__(self):
         self.fail = None
+        self.asked = []
 
     async def series(self, enterprise, evidence, limit):
+        self.asked.append((enterprise, evidence.device, evidence.metric.value))
         if self.fail:
             raise self.fail
         return [{"time": evidence.from_.isoformat(), "value": 31.0, "score": 1.0}]

@@ -8,9 +8,13 @@ from datetime import datetime
 import pytest
 from openapi_spec_validator import validate
 
+from alert_rules import Rule, RuleEngine
 from alert_rules.api import OPENAPI
 from alert_rules.api.app import _command_id
+from alert_rules.grouping import GroupTable
 from alert_rules.lifecycle import Action
+from riskwatch.contracts import Observation
+from riskwatch.registry import Enterprise
 from stream_jobs.outage import Outage, feed_warning
 from tests.unit.alert_rules.api.conftest import (
     NOW,
@@ -20,7 +24,7 @@ from tests.unit.alert_rules.api.conftest import (
     call,
     raw_exchange,
 )
-from tests.unit.conftest import make_warning_record
+from tests.unit.conftest import enterprise_entry, make_warning_record
 
 OPENED = make_warning_record()
 OTHER = make_warning_record(
@@ -282,6 +286,60 @@ def test_a_feed_warning_is_listed_shown_without_evidence_and_acknowledged():
     )
     assert shown["evidence"] == []
     assert answers[2][1]["warning"]["status"] == "acknowledged"
+
+
+def test_a_grid_warning_shows_each_member_device_s_evidence():
+    rule = Rule.model_validate(
+        {
+            "id": "gas-grid",
+            "title": "Gas at several enterprises of one grid",
+            "level": "I",
+            "scope": "grid",
+            "group": {"min_members": 2},
+            "select": {"metrics": ["combustible_gas_lel"]},
+            "when": {"above": 25},
+            "action": "Alert the emergency services.",
+            "expected": "Below 25 %LEL.",
+        }
+    )
+    engine = RuleEngine([rule], "Office")
+    registry = [
+        Enterprise.model_validate(enterprise_entry(id=e, grid="g1"))
+        for e in ("E1", "E2")
+    ]
+    table = GroupTable([rule], registry, "Office")
+    records = []
+    for minute, enterprise in enumerate(["E1", "E2"]):
+        observation = Observation(
+            enterprise=enterprise,
+            device="GD-1",
+            metric="combustible_gas_lel",
+            ts_ns=int(NOW.timestamp()) * 10**9 + minute * 60 * 10**9,
+            value=30.0,
+            unit="%LEL",
+            score=0.0,
+        )
+        records += table.feed(engine.evaluate(observation, registry[minute], {})[1])
+    [grid] = records
+    api = Api()
+    answers = call(
+        api,
+        [
+            ("GET", "/warnings?scope=grid", VIEWER, None),
+            ("GET", f"/warnings/{grid.id}", VIEWER, None),
+        ],
+        seed=[OPENED, grid],
+    )
+    assert [w["id"] for w in answers[0][1]["warnings"]] == [grid.id]
+    shown = answers[1][1]
+    assert (shown["scope"]["kind"], shown["enterprise_id"]) == ("grid", "*")
+    assert [m["id"] for m in shown["members"]] == ["E1", "E2"]
+    # The evidence of each item is read from its own enterprise's series.
+    assert api.evidence.asked == [
+        ("E1", "GD-1", "combustible_gas_lel"),
+        ("E2", "GD-1", "combustible_gas_lel"),
+    ]
+    assert [e["enterprise"] for e in shown["evidence"]] == ["E1", "E2"]
 
 
 # What a break-in attempt found ------------------------------------------------
