@@ -72,10 +72,13 @@ def _group(pipeline):
 
 
 def _device_silent(pipeline, device):
+    # A hazardous-chemicals gas detector's silence opens safety-sensor-silent
+    # (III), which inhibits its device-silent (IV, the same finding): the
+    # safety rule's warning is the device warning the platform gets.
     return [
         w
         for w in _received(pipeline)
-        if w.get("rule_id") == "device-silent" and w.get("device_id") == device
+        if w.get("rule_id") == "safety-sensor-silent" and w.get("device_id") == device
     ]
 
 

@@ -112,8 +112,9 @@ SCENARIOS = {
     "safety-sensor-silent": (
         {},
         "combustible_gas_lel",
-        [(0, 1, {}), (40, None, {"silent_s": 2400})],
-        [(0, 1, {}), (20, None, {"silent_s": 1200})],
+        # As the worker's scan reports it, once, after silent_after_s.
+        [(0, 1, {}), (16, None, {"silent_s": 960})],
+        [(m, 1, {}) for m in range(0, 120, 5)],
     ),
     "safety-sensor-stale": (
         {},

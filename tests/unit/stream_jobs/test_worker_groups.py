@@ -124,10 +124,12 @@ def test_silent_safety_sensors_are_one_enterprise_warning(tmp_path, caplog):
     worker = _worker(tmp_path)
     with caplog.at_level(logging.INFO):
         posted = _silent_sensors(worker)
+    # Each sensor's safety-sensor-silent (III) is delivered and inhibits its
+    # device-silent (IV, the same finding): those two are held back.
     assert _about(posted) == [
-        ("device-silent", "device", "GD-101", "open"),
-        ("device-silent", "device", "GD-102", "open"),
         (GROUP_RULE, "enterprise", "HC001", "open"),
+        ("safety-sensor-silent", "device", "GD-101", "open"),
+        ("safety-sensor-silent", "device", "GD-102", "open"),
     ]
     # The members went to the group agent, keyed by the group, not to the
     # lifecycle as warnings of their own.
@@ -168,10 +170,12 @@ def test_device_warnings_under_an_open_enterprise_warning_are_inhibited_then_rel
 ):
     worker = _worker(tmp_path)
     _silent_sensors(worker)
+    before = worker.counters["inhibited"]  # the gas sensors' device-silent
     with caplog.at_level(logging.INFO):
         posted = _scan(worker, T0 + (190 + SILENT_S + 1) * S)
-    # PT-101 joins the enterprise warning (an update); its device-silent
-    # warning and the meter's are held back, inhibited by it.
+    # PT-101 joins the enterprise warning (an update); its device-silent and
+    # safety-sensor-silent warnings and the meter's device-silent are held
+    # back, inhibited by it.
     [update] = posted
     assert (update.rule_id, event_type(update)) == (GROUP_RULE, UPDATED)
     assert sorted(m.id for m in update.members) == ["GD-101", "GD-102", "PT-101"]
@@ -179,7 +183,9 @@ def test_device_warnings_under_an_open_enterprise_warning_are_inhibited_then_rel
     for device in LATER:
         held = stored["device-silent", device]
         assert (held.held, held.inhibited_by) == (True, update.id)
-    assert worker.counters["inhibited"] == 2
+    held = stored["safety-sensor-silent", "PT-101"]
+    assert (held.held, held.inhibited_by) == (True, update.id)
+    assert worker.counters["inhibited"] - before == 3
     assert "warning inhibited" in caplog.text
 
     # The meter comes back while the enterprise warning is open: its warning
@@ -202,15 +208,21 @@ def test_device_warnings_under_an_open_enterprise_warning_are_inhibited_then_rel
         ("GD-102", False),
         ("PT-101", True),
     ]
-    assert ("device-silent", "device", "GD-101", "resolved") in _about(posted)
+    assert ("safety-sensor-silent", "device", "GD-101", "resolved") in _about(posted)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         asyncio.run(worker._release_held())
-    [released] = _pump(worker)
-    assert (released.rule_id, released.device_id) == ("device-silent", "PT-101")
-    assert (released.held, released.status) == (False, WarningStatus.OPEN)
-    assert released.inhibited_by == update.id
-    assert f"warning release sent warning={released.id}" in caplog.text
+    # Both of PT-101's held warnings go out: a release is not judged again
+    # against the device's other warnings of the same finding (a limit).
+    released = sorted(_pump(worker), key=lambda w: w.rule_id)
+    assert [(w.rule_id, w.device_id) for w in released] == [
+        ("device-silent", "PT-101"),
+        ("safety-sensor-silent", "PT-101"),
+    ]
+    for warning in released:
+        assert (warning.held, warning.status) == (False, WarningStatus.OPEN)
+        assert warning.inhibited_by == update.id
+        assert f"warning release sent warning={warning.id}" in caplog.text
     assert f"inhibitor={update.id}" in caplog.text
 
 
