@@ -532,22 +532,15 @@ class RuleEngine:
         opening = f"rule {rule.id}: {rule.when.describe()}"
         if flap is not None and flap.after == 0:
             opening += f"; {flap.reason}"
-        history = [
-            AuditEntry(
-                at=issued, status=WarningStatus.OPEN, by=ENGINE_ACTOR, comment=opening
-            )
-        ]
+        history = [engine_entry(issued, opening, from_status=None)]
         marks = _marks(rule, track)
         for index, (before, mark) in enumerate(itertools.pairwise(marks), start=1):
             if flap is not None and flap.after == index:
                 history.append(_flap_entry(flap))
             history.append(
-                AuditEntry(
-                    at=_moment(mark.issued),
-                    status=WarningStatus.OPEN,
-                    by=ENGINE_ACTOR,
-                    comment=mark.reason,
-                    from_status=WarningStatus.OPEN,
+                engine_entry(
+                    _moment(mark.issued),
+                    mark.reason,
                     from_level=before.level,
                     level=mark.level,
                 )
@@ -567,13 +560,7 @@ class RuleEngine:
             status, valid_until = WarningStatus.RESOLVED, now or resolved
             clear = rule.clear.describe() if rule.clear else "condition no longer met"
             history.append(
-                AuditEntry(
-                    at=valid_until,
-                    status=status,
-                    by=ENGINE_ACTOR,
-                    comment=f"cleared: {clear}",
-                    from_status=WarningStatus.OPEN,
-                )
+                engine_entry(valid_until, f"cleared: {clear}", status=status)
             )
         said = track.said
         if flap is not None:
@@ -674,16 +661,33 @@ def _mark_flapping(
     track.flap = _FlapMark(at=ts, issued=issued, after=after, reason=reason)
 
 
+def engine_entry(
+    at: datetime,
+    comment: str,
+    *,
+    status: WarningStatus = WarningStatus.OPEN,
+    from_status: WarningStatus | None = WarningStatus.OPEN,
+    from_level: Level | None = None,
+    level: Level | None = None,
+) -> AuditEntry:
+    """An audit entry the engine writes: by default a new version of an open
+    warning (a level change when ``from_level`` and ``level`` are given);
+    ``from_status=None`` for the opening, ``status=RESOLVED`` for the end."""
+    return AuditEntry(
+        at=at,
+        status=status,
+        by=ENGINE_ACTOR,
+        comment=comment,
+        from_status=from_status,
+        from_level=from_level,
+        level=level,
+    )
+
+
 def _flap_entry(flap: _FlapMark) -> AuditEntry:
     """The audit entry of the version that marked the warning flapping: the
     status unchanged, no level change."""
-    return AuditEntry(
-        at=_moment(flap.issued),
-        status=WarningStatus.OPEN,
-        by=ENGINE_ACTOR,
-        comment=flap.reason,
-        from_status=WarningStatus.OPEN,
-    )
+    return engine_entry(_moment(flap.issued), flap.reason)
 
 
 def _placed(observation: Observation, clock_ns: int | None) -> Observation:

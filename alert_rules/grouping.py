@@ -60,11 +60,10 @@ from pydantic import (
 )
 
 from alert_rules._base import to_ns
-from alert_rules.engine import ENGINE_ACTOR, _moment, _ns
+from alert_rules.engine import _moment, _ns, engine_entry
 from alert_rules.rule import GroupSpec, Level, Rule, ScopeKind, most_severe
 from alert_rules.warning import (
     ANY,
-    AuditEntry,
     LevelEntry,
     Member,
     Officer,
@@ -679,22 +678,18 @@ def _record(
     scope = ScopeKind(kind)
     opening = episode.marks[0]
     history = [
-        AuditEntry(
-            at=_moment(opening.issued),
-            status=WarningStatus.OPEN,
-            by=ENGINE_ACTOR,
-            comment=f"rule {rule.id}: {opening.reason.removeprefix('opened: ')}",
+        engine_entry(
+            _moment(opening.issued),
+            f"rule {rule.id}: {opening.reason.removeprefix('opened: ')}",
+            from_status=None,
         )
     ]
     for before, mark in itertools.pairwise(episode.marks):
         change = mark.kind == "level"
         history.append(
-            AuditEntry(
-                at=_moment(mark.issued),
-                status=WarningStatus.OPEN,
-                by=ENGINE_ACTOR,
-                comment=mark.reason,
-                from_status=WarningStatus.OPEN,
+            engine_entry(
+                _moment(mark.issued),
+                mark.reason,
                 from_level=before.level if change else None,
                 level=mark.level if change else None,
             )
@@ -707,15 +702,7 @@ def _record(
         at, issued_ns, comment = resolved
         resolved_time, valid_until = _moment(at), _moment(issued_ns)
         status, issued = WarningStatus.RESOLVED, valid_until
-        history.append(
-            AuditEntry(
-                at=valid_until,
-                status=status,
-                by=ENGINE_ACTOR,
-                comment=comment,
-                from_status=WarningStatus.OPEN,
-            )
-        )
+        history.append(engine_entry(valid_until, comment, status=status))
     level = episode.marks[-1].level
     member_kind = (
         ScopeKind.DEVICE if scope == ScopeKind.ENTERPRISE else ScopeKind.ENTERPRISE
