@@ -119,8 +119,9 @@ class Selector(StrictModel):
     """Which observations a rule looks at; an empty list means any.
 
     Selectors on the enterprise (industries, risk classes, the
-    hazardous-chemicals flag) never match a device whose enterprise is not in
-    the registry.
+    hazardous-chemicals flag, tags) never match a device whose enterprise is
+    not in the registry. ``tags`` matches a device that has one of them, or
+    whose enterprise has one (the registry's ``tags`` of either).
     """
 
     metrics: list[Metric] = Field(default_factory=list)
@@ -129,6 +130,7 @@ class Selector(StrictModel):
     hazardous_chemicals: bool | None = None
     enterprises: list[str] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
 
     def matches(self, observation: Observation, enterprise: Enterprise | None) -> bool:
         """Whether the rule applies to this observation and enterprise."""
@@ -139,7 +141,10 @@ class Selector(StrictModel):
         if self.devices and observation.device not in self.devices:
             return False
         needs_registry = (
-            self.industries or self.risk_classes or self.hazardous_chemicals is not None
+            self.industries
+            or self.risk_classes
+            or self.hazardous_chemicals is not None
+            or self.tags
         )
         if not needs_registry:
             return True
@@ -151,6 +156,10 @@ class Selector(StrictModel):
             and (
                 self.hazardous_chemicals is None
                 or enterprise.hazardous_chemicals == self.hazardous_chemicals
+            )
+            and (
+                not self.tags
+                or not enterprise.tags_of(observation.device).isdisjoint(self.tags)
             )
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -100,10 +100,17 @@ class ShutdownOrder(_Model):
         return self.start <= moment and (self.end is None or moment < self.end)
 
 
+Tag = Annotated[str, Field(pattern=ID_PATTERN)]
+"""A free label a rule can select on (``tags:``): what the registry knows of a
+device or an enterprise beyond its fields, e.g. ``major-hazard-source``,
+``boiler``, ``cold-chain``."""
+
+
 class Device(_Model):
     id: str = Field(pattern=ID_PATTERN)
     metrics: list[Metric] = Field(min_length=1)
     description: str = ""
+    tags: list[Tag] = Field(default_factory=list)
 
     @field_validator("metrics")
     @classmethod
@@ -128,6 +135,7 @@ class Enterprise(_Model):
     working_hours: list[WorkingHours] = Field(default_factory=list)
     shutdown_orders: list[ShutdownOrder] = Field(default_factory=list)
     officer: GridOfficer
+    tags: list[Tag] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
 
     @field_validator("devices")
@@ -146,6 +154,12 @@ class Enterprise(_Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {zone!r}") from None
         return zone
+
+    def tags_of(self, device: str) -> set[str]:
+        """The enterprise's tags and those of its device ``device`` (only the
+        enterprise's if the registry does not list the device)."""
+        own = next((d.tags for d in self.devices if d.id == device), [])
+        return {*self.tags, *own}
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(ZoneInfo(self.timezone))

@@ -13,8 +13,8 @@ Schema (docs/contracts.md has the reasoning):
 * the point's time is the device timestamp, so a reading stored twice (QoS 1
   redelivery, retained message, replay) overwrites itself: one point.
 
-Warnings go to the ``warning`` measurement, tagged by level, rule and
-enterprise.
+Warnings go to the ``warning`` measurement, tagged by level, rule,
+enterprise, status, scope, subject, metric and version (:func:`warning_point`).
 """
 
 from __future__ import annotations
@@ -156,6 +156,13 @@ def warning_point(warning: dict[str, Any]) -> Point:
     """A warning (or an update of one) as a point of the ``warning`` measurement,
     at its issue time, tagged by what officers filter on.
 
+    InfluxDB identifies a point by its measurement, tags and time, so the
+    tags also name what tells two versions apart that can share an issue
+    time: the subject (``subject``: the scope's id, a device or a group),
+    the ``metric`` (a device's per-metric warnings of one reading) and the
+    ``version`` (1 for the opening, one more per history entry). All three
+    are bounded by the fleet and the rules, not by time.
+
     A ``platform_reference`` key (the supervision platform's receipt, see
     :mod:`stream_jobs.delivery`) becomes a field of that name."""
     scope = warning.get("scope") or {}
@@ -168,6 +175,9 @@ def warning_point(warning: dict[str, Any]) -> Point:
         ("enterprise", warning.get("enterprise_id")),
         ("status", warning.get("status")),
         ("scope", scope.get("kind") if isinstance(scope, dict) else None),
+        ("subject", scope.get("id") if isinstance(scope, dict) else None),
+        ("metric", warning.get("metric")),
+        ("version", len(warning["history"]) if warning.get("history") else None),
     ):
         point.tag(tag, str(value) if value is not None else UNKNOWN)
     point.field("id", str(warning.get("id", "")))

@@ -176,6 +176,9 @@ def test_warning_point_schema(spike_warning):
         "enterprise": "HC001",
         "status": "open",
         "scope": "device",
+        "subject": "PT-101",
+        "metric": spike_warning["metric"],
+        "version": "1",
     }
     assert fields == {
         "id": spike_warning["id"],
@@ -198,6 +201,29 @@ def test_warning_point_carries_the_platform_reference_once_known(spike_warning):
     assert noted[2] == {**plain[2], "platform_reference": "SP-000001"}
 
 
+def test_points_sharing_an_issue_time_stay_apart(spike_warning):
+    """Two devices warned by one rule on the same reading time, two metrics of
+    one device, two versions of one warning issued together: InfluxDB keys
+    a point by measurement, tags and time, so their keys must differ."""
+    other_device = {
+        **spike_warning,
+        "device_id": "PT-102",
+        "scope": {**spike_warning["scope"], "id": "PT-102"},
+    }
+    other_metric = {**spike_warning, "metric": "temperature_c"}
+    acknowledged = {
+        **spike_warning,
+        "history": [*spike_warning["history"], spike_warning["history"][0]],
+    }
+    keys = set()
+    for warning in (spike_warning, other_device, other_metric, acknowledged):
+        measurement, tags, _, time_ns = parse_line(
+            warning_point(warning).to_line_protocol()
+        )
+        keys.add((measurement, tuple(sorted(tags.items())), time_ns))
+    assert len(keys) == 4
+
+
 def test_warning_point_time_is_exactly_the_issue_time(spike_warning):
     *_, time_ns = parse_line(warning_point(spike_warning).to_line_protocol())
     assert time_ns == _ns(datetime.fromisoformat(spike_warning["issue_time"]))
@@ -211,7 +237,17 @@ def test_warning_point_without_registry_fields_uses_unknown():
     measurement, tags, fields, time_ns = parse_line(point.to_line_protocol())
     assert measurement == "warning"
     assert tags == dict.fromkeys(
-        ("level", "rule", "enterprise", "status", "scope"), UNKNOWN
+        (
+            "level",
+            "rule",
+            "enterprise",
+            "status",
+            "scope",
+            "subject",
+            "metric",
+            "version",
+        ),
+        UNKNOWN,
     )
     assert fields == {"id": "W-9", "device": "", "title": ""}
     assert time_ns == _ns(moment)
