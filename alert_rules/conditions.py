@@ -10,6 +10,8 @@ In a rule file a condition is a mapping with exactly one key::
 
     above: 25                      # value > 25 (the metric's unit)
     below: 0.1                     # value < 0.1
+    above_idle: {factor: 1.5, at_least: 5}   # value > the registered idle load
+    below_idle: {factor: 1.2, at_least: 3}   # x factor, the bound >= at_least
     score: {at_least: 0.9, detectors: [robust_z]}
     fired: [stuck]                 # a finding of one of these detectors
     silent: 30m                    # a silence observation, silent >= 30 min
@@ -23,7 +25,7 @@ In a rule file a condition is a mapping with exactly one key::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
@@ -80,6 +82,11 @@ class _Condition(StrictModel):
     def thresholds(self) -> Iterator[float]:
         """Value thresholds inside this condition (the expected-value bound)."""
         return iter(())
+
+    def threshold_at(self, ctx: Context) -> float | None:
+        """The first value threshold as it applies to this observation (an
+        idle bound depends on the enterprise); None if there is none."""
+        return next(iter(self.thresholds()), None)
 
     def uses_value(self) -> bool:
         """Whether the condition compares the observation's value."""
@@ -147,6 +154,86 @@ class Below(_Condition):
 
     def uses_value(self) -> bool:
         return True
+
+
+class IdleSpec(StrictModel):
+    """A bound relative to the idle load the registry records for the
+    metric (``idle_load`` of the enterprise): ``factor`` times it, but never
+    below ``at_least`` (a floor for a site that idles at almost nothing);
+    ``at_least`` alone where no idle load is recorded, no evidence where
+    neither is there."""
+
+    factor: float = Field(gt=0, allow_inf_nan=False)
+    at_least: FiniteFloat | None = None
+
+
+def _idle_spec(data: Any) -> Any:  # noqa: ANN401 - raw YAML of any shape
+    """``above_idle: 1.5`` is ``above_idle: {factor: 1.5}``."""
+    return {"factor": data} if isinstance(data, int | float) else data
+
+
+class _IdleBound(_Condition):
+    """Shared by :class:`AboveIdle` and :class:`BelowIdle`."""
+
+    above: ClassVar[bool]
+
+    def spec(self) -> IdleSpec:
+        raise NotImplementedError
+
+    def bound(self, ctx: Context) -> float | None:
+        spec = self.spec()
+        enterprise = ctx.enterprise
+        idle = (
+            None if enterprise is None else enterprise.idle_of(ctx.observation.metric)
+        )
+        if idle is None:
+            return spec.at_least
+        scaled = spec.factor * idle
+        return scaled if spec.at_least is None else max(scaled, spec.at_least)
+
+    def test(self, ctx: Context) -> bool | None:
+        value, bound = _value(ctx), self.bound(ctx)
+        if value is None or bound is None:
+            return None
+        return value > bound if self.above else value < bound
+
+    def describe(self) -> str:
+        spec = self.spec()
+        side = "above" if self.above else "below"
+        text = f"value {side} {spec.factor:g} x the registered idle load"
+        if spec.at_least is not None:
+            text += f" (at least {spec.at_least:g})"
+        return text
+
+    def threshold_at(self, ctx: Context) -> float | None:
+        return self.bound(ctx)
+
+    def uses_value(self) -> bool:
+        return True
+
+
+class AboveIdle(_IdleBound):
+    """The value is strictly above ``factor`` times the idle load the
+    registry records for the metric (floored at ``at_least``)."""
+
+    tag: ClassVar[str] = "above_idle"
+    above: ClassVar[bool] = True
+    above_idle: Annotated[IdleSpec, BeforeValidator(_idle_spec)]
+
+    def spec(self) -> IdleSpec:
+        return self.above_idle
+
+
+class BelowIdle(_IdleBound):
+    """The value is strictly below ``factor`` times the registered idle load
+    (floored at ``at_least``): the clear of an :class:`AboveIdle`."""
+
+    tag: ClassVar[str] = "below_idle"
+    above: ClassVar[bool] = False
+    below_idle: Annotated[IdleSpec, BeforeValidator(_idle_spec)]
+
+    def spec(self) -> IdleSpec:
+        return self.below_idle
 
 
 class ScoreSpec(StrictModel):
@@ -373,6 +460,9 @@ class AllOf(_Condition):
         for c in self.all_:
             yield from c.thresholds()
 
+    def threshold_at(self, ctx: Context) -> float | None:
+        return _first_threshold(self.all_, ctx)
+
     def uses_value(self) -> bool:
         return any(c.uses_value() for c in self.all_)
 
@@ -402,6 +492,9 @@ class AnyOf(_Condition):
         for c in self.any_:
             yield from c.thresholds()
 
+    def threshold_at(self, ctx: Context) -> float | None:
+        return _first_threshold(self.any_, ctx)
+
     def uses_value(self) -> bool:
         return any(c.uses_value() for c in self.any_)
 
@@ -429,6 +522,11 @@ class Not(_Condition):
         return self.not_.uses_value()
 
 
+def _first_threshold(conditions: Sequence[_Condition], ctx: Context) -> float | None:
+    at = (c.threshold_at(ctx) for c in conditions)
+    return next((t for t in at if t is not None), None)
+
+
 def _grouped(condition: _Condition) -> str:
     text = condition.describe()
     return f"({text})" if isinstance(condition, AllOf | AnyOf) else text
@@ -437,6 +535,8 @@ def _grouped(condition: _Condition) -> str:
 _KINDS: tuple[type[_Condition], ...] = (
     Above,
     Below,
+    AboveIdle,
+    BelowIdle,
     Score,
     Fired,
     Silent,
@@ -479,6 +579,8 @@ def _tag_of(data: Any) -> str | None:  # noqa: ANN401 - raw YAML or a model
 Condition = Annotated[
     Annotated[Above, Tag("above")]
     | Annotated[Below, Tag("below")]
+    | Annotated[AboveIdle, Tag("above_idle")]
+    | Annotated[BelowIdle, Tag("below_idle")]
     | Annotated[Score, Tag("score")]
     | Annotated[Fired, Tag("fired")]
     | Annotated[Silent, Tag("silent")]

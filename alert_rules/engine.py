@@ -801,7 +801,7 @@ def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
     if measured is not None:
         # A condition about something else than the value (the clock).
         track.observed, track.unit, said = measured.value, measured.unit, measured.said
-        track.expected = next(iter(rule.when.thresholds()), None)
+        track.expected = rule.when.threshold_at(ctx)
     elif obs.kind == "silence":
         track.observed, track.unit = obs.silent_s, "s"
         silent = f"{obs.silent_s:.0f} s" if obs.silent_s is not None else "a while"
@@ -818,9 +818,9 @@ def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
             f"device {obs.device} measured {obs.value:g} {obs.unit} "
             f"({info.description}{', rate' if obs.rate else ''})"
         )
-        thresholds = list(rule.when.thresholds())
-        if thresholds:
-            track.expected = thresholds[0]
+        threshold = rule.when.threshold_at(ctx)
+        if threshold is not None:
+            track.expected = threshold
         else:
             expected = [f.expected for f in findings if f.expected is not None]
             track.expected = expected[0] if expected else None

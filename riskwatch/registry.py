@@ -135,6 +135,12 @@ class Enterprise(_Model):
     working_hours: list[WorkingHours] = Field(default_factory=list)
     shutdown_orders: list[ShutdownOrder] = Field(default_factory=list)
     officer: GridOfficer
+    # What the site draws when it does not produce (lighting, security,
+    # monitoring, frost protection), per metric: kW, or a counter's use per
+    # hour; recorded by the office, e.g. at a shutdown order's sealing.
+    idle_load: dict[Metric, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict
+    )
     tags: list[Tag] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
 
@@ -154,6 +160,14 @@ class Enterprise(_Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {zone!r}") from None
         return zone
+
+    def idle_of(self, metric: Metric) -> float | None:
+        """The registered idle load for ``metric``; an energy register's use
+        per hour is power, so it falls back to ``power_kw``'s."""
+        idle = self.idle_load.get(metric)
+        if idle is None and metric is Metric.ENERGY_KWH:
+            idle = self.idle_load.get(Metric.POWER_KW)
+        return idle
 
     def tags_of(self, device: str) -> set[str]:
         """The enterprise's tags and those of its device ``device`` (only the

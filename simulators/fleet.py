@@ -4,7 +4,9 @@ Every device of every selected enterprise reports all its metrics on one time
 grid (``step_s`` apart, aligned to multiples of ``step_s`` in epoch time).
 Values follow the enterprise's working hours: production runs while a shift
 covers the moment, no shutdown order is active and the enterprise is not
-closed; otherwise meters show an idle baseline. Counters (energy, water, gas
+closed; otherwise meters show an idle baseline (the enterprise's registered
+``idle_load`` where the registry records one, else a share of its peak).
+Counters (energy, water, gas
 registers) integrate their rate and never decrease except at a labelled
 ``counter_reset`` (register cleared to 0) or ``rollover`` (register of a fixed
 number of digits wrapping at 10^k); these are normal meter behaviour, not
@@ -559,6 +561,10 @@ class _Enterprise:
         low, high = _POWER_KW[ent.industry]
         self.power_kw = float(rng.uniform(low, high))
         self.idle_share = 0.01 if closed else float(rng.uniform(0.06, 0.15))
+        # The idle load the registry records, where it records one.
+        registered = ent.idle_load.get(Metric.POWER_KW)
+        if registered is not None:
+            self.idle_share = min(1.0, registered / self.power_kw)
         for device in devices:
             series.append(self._device(device, plans[device.id], truth))
 
@@ -785,7 +791,11 @@ class _Enterprise:
             rate = level + noise * 0.01 * peak * (0.2 + act)
         else:
             scale = self.power_kw / (40.0 if metric is Metric.WATER_M3 else 120.0)
-            idle = 0.0 if self.closed else 0.03 * scale
+            registered = self.enterprise.idle_load.get(metric)
+            if registered is not None:
+                idle = registered
+            else:
+                idle = 0.0 if self.closed else 0.03 * scale
             rate = idle + scale * act * (1.0 + 0.15 * noise)
         clipped: FloatArray = np.clip(rate, 0.0, None)
         return clipped

@@ -483,3 +483,52 @@ def test_a_class_d_enterprise_is_warned_before_a_class_a_one(pipeline):
         "HC007": start + timedelta(minutes=15),
         "MF004": start + timedelta(minutes=5),
     }
+
+
+def test_water_drawn_during_a_shutdown_order_warns_and_the_idle_load_does_not(
+    pipeline,
+):
+    # HC007 is under a shutdown order with a registered idle load of 60 kW
+    # and 0.4 m3/h of water (sample registry): 65 kW is idle for it, where
+    # the fixed 5 kW floor alone would warn; 3 m3/h of water is production.
+    hc007 = load_registry(sample_registry_path()).by_id()["HC007"]
+    assert hc007.idle_load[Metric.WATER_M3] == 0.4
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    meter, water = _device("EM"), _device("WM")
+    power = [
+        _reading(start + timedelta(minutes=m), "power_kw", 65.0, "kW")
+        for m in range(40)
+    ]
+    register, registers = 100.0, []
+    for m in range(90):
+        registers.append(
+            _reading(start + timedelta(minutes=m), "water_m3", round(register, 4), "m3")
+        )
+        register += (3.0 if m >= 30 else 0.42) / 60
+    baselines = pipeline.baselines()
+    pipeline.publish(telemetry_topic("riskwatch/v1", "HC007", meter), power)
+    pipeline.publish(telemetry_topic("riskwatch/v1", "HC007", water), registers)
+    pipeline.wait_processed(baselines)
+
+    def opened(device: str, rule: str) -> list[dict]:
+        return [
+            w
+            for w in list(pipeline.receiver.warnings)
+            if w.get("device_id") == device and w.get("rule_id") == rule
+        ]
+
+    deadline = Deadline(30)
+    while not opened(water, "water-during-shutdown-order") and not deadline.expired():
+        time.sleep(0.5)
+    (warning,) = opened(water, "water-during-shutdown-order")
+    assert (warning["level"], warning["status"]) == ("III", "open")
+    # The use rose in the interval ending at minute 31, held for 30 minutes.
+    assert datetime.fromisoformat(warning["start_time"]) == start + timedelta(
+        minutes=31
+    )
+    (item,) = warning["items"]
+    assert item["expected_value"] == 0.8  # 2 x the registered 0.4 m3/h
+    assert item["observed_value"] == pytest.approx(3.0, rel=0.01)
+    # Both devices' readings were processed before the water warning was
+    # looked for: the idle power load opened nothing.
+    assert opened(meter, "power-during-shutdown-order") == []

@@ -97,6 +97,18 @@ SCENARIOS = {
         [(m, 120, {}) for m in range(0, 20, 5)],
         [(m, 1.5, {}) for m in range(0, 120, 5)],
     ),
+    "water-during-shutdown-order": (
+        {"shutdown_orders": [ORDER], "idle_load": {"water_m3": 0.4}},
+        "water_m3",
+        [(m, 3.0, {}) for m in range(0, 35, 5)],
+        [(m, 0.45, {}) for m in range(0, 120, 5)],
+    ),
+    "gas-during-shutdown-order": (
+        {"shutdown_orders": [ORDER], "idle_load": {"gas_m3": 0.15}},
+        "gas_m3",
+        [(m, 1.2, {}) for m in range(0, 35, 5)],
+        [(m, 0.2, {}) for m in range(0, 120, 5)],
+    ),
     "load-at-closed-or-unlicensed-site": (
         {"status": "closed"},
         "power_kw",
@@ -298,7 +310,8 @@ def test_power_during_a_shutdown_order_turns_red_after_two_hours(
     assert opened.detection_time == datetime(2026, 12, 3, 0, 15, tzinfo=UTC)
     assert escalated.levels[-1].from_ == datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
     assert escalated.history[-1].comment == (
-        "escalated II -> I: during a shutdown order and value above 5 for 2h"
+        "escalated II -> I: during a shutdown order and value above 1.5 x the "
+        "registered idle load (at least 5) for 2h"
     )
     assert "enforcement team" in escalated.items[0].action
 
@@ -331,5 +344,5 @@ def test_a_high_risk_enterprise_under_a_shutdown_order_turns_red_sooner(
         assert (
             records[1]
             .history[-1]
-            .comment.endswith("value above 5 for 2h (39m36s for risk class D)")
+            .comment.endswith("(at least 5) for 2h (39m36s for risk class D)")
         )
