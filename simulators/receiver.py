@@ -78,6 +78,41 @@ def describe(warning: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def describe_items(warning: dict[str, Any]) -> list[str]:
+    """One indented line per warning item: what was observed against what was
+    expected (with values and unit) and the recommended action.
+
+    >>> describe_items({"items": [{"observed": "GD-101 measured 31 %LEL",
+    ...     "observed_value": 31.0, "expected_value": 25.0, "unit": "%LEL",
+    ...     "expected": "Below 25 %LEL", "action": "Evacuate"}]})
+    ['  item: GD-101 measured 31 %LEL; observed 31 %LEL, expected 25 %LEL \
+(Below 25 %LEL); action: Evacuate']
+    """
+    items = warning.get("items")
+    if not isinstance(items, list):
+        return []
+    lines = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        unit = item.get("unit") or ""
+        parts = [str(item.get("observed", ""))]
+        values = [
+            f"{name} {item[key]:g} {unit}".rstrip()
+            for name, key in (
+                ("observed", "observed_value"),
+                ("expected", "expected_value"),
+            )
+            if isinstance(item.get(key), int | float)
+        ]
+        if values:
+            parts.append(", ".join(values) + f" ({item.get('expected', '')})")
+        if item.get("action"):
+            parts.append(f"action: {' '.join(str(item['action']).split())}")
+        lines.append("  item: " + "; ".join(parts))
+    return lines
+
+
 def _short(value: object) -> str:
     if isinstance(value, dict):
         return "/".join(str(v) for v in value.values() if v is not None)
@@ -232,7 +267,9 @@ class WarningReceiver:
                 handle.write(line)
         summary = describe(warning)
         if self._echo is not None:
-            self._echo(summary)
+            # The demo shows the items under their warning; the log keeps one
+            # line a warning.
+            self._echo("\n".join([summary, *describe_items(warning)]))
         logger.info("%s", summary)
 
     def _reference_of(self, warning: str) -> str:

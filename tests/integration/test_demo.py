@@ -32,5 +32,13 @@ def test_demo_balances_and_warns_inside_a_labelled_window_of_the_failed_machine(
     assert len(windows) == 4
     summary = out[out.index("== summary") :]
     assert "warned" in windows, f"{summary}\nfull output: {tmp_path / 'demo.out'}"
-    # Warnings were printed as the receiver got them.
-    assert re.search(r"^warning level=\S+ scope=device/", out, re.M)
+    # Warnings were printed as the receiver got them: level, scope, start and
+    # as many item lines (observed, expected, action) as the warning has.
+    shown = re.findall(
+        r"^warning level=(?:I|II|III|IV) scope=device/\S+.* start=\S+ .*"
+        r"items=(\d+) .*\n((?:  item: .+; action: .+\n)*)",
+        out,
+        re.M,
+    )
+    assert shown, out[-3000:]
+    assert all(int(count) == block.count("  item: ") for count, block in shown)

@@ -103,11 +103,16 @@ def test_signed_events_are_recorded_once_with_a_receipt_per_warning(
     ]
     assert stored == listed
     # One line per warning version as it arrives, as the demo prints them.
-    assert lines[0] == (
+    # with its items under it.
+    (item,) = opened.items
+    assert lines[0].splitlines() == [
         f"warning level=II scope=device/GD-101/GD-101 & co <1> status=open "
         f"start=2026-12-03T01:00:00.250000Z "
-        f'title="Combustible gas above 25 %LEL" items=1 id={opened.id}'
-    )
+        f'title="Combustible gas above 25 %LEL" items=1 id={opened.id}',
+        f"  item: {item.observed}; observed {item.observed_value:g} %LEL, "
+        f"expected {item.expected_value:g} %LEL ({item.expected}); "
+        f"action: {item.action}",
+    ]
     assert len(lines) == 3
     assert f"warning duplicate event={opened.version_id}" in caplog.text
 
