@@ -8,6 +8,7 @@ import click
 
 from alert_rules.errors import RuleError
 from alert_rules.loader import DEFAULTS_DIR, check_rules
+from riskwatch.clictx import settings_of
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
 
@@ -23,13 +24,17 @@ def rules() -> None:
     required=False,
     type=click.Path(file_okay=False, path_type=Path),
 )
-def check(directory: Path | None) -> None:
+@click.pass_context
+def check(ctx: click.Context, directory: Path | None) -> None:
     """Validate every *.yaml rule file under DIRECTORY (default: shipped rules).
 
     Prints a summary of the rules when all are valid; otherwise lists every
-    problem with its file, rule and field and exits with 1.
+    problem with its file, rule and field and exits with 1. Rules are checked
+    against the settings the worker would run with (a `silent` duration
+    longer than worker.silent_after_s never holds).
     """
-    result = check_rules(directory)
+    silent_after_s = settings_of(ctx).worker.silent_after_s
+    result = check_rules(directory, silent_after_s=silent_after_s)
     if result.problems:
         raise RuleError(result.problems)
     where = directory if directory is not None else DEFAULTS_DIR

@@ -522,6 +522,22 @@ class Not(_Condition):
         return self.not_.uses_value()
 
 
+AnyCondition = _Condition
+"""The base of every condition (for code that walks them)."""
+
+
+def walk(condition: _Condition, path: str) -> Iterator[tuple[str, _Condition]]:
+    """Every condition inside ``condition`` (itself first) with its field path
+    as a rule author writes it (``when.all.0.silent``)."""
+    yield f"{path}.{condition.tag}", condition
+    if isinstance(condition, AllOf | AnyOf):
+        children = condition.all_ if isinstance(condition, AllOf) else condition.any_
+        for index, child in enumerate(children):
+            yield from walk(child, f"{path}.{condition.tag}.{index}")
+    elif isinstance(condition, Not):
+        yield from walk(condition.not_, f"{path}.not")
+
+
 def _first_threshold(conditions: Sequence[_Condition], ctx: Context) -> float | None:
     at = (c.threshold_at(ctx) for c in conditions)
     return next((t for t in at if t is not None), None)

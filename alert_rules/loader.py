@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from alert_rules._base import format_duration
+from alert_rules.conditions import Silent
 from alert_rules.errors import FieldError, RuleError, RuleProblem
 from alert_rules.rule import Rule, RuleFile
 
@@ -34,11 +37,17 @@ class RuleCheck:
     problems: list[RuleProblem] = field(default_factory=list)
 
 
-def check_rules(directory: Path | None = None) -> RuleCheck:
+def check_rules(
+    directory: Path | None = None, *, silent_after_s: float | None = None
+) -> RuleCheck:
     """Read and validate every ``*.yaml`` file under a directory (recursively).
 
     Args:
         directory: where the rule files are; None reads the shipped defaults.
+        silent_after_s: the worker's ``worker.silent_after_s``, when known: a
+            ``silent`` duration longer than it can never hold, since the
+            worker reports a device's silence once, that long after its last
+            reading (a problem).
 
     Returns:
         The rules and every problem found, without raising for bad files.
@@ -66,17 +75,42 @@ def check_rules(directory: Path | None = None) -> RuleCheck:
                 continue
             seen[rule.id] = path
             check.rules.append(rule)
+            if silent_after_s is not None:
+                where = f"#{index} ({rule.id})"
+                check.problems.extend(
+                    RuleProblem(path, where, field_path, message)
+                    for field_path, message in _never_silent(rule, silent_after_s)
+                )
     return check
 
 
-def load_rules(directory: Path | None = None) -> list[Rule]:
-    """The rules of a directory, or the shipped defaults when None.
+def _never_silent(rule: Rule, silent_after_s: float) -> Iterator[tuple[str, str]]:
+    """The ``silent`` conditions of ``rule`` longer than the worker waits."""
+    for path, condition in rule.conditions():
+        if isinstance(condition, Silent) and (
+            condition.silent.total_seconds() > silent_after_s
+        ):
+            yield (
+                path,
+                f"silent: {format_duration(condition.silent)} can never hold: "
+                f"the worker reports a silence once, {silent_after_s:g} s "
+                "(worker.silent_after_s) after the device's last reading; use "
+                "silent: true, a duration up to that, or raise "
+                "worker.silent_after_s",
+            )
+
+
+def load_rules(
+    directory: Path | None = None, *, silent_after_s: float | None = None
+) -> list[Rule]:
+    """The rules of a directory, or the shipped defaults when None
+    (``silent_after_s``: see :func:`check_rules`).
 
     Raises:
         RuleError: a :class:`~riskwatch.errors.ConfigError` listing every
             problem with its file, rule and field.
     """
-    check = check_rules(directory)
+    check = check_rules(directory, silent_after_s=silent_after_s)
     if check.problems:
         raise RuleError(check.problems)
     logger.info(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from alert_rules._base import Duration, StrictModel, format_duration
-from alert_rules.conditions import Condition
+from alert_rules.conditions import AnyCondition, Condition, walk
 from alert_rules.errors import FieldError
 from riskwatch.contracts import ID_PATTERN, METRICS, Metric, Observation
 from riskwatch.registry import Enterprise, Industry
@@ -525,6 +525,20 @@ class Rule(StrictModel):
         if flapping and self.flap is not None:
             return max(self.clear_for, self.flap.stable_for)
         return self.clear_for
+
+    def conditions(self) -> Iterator[tuple[str, AnyCondition]]:
+        """Every condition of the rule, nested ones too, with its field path:
+        ``when``, ``clear`` and each escalation step's."""
+        tops: list[tuple[str, Condition | None]] = [
+            ("when", self.when),
+            ("clear", self.clear),
+        ]
+        for index, step in enumerate(self.escalate):
+            tops += [(f"escalate.{index}.when", step.when)]
+            tops += [(f"escalate.{index}.clear", step.clear)]
+        for path, top in tops:
+            if top is not None:
+                yield from walk(top, path)
 
     def summary(self) -> str:
         """One line: id, level, scope, condition and timing."""

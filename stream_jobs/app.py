@@ -188,7 +188,8 @@ class StreamWorker:
         self.clock = clock
         w = settings.worker
         self.rules: Rules = rules or RuleEngine(
-            load_rules(w.rules_dir), authority=w.authority
+            load_rules(w.rules_dir, silent_after_s=w.silent_after_s),
+            authority=w.authority,
         )
         self.handling_limits = {
             Level(level): timedelta(hours=hours)

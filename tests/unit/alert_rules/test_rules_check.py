@@ -262,3 +262,44 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+LONG_SILENCES = """\
+rules:
+  - id: long-silence
+    title: Silent for long
+    level: IV
+    when:
+      any:
+        - silent: 30m
+        - not: {silent: 10m}
+    clear: {not: {silent: 2h}}
+    escalate:
+      - {after: 1h, to: III, when: {silent: 15m}}
+    action: inspect
+    expected: readings
+"""
+
+
+def test_a_silence_longer_than_the_worker_waits_is_named_with_its_field(tmp_path):
+    (tmp_path / "silence.yaml").write_text(LONG_SILENCES)
+    problems = check_rules(tmp_path, silent_after_s=900).problems
+    assert [(p.rule, p.field) for p in problems] == [
+        ("#0 (long-silence)", "when.any.0.silent"),
+        ("#0 (long-silence)", "clear.not.silent"),
+    ]
+    assert "worker.silent_after_s" in problems[0].message
+    # Without the worker's setting (or with a longer one) nothing to say.
+    assert check_rules(tmp_path).problems == []
+    assert check_rules(tmp_path, silent_after_s=7200).problems == []
+
+
+def test_rules_check_judges_silences_by_the_settings(tmp_path, monkeypatch):
+    (tmp_path / "silence.yaml").write_text(LONG_SILENCES)
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["rules", "check", str(tmp_path)])
+    assert refused.exit_code == 1
+    assert "when.any.0.silent" in refused.output
+    monkeypatch.setenv("RISKWATCH_WORKER__SILENT_AFTER_S", "7200")
+    accepted = runner.invoke(cli, ["rules", "check", str(tmp_path)])
+    assert accepted.exit_code == 0, accepted.output
