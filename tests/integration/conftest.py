@@ -30,11 +30,11 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def riskwatch(
+def run_riskwatch(
     *args: str, env: dict[str, str] | None = None, timeout: float = 5400
 ) -> subprocess.CompletedProcess[str]:
-    """Run the riskwatch CLI as a user would; fail the test on a non-zero exit."""
-    result = subprocess.run(
+    """Run the riskwatch CLI as a user would, whatever its exit status."""
+    return subprocess.run(
         [RISKWATCH, *args],
         capture_output=True,
         text=True,
@@ -43,6 +43,13 @@ def riskwatch(
         timeout=timeout,
         check=False,
     )
+
+
+def riskwatch(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 5400
+) -> subprocess.CompletedProcess[str]:
+    """Run the riskwatch CLI as a user would; fail the test on a non-zero exit."""
+    result = run_riskwatch(*args, env=env, timeout=timeout)
     assert result.returncode == 0, (
         f"riskwatch {' '.join(args)} exited {result.returncode}\n"
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"

@@ -6,9 +6,7 @@ a CloudEvent of its own type. A viewer's token is refused for actions."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +15,7 @@ import pytest
 from alert_rules.api.server import READY_LINE
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
-from tests.integration.conftest import RISKWATCH, ROOT
+from tests.integration.conftest import run_riskwatch
 from tests.integration.test_pipeline import (
     ENTERPRISE,
     _free_port,
@@ -29,15 +27,7 @@ from tests.integration.test_pipeline import (
 
 
 def _cli(env, *args):
-    return subprocess.run(
-        [RISKWATCH, "warnings", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
+    return run_riskwatch("warnings", *args, env=env, timeout=120)
 
 
 def _ok(env, *args):

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import run_riskwatch
 
 
 def test_a_worker_with_a_silence_it_can_never_report_refuses_to_start(stack, tmp_path):
@@ -23,15 +19,7 @@ def test_a_worker_with_a_silence_it_can_never_report_refuses_to_start(stack, tmp
         "RISKWATCH_WORKER__RULES_DIR": str(tmp_path),
         "RISKWATCH_WORKER__SILENT_AFTER_S": "900",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "riskwatch", "worker"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        timeout=120,
-        check=False,
-    )
+    result = run_riskwatch("worker", env=env, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "silent-half-hour" in output
