@@ -532,3 +532,37 @@ def test_water_drawn_during_a_shutdown_order_warns_and_the_idle_load_does_not(
     # Both devices' readings were processed before the water warning was
     # looked for: the idle power load opened nothing.
     assert opened(meter, "power-during-shutdown-order") == []
+
+
+def test_a_gap_in_the_readings_does_not_count_towards_for(pipeline):
+    # hazchem-temperature-limit: above 150 degC for 5m, readings at most 10m
+    # apart (max_gap). A reading at minute 0, none until minute 12: the run
+    # starts again at 12 and the warning opens at 17, not at 12.
+    device = _device("TT")
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    payloads = [
+        _reading(start + timedelta(minutes=m), "temperature_c", 160.0, "degC")
+        for m in (0, *range(12, 20))
+    ]
+    baselines = pipeline.baselines()
+    pipeline.publish(telemetry_topic("riskwatch/v1", ENTERPRISE, device), payloads)
+    pipeline.wait_processed(baselines)
+
+    def opened() -> list[dict]:
+        return [
+            w
+            for w in list(pipeline.receiver.warnings)
+            if w.get("device_id") == device
+            and w.get("rule_id") == "hazchem-temperature-limit"
+        ]
+
+    deadline = Deadline(30)
+    while not opened() and not deadline.expired():
+        time.sleep(0.5)
+    (warning,) = opened()
+    assert datetime.fromisoformat(warning["start_time"]) == start + timedelta(
+        minutes=12
+    )
+    assert datetime.fromisoformat(warning["detection_time"]) == start + timedelta(
+        minutes=17
+    )

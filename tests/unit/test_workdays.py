@@ -6,7 +6,10 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import TypeAdapter
 
+from alert_rules.conditions import Condition, Context
+from riskwatch.contracts import NS_PER_S, Metric, Observation
 from riskwatch.registry import Enterprise
 from riskwatch.workdays import _covered, counts_as
 from tests.unit.conftest import enterprise_entry
@@ -88,3 +91,41 @@ def test_a_year_without_official_data_falls_back_to_weekdays_with_a_warning(capl
 def test_an_unknown_calendar_is_refused():
     with pytest.raises(ValueError, match="calendar"):
         _works(calendar="lunar")
+
+
+def _power_at(moment: datetime):
+    return Observation(
+        enterprise="E001",
+        device="EM-01",
+        metric=Metric.POWER_KW,
+        ts_ns=int(moment.timestamp()) * NS_PER_S,
+        value=80.0,
+        unit="kW",
+        score=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "hour", "working"),
+    [
+        (ORDINARY, 10, True),
+        (ORDINARY, 20, False),
+        (HOLIDAY, 10, False),
+        (WORKED_SATURDAY, 10, True),
+        (date(2026, 12, 5), 10, False),  # an ordinary Saturday
+    ],
+)
+def test_a_rule_context_follows_the_official_calendar(day, hour, working):
+    ctx = Context.of(_power_at(_at(day, hour)), _works())
+    inside = TypeAdapter(Condition).validate_python({"context": "working_hours"})
+    outside = TypeAdapter(Condition).validate_python(
+        {"context": "outside_working_hours"}
+    )
+    assert (inside.test(ctx), outside.test(ctx)) == (working, not working)
+
+
+def test_no_registered_hours_is_no_evidence_either_way():
+    ctx = Context.of(_power_at(_at(ORDINARY, 10)), _works(working_hours=[]))
+    for name in ("working_hours", "outside_working_hours"):
+        condition = TypeAdapter(Condition).validate_python({"context": name})
+        assert condition.test(ctx) is None
