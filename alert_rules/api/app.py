@@ -5,7 +5,8 @@ missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
 409 for an action the warning's status does not allow (or lifting a
 silence that already ended), 422 naming the field and the reason for bad
 input (a silence for an enterprise or device the registry does not list, or a
-rule that is not loaded, among them), 503 while the warning store (or, for a
+rule that is not loaded, or one longer than ``api.silences`` allows its kind
+and the account's role, among them), 503 while the warning store (or, for a
 device or enterprise silence, the registry) is still loading.
 
 An action is checked against the store's latest version (the quick 409), sent
@@ -47,9 +48,11 @@ from alert_rules.api.models import (
 from alert_rules.api.openapi import OPENAPI
 from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
 from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
+from alert_rules.silences import span_refusal
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
 from riskwatch.registry import Enterprise
+from riskwatch.settings import SilenceLimits
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,7 @@ def build_app(
     rules: Collection[str],
     apply_timeout_s: float = 10.0,
     evidence_points: int = 2000,
+    silence_limits: SilenceLimits | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     """The aiohttp application; its seams are the arguments.
@@ -109,6 +113,8 @@ def build_app(
             silence may name.
         apply_timeout_s: how long an action waits for its version.
         evidence_points: most readings per evidence series.
+        silence_limits: the longest silence per subject kind (default:
+            :class:`SilenceLimits`' defaults).
         clock: the time written on commands and silences (UTC).
     """
     app = web.Application(middlewares=[_json_errors, _authenticate])
@@ -118,6 +124,7 @@ def build_app(
     app[OPTIONS] = {
         "apply_timeout_s": apply_timeout_s,
         "evidence_points": evidence_points,
+        "silence_limits": silence_limits or SilenceLimits(),
         "clock": clock,
     }
     app.router.add_get("/openapi.json", _openapi)
@@ -556,6 +563,17 @@ async def _silence(request: web.Request) -> web.Response:
         raise _Problem(422, "InvalidInput", "until: must be in the future", "until")
     if body.starts is not None and body.starts >= body.until:
         raise _Problem(422, "InvalidInput", "starts: must be before until", "starts")
+    refused = span_refusal(
+        body.subject.kind,
+        starts=body.starts,
+        until=body.until,
+        now=now,
+        limits=request.app[OPTIONS]["silence_limits"],
+        supervisor=account.may_silence_long,
+    )
+    if refused is not None:
+        field, why = refused
+        raise _Problem(422, "InvalidInput", f"{field}: {why}", field)
     silence = Silence(
         id=f"sil-{uuid.uuid4().hex[:16]}",
         subject=body.subject,

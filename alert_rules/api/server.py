@@ -60,6 +60,7 @@ async def serve(settings: Settings) -> None:
         rules=rules | {OUTAGE_RULE},
         apply_timeout_s=settings.api.apply_timeout_s,
         evidence_points=settings.api.evidence_points,
+        silence_limits=settings.api.silences,
     )
     try:
         await sink.start()

@@ -23,6 +23,7 @@ from stream_jobs.registry_view import RegistryView
 from tests.unit.conftest import T0
 
 OFFICER, VIEWER = "officer-token", "viewer-token"
+SUPERVISOR = "supervisor-token"
 NOW = T0 + timedelta(minutes=30)
 RULES = frozenset(rule.id for rule in load_rules())
 
@@ -94,9 +95,14 @@ class Api:
         self.evidence = FakeEvidence()
         self.registry = sample_registry()
         self.tokens = Tokens(
-            {OFFICER: Account("officer-li", "officer"), VIEWER: Account("v", "viewer")}
+            {
+                OFFICER: Account("officer-li", "officer"),
+                VIEWER: Account("v", "viewer"),
+                SUPERVISOR: Account("sup-wang", "supervisor"),
+            }
         )
         self.apply_timeout_s = apply_timeout_s
+        self.silence_limits = None
 
     def app(self):
         return build_app(
@@ -108,6 +114,7 @@ class Api:
             registry=self.registry,
             rules=RULES,
             apply_timeout_s=self.apply_timeout_s,
+            silence_limits=self.silence_limits,
             clock=lambda: NOW,
         )
 
