@@ -13,8 +13,10 @@ An action is checked against the store's latest version (the quick 409), sent
 to the commands topic, and answered 200 with the version it made once the
 lifecycle agent has applied it, or 202 with the command id if that takes
 longer than ``api.apply_timeout_s``. The lifecycle agent checks again: a
-command that lost a race with another change is refused there and logged by
-the worker (the officer then sees the warning unchanged).
+command that lost a race with another change (two officers acknowledging at
+once) is refused there and the refusal published; the request waiting for it
+is answered 409 naming the status the warning had then, as soon as the API
+reads it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ from alert_rules.api.models import (
 )
 from alert_rules.api.openapi import OPENAPI
 from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
-from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
+from alert_rules.lifecycle import (
+    Action,
+    Command,
+    Refusal,
+    TransitionError,
+    allowed_actions,
+    allowed_from,
+)
 from alert_rules.silences import span_refusal
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
@@ -510,14 +519,8 @@ def _action(action: Action) -> Handler:
             # A retry of a request that was applied: the same answer again.
             return _json({"command": command_id, "warning": _dump(record)})
         if record.status not in allowed_from(action):
-            allowed = ", ".join(sorted(s.value for s in allowed_from(action)))
-            raise _Problem(
-                409,
-                "Conflict",
-                f"warning {record.id} is {record.status.value}: {action.value} is "
-                f"allowed only when it is {allowed}",
-                "status",
-            )
+            error = TransitionError(record.id, record.status, action)
+            raise _Problem(409, "Conflict", str(error), "status")
         options = request.app[OPTIONS]
         comment = body.note if isinstance(body, DisposeBody) else body.comment
         command = Command(
@@ -542,6 +545,18 @@ def _action(action: Action) -> Handler:
         )
         if version is None:
             return _json({"command": command.id, "state": "pending"}, status=202)
+        if isinstance(version, Refusal):
+            # Lost a race the quick check could not see: another change got
+            # to the lifecycle agent first.
+            log.info(
+                "command refused warning=%s command=%s action=%s by=%s status=%s",
+                record.id,
+                command.id,
+                action.value,
+                account.name,
+                version.status.value if version.status else None,
+            )
+            raise _Problem(409, "Conflict", version.reason, "status")
         return _json({"command": command.id, "warning": _dump(version)})
 
     handle.__name__ = f"_{action.value}"

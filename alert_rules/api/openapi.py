@@ -106,7 +106,10 @@ def _action_path(action: Action, body: str, summary: str) -> dict[str, Any]:
                 **_ERRORS,
                 "403": _error("The token's role may only read."),
                 "404": _error("No such warning."),
-                "409": _error("Not allowed from the warning's current status."),
+                "409": _error(
+                    "Not allowed from the warning's current status, or refused "
+                    "by the worker because another change got there first."
+                ),
             },
         }
     }
