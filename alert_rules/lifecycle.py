@@ -244,6 +244,40 @@ class Command(_Record):
         )
 
 
+class Refusal(_Record):
+    """A command the lifecycle agent refused, as it travels on the refusals
+    topic (keyed by warning id): the officer API answers the request that
+    sent it 409 as soon as it reads this, instead of waiting in vain.
+
+    Attributes:
+        command: the refused command's id.
+        warning, action, by: the command's.
+        status: the warning's status when the command came; None when the
+            warning does not exist.
+        reason: why, naming the status and what the action needs.
+    """
+
+    v: int = 1
+    command: str
+    warning: str
+    action: Action
+    by: str
+    status: WarningStatus | None
+    reason: str
+
+    @classmethod
+    def of(cls, command: Command, error: LifecycleError) -> Refusal:
+        """The refusal of ``command`` for ``error`` (:func:`step`'s)."""
+        return cls(
+            command=command.id,
+            warning=command.warning,
+            action=command.action,
+            by=command.by,
+            status=error.status if isinstance(error, TransitionError) else None,
+            reason=str(error),
+        )
+
+
 def worker_command(warning: str, action: Action, at: datetime, comment: str) -> Command:
     """A command of one of the worker's timers (``expire``, ``release``).
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import (
@@ -32,6 +32,7 @@ from pydantic import (
 
 from riskwatch.compacted import ModelView
 from riskwatch.contracts import ID_PATTERN
+from riskwatch.settings import SilenceLimits
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,86 @@ class Silence(_Input):
             SilenceKind.RULE: rule,
         }[self.subject.kind]
         return self.subject.id == wanted
+
+
+def longest(kind: SilenceKind, limits: SilenceLimits, *, supervisor: bool) -> timedelta:
+    """The longest silence of ``kind`` an officer (or a supervisor) may record.
+
+    >>> longest(SilenceKind.RULE, SilenceLimits(), supervisor=False)
+    datetime.timedelta(days=1)
+    >>> longest(SilenceKind.DEVICE, SilenceLimits(), supervisor=True).days
+    28
+    """
+    hours = {
+        SilenceKind.DEVICE: limits.device_h,
+        SilenceKind.ENTERPRISE: limits.enterprise_h,
+        SilenceKind.RULE: limits.rule_h,
+    }[kind]
+    return timedelta(hours=hours * (limits.supervisor_factor if supervisor else 1))
+
+
+def span_refusal(
+    kind: SilenceKind,
+    *,
+    starts: datetime | None,
+    until: datetime,
+    now: datetime,
+    limits: SilenceLimits,
+    supervisor: bool,
+) -> tuple[str, str] | None:
+    """Why a silence asked at ``now`` is too long or planned too far ahead:
+    (field, message), or None when it may be recorded.
+
+    A silence is measured from its start (``starts``, else ``now``) to
+    ``until``, so a maintenance window planned ahead is held to the same
+    length as one beginning now.
+
+    >>> from datetime import UTC
+    >>> now = datetime(2026, 12, 3, tzinfo=UTC)
+    >>> span_refusal(SilenceKind.RULE, starts=None, until=datetime(9999, 12, 31,
+    ...     tzinfo=UTC), now=now, limits=SilenceLimits(), supervisor=False)[0]
+    'until'
+    """
+    ahead = timedelta(hours=limits.ahead_h)
+    if starts is not None and starts - now > ahead:
+        return "starts", (
+            f"a maintenance window may start at most {_span(ahead)} ahead "
+            f"(api.silences.ahead_h); this one starts in {_span(starts - now)}"
+        )
+    allowed = longest(kind, limits, supervisor=supervisor)
+    asked = until - (starts or now)
+    if asked <= allowed:
+        return None
+    who = "a supervisor's" if supervisor else "an officer's"
+    if not supervisor:
+        wider = longest(kind, limits, supervisor=True)
+        hint = f"; a supervisor may record up to {_span(wider)}"
+    else:
+        hint = ""
+    return "until", (
+        f"{who} {kind.value} silence may last at most {_span(allowed)} "
+        f"(api.silences.{kind.value}_h); this one lasts {_span(asked)} from its "
+        f"start{hint}"
+    )
+
+
+def _span(length: timedelta) -> str:
+    """A length in days from one day on, else in hours or minutes.
+
+    >>> _span(timedelta(days=7)), _span(timedelta(hours=36)), _span(timedelta(days=1))
+    ('7 days', '1.5 days', '1 day')
+    >>> _span(timedelta(hours=5)), _span(timedelta(minutes=121)), _span(timedelta(0))
+    ('5 h', '2 h 1 min', '0 min')
+    """
+    days = length / timedelta(days=1)
+    if days >= 1:
+        shown = f"{days:.1f}".removesuffix(".0")
+        return f"{shown} day" if shown == "1" else f"{shown} days"
+    hours, minutes = divmod(round(length / timedelta(minutes=1)), 60)
+    parts = [f"{hours} h"] if hours else []
+    if minutes or not hours:
+        parts.append(f"{minutes} min")
+    return " ".join(parts)
 
 
 def covering(

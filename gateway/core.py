@@ -8,6 +8,11 @@ Two tasks share a bounded FIFO of messages in flight:
 * the *acker* waits for the oldest produce to finish and then acknowledges its
   MQTT message, so acknowledgements go out in the order messages came in.
 
+A message whose metrics are valid but some of whose values no working sensor
+can report (:func:`riskwatch.contracts.range_error`) is split: one dead
+letter per such metric, naming it, then the reading of the others, if any;
+it is acknowledged once all of them are in Kafka.
+
 A produce that fails is retried with backoff; after ``produce_attempts`` the
 message is dead-lettered with the Kafka error as its reason and acknowledged,
 so it is neither lost nor redelivered forever. Only when the dead-letter
@@ -34,6 +39,7 @@ from riskwatch.contracts import (
     parse_payload,
     parse_status,
     parse_topic,
+    range_error,
     to_json_bytes,
 )
 from riskwatch.settings import GatewaySettings
@@ -61,6 +67,7 @@ class Counters:
     acked: int = 0
     ack_skipped: int = 0
     backpressure: int = 0  # messages that arrived while the queue was full
+    split: int = 0  # readings forwarded without their out-of-range metrics
 
     def line(self) -> str:
         return " ".join(f"{k}={v}" for k, v in vars(self).items())
@@ -74,6 +81,7 @@ class _Pending:
     value: bytes
     result: Awaitable[None]
     dead_letter: bool
+    ack: bool = True  # the message's last produce: acknowledge it once settled
     attempts: int = 1
     errors: list[str] = field(default_factory=list)
 
@@ -132,7 +140,8 @@ class Gateway:
         try:
             while True:
                 message = await self._incoming.get()
-                await self._pending.put(await self._start(message))
+                for pending in await self._start(message):
+                    await self._pending.put(pending)
         finally:
             await self._pending.put(None)
             await asyncio.wait([acker], timeout=ACKER_STOP_S)
@@ -152,39 +161,45 @@ class Gateway:
 
     # Intake -----------------------------------------------------------------
 
-    async def _start(self, message: Inbound) -> _Pending:
+    async def _start(self, message: Inbound) -> list[_Pending]:
+        """The produces of one message, in order; the last acknowledges it."""
         self.counters.received += 1
         self.counters.redelivered += message.dup
         self.counters.retained += message.retain
         try:
-            topic, key, value = self._convert(message)
-            dead = False
+            produces = self._convert(message)
         except PayloadError as error:
-            topic, key, value = (
-                DEAD_LETTER,
-                message.topic.encode(),
-                self._dead_letter(message, error),
-            )
-            dead = True
-            log.warning(
-                "rejected topic=%s field=%s reason=%s",
-                message.topic,
-                error.field,
-                error.reason,
-            )
+            produces = [self._rejection(message, error)]
         except _StatusMessage:
             self.counters.status_messages += 1
-            return _Pending(message, "", b"", b"", _done(), dead_letter=False)
-        return _Pending(
-            message,
-            topic,
-            key,
-            value,
-            await self._send(topic, key, value),
-            dead_letter=dead,
-        )
+            return [_Pending(message, "", b"", b"", _done(), dead_letter=False)]
+        pending = [
+            _Pending(
+                message,
+                topic,
+                key,
+                value,
+                await self._send(topic, key, value),
+                dead_letter=topic == DEAD_LETTER,
+                ack=False,
+            )
+            for topic, key, value in produces
+        ]
+        pending[-1].ack = True
+        return pending
 
-    def _convert(self, message: Inbound) -> tuple[str, bytes, bytes]:
+    def _rejection(
+        self, message: Inbound, error: PayloadError
+    ) -> tuple[str, bytes, bytes]:
+        log.warning(
+            "rejected topic=%s field=%s reason=%s",
+            message.topic,
+            error.field,
+            error.reason,
+        )
+        return DEAD_LETTER, message.topic.encode(), self._dead_letter(message, error)
+
+    def _convert(self, message: Inbound) -> list[tuple[str, bytes, bytes]]:
         address = parse_topic(message.topic, self.topic_root)
         if address.kind == "status":
             parse_status(message.payload)
@@ -196,24 +211,33 @@ class Gateway:
             max_bytes=self.settings.max_payload_bytes,
             max_age_s=self.settings.max_age_s,
         )
+        produces, kept = [], []
+        for item in payload.metrics:
+            error = range_error(item)
+            if error is None:
+                kept.append(Measurement(metric=item.metric, value=item.value))
+            else:
+                produces.append(self._rejection(message, error))
+        if not kept:
+            return produces
+        self.counters.split += bool(produces)
         record = ReadingRecord(
             enterprise=address.enterprise,
             device=address.device,
             ts_ns=payload.ts,
             seq=payload.seq,
-            metrics=[
-                Measurement(metric=m.metric, value=m.value) for m in payload.metrics
-            ],
+            metrics=kept,
             received_ns=message.received_ns,
             retained=message.retain,
         )
         log.debug(
-            "accepted enterprise=%s device=%s ts_ns=%s",
+            "accepted enterprise=%s device=%s ts_ns=%s metrics=%d",
             record.enterprise,
             record.device,
             record.ts_ns,
+            len(kept),
         )
-        return READINGS, record.key, to_json_bytes(record)
+        return [*produces, (READINGS, record.key, to_json_bytes(record))]
 
     def _dead_letter(self, message: Inbound, error: PayloadError) -> bytes:
         return to_json_bytes(
@@ -238,6 +262,8 @@ class Gateway:
     async def _acker(self) -> None:
         while (pending := await self._pending.get()) is not None:
             await self._settle(pending)
+            if not pending.ack:  # more produces of its message follow
+                continue
             if self._ack(pending.message):
                 self.counters.acked += 1
             else:

@@ -61,29 +61,89 @@ class Metric(StrEnum):
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """A metric's unit and what a value of it may physically be.
+
+    ``low``/``high`` bound what a working sensor can report (inclusive; None:
+    no bound). A value outside is a sensor fault, not a measurement, and is
+    refused at the gateway; they are not alarm limits, which are the rules'.
+    """
+
     unit: str
     counter: bool  # a cumulative register (meter reading), not an instant value
     accepted_units: frozenset[str]
     description: str
+    low: float | None = None
+    high: float | None = None
 
 
-def _info(unit: str, counter: bool, description: str, *aliases: str) -> MetricInfo:
-    return MetricInfo(unit, counter, frozenset({unit, *aliases}), description)
+def _info(
+    unit: str,
+    counter: bool,
+    description: str,
+    *aliases: str,
+    low: float | None = None,
+    high: float | None = None,
+) -> MetricInfo:
+    return MetricInfo(
+        unit, counter, frozenset({unit, *aliases}), description, low, high
+    )
 
+
+# A percent of a transmitter's span may overshoot it a little: NAMUR NE 43,
+# the 4-20 mA convention of process transmitters, carries measurements from
+# 3.8 to 20.5 mA, that is -1.25 % to 103.125 % of the span, and keeps the
+# signal beyond for the transmitter's own fault states.
+SPAN_LOW_PCT = -1.25
+SPAN_HIGH_PCT = 103.125
+ABSOLUTE_ZERO_C = -273.15
+# Gauge pressure is absolute minus atmospheric: a full vacuum reads minus the
+# local atmosphere, never lower than the highest sea-level pressure recorded
+# (108.4 kPa) allows; -0.11 MPa rounds that down.
+GAUGE_VACUUM_MPA = -0.11
 
 METRICS: dict[Metric, MetricInfo] = {
+    # Negative active power is real: a site exporting (solar, a generator).
     Metric.POWER_KW: _info("kW", False, "active power"),
-    Metric.ENERGY_KWH: _info("kWh", True, "active energy register"),
-    Metric.WATER_M3: _info("m3", True, "water volume register", "m³"),
-    Metric.GAS_M3: _info("m3", True, "gas volume register", "m³"),
-    Metric.TEMPERATURE_C: _info("°C", False, "temperature", "degC", "C", "℃"),
-    Metric.PRESSURE_MPA: _info("MPa", False, "gauge pressure"),
-    Metric.COMBUSTIBLE_GAS_LEL: _info(
-        "%LEL", False, "combustible gas, percent of the lower explosive limit"
+    Metric.ENERGY_KWH: _info("kWh", True, "active energy register", low=0.0),
+    Metric.WATER_M3: _info("m3", True, "water volume register", "m³", low=0.0),
+    Metric.GAS_M3: _info("m3", True, "gas volume register", "m³", low=0.0),
+    Metric.TEMPERATURE_C: _info(
+        "°C", False, "temperature", "degC", "C", "℃", low=ABSOLUTE_ZERO_C
     ),
-    Metric.TOXIC_GAS_PPM: _info("ppm", False, "toxic gas concentration"),
-    Metric.LEVEL_PCT: _info("%", False, "tank level"),
+    Metric.PRESSURE_MPA: _info("MPa", False, "gauge pressure", low=GAUGE_VACUUM_MPA),
+    Metric.COMBUSTIBLE_GAS_LEL: _info(
+        "%LEL",
+        False,
+        "combustible gas, percent of the lower explosive limit",
+        low=SPAN_LOW_PCT,
+        high=SPAN_HIGH_PCT,
+    ),
+    # A part per million of a whole: 0 to 1,000,000.
+    Metric.TOXIC_GAS_PPM: _info(
+        "ppm", False, "toxic gas concentration", low=0.0, high=1e6
+    ),
+    Metric.LEVEL_PCT: _info(
+        "%", False, "tank level", low=SPAN_LOW_PCT, high=SPAN_HIGH_PCT
+    ),
 }
+
+
+def physical_range(metric: Metric) -> str:
+    """The values a working sensor of ``metric`` can report, for messages.
+
+    >>> physical_range(Metric.LEVEL_PCT), physical_range(Metric.TOXIC_GAS_PPM)
+    ('-1.25 to 103.125 %', '0 to 1e+06 ppm')
+    >>> physical_range(Metric.TEMPERATURE_C), physical_range(Metric.POWER_KW)
+    ('at least -273.15 °C', 'any kW')
+    """
+    info = METRICS[metric]
+    if info.low is not None and info.high is not None:
+        return f"{info.low:g} to {info.high:g} {info.unit}"
+    if info.low is not None:
+        return f"at least {info.low:g} {info.unit}"
+    if info.high is not None:
+        return f"at most {info.high:g} {info.unit}"
+    return f"any {info.unit}"
 
 
 class PayloadError(ValueError):
@@ -257,6 +317,35 @@ def require_unique(items: Iterable[Hashable], what: str) -> None:
         if item in seen:
             raise ValueError(f"{what} {item} appears twice")
         seen.add(item)
+
+
+def range_error(item: MetricValue) -> PayloadError | None:
+    """Why no working sensor can report ``item``'s value (field
+    ``metrics.<metric>``), None when one can.
+
+    Checked after :func:`parse_payload`, one metric at a time, so that the
+    metrics of a message in range are still taken: one faulty sensor of a
+    multi-sensor device costs only its own values.
+
+    >>> item = MetricValue(metric="level_pct", value=-50, unit="%")
+    >>> error = range_error(item)
+    >>> error.field
+    'metrics.level_pct'
+    >>> error.reason
+    'value -50 is outside what a level_pct sensor can report (-1.25 to 103.125 %)'
+    >>> range_error(item.model_copy(update={"value": 50.0})) is None
+    True
+    """
+    info = METRICS[item.metric]
+    if (info.low is None or item.value >= info.low) and (
+        info.high is None or item.value <= info.high
+    ):
+        return None
+    return PayloadError(
+        f"metrics.{item.metric.value}",
+        f"value {item.value:g} is outside what a {item.metric.value} sensor can "
+        f"report ({physical_range(item.metric)})",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@
    replayed as device TT-101 of the hazardous-chemicals plant HC001, a
    simulated fleet of other enterprises beside it, and a handful of malformed
    messages;
-4. once the worker has caught up: a summary that checks
-   published = stored + dead-lettered, counts warnings by level, and says
+4. once the worker has caught up: a summary that checks that the messages
+   published in all (readings and malformed ones) = readings stored +
+   messages dead-lettered, counts warnings by level, and says
    whether a warning fell inside each labelled anomaly window of the replayed
    series.
 """
@@ -80,6 +81,16 @@ class DemoPlan:
 
 @dataclass
 class DemoSummary:
+    """What a demo run published and what became of it.
+
+    Attributes:
+        published: reading messages published (the replay and the fleet).
+        published_bad: malformed messages published, for the gateway to
+            dead-letter.
+        stored: reading messages found in InfluxDB.
+        dead_lettered: messages on the dead-letter topic since the run began.
+    """
+
     published: int = 0
     published_bad: int = 0
     stored: int = 0
@@ -88,8 +99,13 @@ class DemoSummary:
     windows: list[tuple[datetime, datetime, bool]] = field(default_factory=list)
 
     @property
+    def published_all(self) -> int:
+        """Every message published: readings and malformed ones."""
+        return self.published + self.published_bad
+
+    @property
     def balanced(self) -> bool:
-        return self.published + self.published_bad == self.stored + self.dead_lettered
+        return self.published_all == self.stored + self.dead_lettered
 
 
 def demo_settings(settings: Settings, run_id: str) -> dict[str, str]:
@@ -144,7 +160,8 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
         summary.published_bad = _publish_bad(settings)
         echo(
             f"published {summary.published} readings and "
-            f"{summary.published_bad} malformed messages; waiting for the worker"
+            f"{summary.published_bad} malformed messages "
+            f"({summary.published_all} in all); waiting for the worker"
         )
         wait_caught_up(settings, env["RISKWATCH_WORKER__APP_ID"], baselines, plan, echo)
         summary.stored = _wait_stored(demo, summary.published, echo)
@@ -530,16 +547,30 @@ def _warned_within(
 
 
 def _print_summary(summary: DemoSummary, echo: Echo) -> None:
+    """The summary; every count of messages published says which it counts
+    (readings, malformed, or both: "in all").
+
+    >>> _print_summary(DemoSummary(published=10, published_bad=2, stored=10,
+    ...     dead_lettered=2), print)  # doctest: +ELLIPSIS
+    == summary
+    published readings     10
+    published malformed    2
+    published in all       12
+    stored in InfluxDB     10
+    dead-lettered          2
+    published in all = stored + dead-lettered: yes (12 = 10 + 2)
+    ...
+    """
     echo("== summary")
     echo(f"published readings     {summary.published}")
     echo(f"published malformed    {summary.published_bad}")
+    echo(f"published in all       {summary.published_all}")
     echo(f"stored in InfluxDB     {summary.stored}")
     echo(f"dead-lettered          {summary.dead_lettered}")
     verdict = "yes" if summary.balanced else "NO"
     echo(
-        f"published = stored + dead-lettered: {verdict} "
-        f"({summary.published + summary.published_bad} = "
-        f"{summary.stored} + {summary.dead_lettered})"
+        f"published in all = stored + dead-lettered: {verdict} "
+        f"({summary.published_all} = {summary.stored} + {summary.dead_lettered})"
     )
     levels = ", ".join(
         f"{lvl}: {n}" for lvl, n in sorted(summary.warnings_by_level.items())

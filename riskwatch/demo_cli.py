@@ -60,8 +60,9 @@ def demo(
 
     Brings the services up, loads the sample registry, starts a gateway, a
     worker and a warning receiver, replays NAB's machine-temperature series
-    as HC001/TT-101 beside a simulated fleet, then checks that
-    published = stored + dead-lettered. Exit 1 if it does not add up.
+    as HC001/TT-101 beside a simulated fleet, then checks that the messages
+    published in all (readings and malformed ones) = stored +
+    dead-lettered. Exit 1 if it does not add up.
     """
     if not (nab_dir / "combined_windows.json").is_file():
         raise DemoError(

@@ -253,20 +253,42 @@ class PlatformSettings(_Section):
     fallback_file: Path = Path("undelivered-warnings.jsonl")
 
 
-ApiRole = Literal["officer", "viewer"]
+ApiRole = Literal["supervisor", "officer", "viewer"]
 
 
 class ApiUser(_Section):
     """One account of the officer API.
 
     Attributes:
-        role: ``officer`` may read and act; ``viewer`` may only read.
+        role: ``officer`` may read and act; ``supervisor`` may also record
+            silences up to ``api.silences.supervisor_factor`` times longer;
+            ``viewer`` may only read.
         token: its bearer token; None generates one into
             ``<run_dir>/secrets/api-token-<name>``.
     """
 
     role: ApiRole
     token: SecretStr | None = None
+
+
+class SilenceLimits(_Section):
+    """How long a silence or maintenance window may last, from its start, by
+    what it names; an officer asking longer is refused (422 naming ``until``).
+
+    Attributes:
+        device_h: one device (a calibration, a repair): 7 days.
+        enterprise_h: every device of one enterprise (a turnaround): 3 days.
+        rule_h: one rule across the whole fleet, the widest silence: 1 day.
+        supervisor_factor: a ``supervisor`` may record silences this many
+            times longer (28 days, 12 days, 4 days by default).
+        ahead_h: how far ahead a maintenance window may start: 30 days.
+    """
+
+    device_h: float = Field(default=7 * 24.0, gt=0)
+    enterprise_h: float = Field(default=3 * 24.0, gt=0)
+    rule_h: float = Field(default=24.0, gt=0)
+    supervisor_factor: float = Field(default=4.0, ge=1)
+    ahead_h: float = Field(default=30 * 24.0, gt=0)
 
 
 class ApiSettings(_Section):
@@ -280,18 +302,21 @@ class ApiSettings(_Section):
         apply_timeout_s: how long an action waits for the worker to apply the
             command before answering 202 (accepted, not yet applied).
         evidence_points: most readings returned per evidence series.
+        silences: the longest silence per subject kind.
     """
 
     host: str = "127.0.0.1"
     port: Port = 8788
     users: dict[str, ApiUser] = Field(
         default_factory=lambda: {
+            "supervisor": ApiUser(role="supervisor"),
             "officer": ApiUser(role="officer"),
             "viewer": ApiUser(role="viewer"),
         }
     )
     apply_timeout_s: float = Field(default=10.0, gt=0)
     evidence_points: int = Field(default=2000, ge=1, le=100_000)
+    silences: SilenceLimits = Field(default_factory=SilenceLimits)
 
     @field_validator("users")
     @classmethod

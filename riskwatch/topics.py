@@ -18,6 +18,7 @@ WARNINGS = "riskwatch.warnings.v1"
 WARNINGS_UNDELIVERED = "riskwatch.warnings.undelivered.v1"
 WARNING_COMMANDS = "riskwatch.warnings.commands.v1"
 WARNING_STORE = "riskwatch.warnings.store.v1"
+WARNING_REFUSALS = "riskwatch.warnings.refused.v1"
 SILENCES = "riskwatch.silences.v1"
 ENTERPRISES = "riskwatch.registry.enterprises.v1"
 
@@ -60,6 +61,10 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
         # The latest version of each warning, keyed by warning id: what the
         # officer API reads.
         TopicSpec(WARNING_STORE, default, compacted=True),
+        # The commands the lifecycle agent refused (a lost race, a warning
+        # that moved on), keyed by warning id: the officer API answers the
+        # request that sent one 409 at once. A week, like the readings.
+        TopicSpec(WARNING_REFUSALS, default, retention_ms=_WEEK_MS),
         # Silences asked by officers, keyed by silence id.
         TopicSpec(SILENCES, 1, compacted=True),
         # Keyed state: the latest record per enterprise id is the registry.

@@ -94,7 +94,15 @@ from alert_rules.grouping import (
 )
 from alert_rules.grouping import apply as apply_to_group
 from alert_rules.inhibition import ActiveFindings
-from alert_rules.lifecycle import ACTIVE, Action, Command, latest, step, worker_command
+from alert_rules.lifecycle import (
+    ACTIVE,
+    Action,
+    Command,
+    Refusal,
+    latest,
+    step,
+    worker_command,
+)
 from alert_rules.silences import SilenceView
 from alert_rules.warning import WarningStatus
 from riskwatch.contracts import (
@@ -113,6 +121,7 @@ from riskwatch.topics import (
     READINGS,
     SILENCES,
     WARNING_COMMANDS,
+    WARNING_REFUSALS,
     WARNING_STORE,
     WARNINGS,
     WARNINGS_UNDELIVERED,
@@ -327,6 +336,7 @@ class StreamWorker:
         self.undelivered = topic(WARNINGS_UNDELIVERED)
         self.commands = topic(WARNING_COMMANDS, partitions=s.kafka.default_partitions)
         self.warning_store = topic(WARNING_STORE)
+        self.refusals = topic(WARNING_REFUSALS)
         self.silences = topic(
             f"{w.app_id}-silence", partitions=partitions, internal=True
         )
@@ -687,6 +697,10 @@ class StreamWorker:
                 command.by,
                 error,
             )
+            # The officer API waits for each of its commands: this answers
+            # it (409) at once, rather than after api.apply_timeout_s.
+            refusal = to_json_bytes(Refusal.of(command, error))
+            await self.refusals.send(key=state_key, value=refusal)
         elif version is None:
             log.info(
                 "command already applied warning=%s command=%s",

@@ -5,15 +5,18 @@ missing or unknown token, 403 for a viewer acting, 404 for an unknown warning,
 409 for an action the warning's status does not allow (or lifting a
 silence that already ended), 422 naming the field and the reason for bad
 input (a silence for an enterprise or device the registry does not list, or a
-rule that is not loaded, among them), 503 while the warning store (or, for a
+rule that is not loaded, or one longer than ``api.silences`` allows its kind
+and the account's role, among them), 503 while the warning store (or, for a
 device or enterprise silence, the registry) is still loading.
 
 An action is checked against the store's latest version (the quick 409), sent
 to the commands topic, and answered 200 with the version it made once the
 lifecycle agent has applied it, or 202 with the command id if that takes
 longer than ``api.apply_timeout_s``. The lifecycle agent checks again: a
-command that lost a race with another change is refused there and logged by
-the worker (the officer then sees the warning unchanged).
+command that lost a race with another change (two officers acknowledging at
+once) is refused there and the refusal published; the request waiting for it
+is answered 409 naming the status the warning had then, as soon as the API
+reads it.
 """
 
 from __future__ import annotations
@@ -46,10 +49,19 @@ from alert_rules.api.models import (
 )
 from alert_rules.api.openapi import OPENAPI
 from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
-from alert_rules.lifecycle import Action, Command, allowed_actions, allowed_from
+from alert_rules.lifecycle import (
+    Action,
+    Command,
+    Refusal,
+    TransitionError,
+    allowed_actions,
+    allowed_from,
+)
+from alert_rules.silences import span_refusal
 from alert_rules.warning import Evidence, WarningRecord
 from riskwatch.contracts import to_json_bytes
 from riskwatch.registry import Enterprise
+from riskwatch.settings import SilenceLimits
 from riskwatch.topics import SILENCES, WARNING_COMMANDS
 
 log = logging.getLogger(__name__)
@@ -92,6 +104,7 @@ def build_app(
     rules: Collection[str],
     apply_timeout_s: float = 10.0,
     evidence_points: int = 2000,
+    silence_limits: SilenceLimits | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     """The aiohttp application; its seams are the arguments.
@@ -109,6 +122,8 @@ def build_app(
             silence may name.
         apply_timeout_s: how long an action waits for its version.
         evidence_points: most readings per evidence series.
+        silence_limits: the longest silence per subject kind (default:
+            :class:`SilenceLimits`' defaults).
         clock: the time written on commands and silences (UTC).
     """
     app = web.Application(middlewares=[_json_errors, _authenticate])
@@ -118,6 +133,7 @@ def build_app(
     app[OPTIONS] = {
         "apply_timeout_s": apply_timeout_s,
         "evidence_points": evidence_points,
+        "silence_limits": silence_limits or SilenceLimits(),
         "clock": clock,
     }
     app.router.add_get("/openapi.json", _openapi)
@@ -503,14 +519,8 @@ def _action(action: Action) -> Handler:
             # A retry of a request that was applied: the same answer again.
             return _json({"command": command_id, "warning": _dump(record)})
         if record.status not in allowed_from(action):
-            allowed = ", ".join(sorted(s.value for s in allowed_from(action)))
-            raise _Problem(
-                409,
-                "Conflict",
-                f"warning {record.id} is {record.status.value}: {action.value} is "
-                f"allowed only when it is {allowed}",
-                "status",
-            )
+            error = TransitionError(record.id, record.status, action)
+            raise _Problem(409, "Conflict", str(error), "status")
         options = request.app[OPTIONS]
         comment = body.note if isinstance(body, DisposeBody) else body.comment
         command = Command(
@@ -535,6 +545,18 @@ def _action(action: Action) -> Handler:
         )
         if version is None:
             return _json({"command": command.id, "state": "pending"}, status=202)
+        if isinstance(version, Refusal):
+            # Lost a race the quick check could not see: another change got
+            # to the lifecycle agent first.
+            log.info(
+                "command refused warning=%s command=%s action=%s by=%s status=%s",
+                record.id,
+                command.id,
+                action.value,
+                account.name,
+                version.status.value if version.status else None,
+            )
+            raise _Problem(409, "Conflict", version.reason, "status")
         return _json({"command": command.id, "warning": _dump(version)})
 
     handle.__name__ = f"_{action.value}"
@@ -556,6 +578,17 @@ async def _silence(request: web.Request) -> web.Response:
         raise _Problem(422, "InvalidInput", "until: must be in the future", "until")
     if body.starts is not None and body.starts >= body.until:
         raise _Problem(422, "InvalidInput", "starts: must be before until", "starts")
+    refused = span_refusal(
+        body.subject.kind,
+        starts=body.starts,
+        until=body.until,
+        now=now,
+        limits=request.app[OPTIONS]["silence_limits"],
+        supervisor=account.may_silence_long,
+    )
+    if refused is not None:
+        field, why = refused
+        raise _Problem(422, "InvalidInput", f"{field}: {why}", field)
     silence = Silence(
         id=f"sil-{uuid.uuid4().hex[:16]}",
         subject=body.subject,

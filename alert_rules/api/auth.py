@@ -23,7 +23,13 @@ class Account:
 
     @property
     def may_act(self) -> bool:
-        return self.role == "officer"
+        return self.role in ("officer", "supervisor")
+
+    @property
+    def may_silence_long(self) -> bool:
+        """Whether silences up to ``api.silences.supervisor_factor`` times the
+        officers' limit are taken from this account."""
+        return self.role == "supervisor"
 
 
 def token_secret_name(user: str) -> str:

@@ -106,7 +106,10 @@ def _action_path(action: Action, body: str, summary: str) -> dict[str, Any]:
                 **_ERRORS,
                 "403": _error("The token's role may only read."),
                 "404": _error("No such warning."),
-                "409": _error("Not allowed from the warning's current status."),
+                "409": _error(
+                    "Not allowed from the warning's current status, or refused "
+                    "by the worker because another change got there first."
+                ),
             },
         }
     }
@@ -133,7 +136,8 @@ OPENAPI: dict[str, Any] = {
             "Warnings for the grid officers: list, inspect with their audit "
             "trail and evidence, acknowledge, dispose, close; silences. "
             "Send `Authorization: Bearer <token>`; role `viewer` may read, "
-            "`officer` may also act."
+            "`officer` may also act, `supervisor` may also record longer "
+            "silences."
         ),
     },
     "security": [{"bearer": []}],
@@ -249,7 +253,12 @@ OPENAPI: dict[str, Any] = {
                     "in the registry, a device listed under its enterprise "
                     "there (or with a warning in the store), or a rule it "
                     "evaluates (422 naming `subject.id` otherwise). 503 while "
-                    "the registry is still loading, for a device or enterprise."
+                    "the registry is still loading, for a device or enterprise. "
+                    "It may last, from its start, at most `api.silences` "
+                    "allows its kind (device 7 days, enterprise 3 days, rule "
+                    "1 day; a supervisor 4 times as long), and start at most "
+                    "30 days ahead: else 422 naming `until` (or `starts`) "
+                    "and the limit."
                 ),
                 "tags": ["silences"],
                 "requestBody": {

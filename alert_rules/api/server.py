@@ -12,12 +12,12 @@ from aiohttp import web
 from alert_rules.api.app import ApiRunner, build_app
 from alert_rules.api.auth import Tokens
 from alert_rules.api.evidence import InfluxEvidence
-from alert_rules.api.views import KafkaSink, SilenceView, WarningView
+from alert_rules.api.views import KafkaSink, RefusalView, SilenceView, WarningView
 from alert_rules.loader import load_rules
 from riskwatch.errors import RiskwatchError
 from riskwatch.secrets import SecretStore
 from riskwatch.settings import Settings
-from riskwatch.topics import SILENCES, WARNING_STORE
+from riskwatch.topics import SILENCES, WARNING_REFUSALS, WARNING_STORE
 from stream_jobs.outage import OUTAGE_RULE
 from stream_jobs.registry_view import RegistryView
 
@@ -36,6 +36,7 @@ async def serve(settings: Settings) -> None:
     bootstrap = settings.kafka.bootstrap
     view = WarningView(bootstrap, WARNING_STORE)
     silences = SilenceView(bootstrap, SILENCES)
+    refusals = RefusalView(bootstrap, WARNING_REFUSALS, view)
     # The worker's own view of the registry and its own rules: a silence may
     # name only what the worker can warn about. Both are read the worker's
     # way, so the rules are those of its rules_dir when the API started (the
@@ -60,13 +61,16 @@ async def serve(settings: Settings) -> None:
         rules=rules | {OUTAGE_RULE},
         apply_timeout_s=settings.api.apply_timeout_s,
         evidence_points=settings.api.evidence_points,
+        silence_limits=settings.api.silences,
     )
     try:
         await sink.start()
     except Exception as exc:
         await evidence.close()
         raise ApiStartError(f"kafka at {bootstrap} not reachable: {exc!r}") from exc
-    followers = [asyncio.create_task(v.follow()) for v in (view, silences, registry)]
+    followers = [
+        asyncio.create_task(v.follow()) for v in (view, silences, registry, refusals)
+    ]
     runner = ApiRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -78,6 +82,9 @@ async def serve(settings: Settings) -> None:
                 f"cannot listen on {settings.api.host}:{settings.api.port}: "
                 f"{exc.strerror}"
             ) from exc
+        # Not waiting for the refusals: they are read from the topic's
+        # beginning, so none is missed, and until then a refused command is
+        # answered 202 as before.
         await view.ready.wait()
         await registry.ready.wait()
         log.info(

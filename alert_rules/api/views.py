@@ -2,26 +2,41 @@
 
 The API never changes a warning itself: it sends a command to the commands
 topic and waits until the lifecycle agent's new version reaches the compacted
-warning store, which :class:`WarningView` follows.
+warning store, which :class:`WarningView` follows, or until the agent's
+refusal of it reaches the refusals topic, which :class:`RefusalView` follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
+from alert_rules.lifecycle import Refusal
 from alert_rules.silences import SilenceView
 from alert_rules.warning import WarningRecord
-from riskwatch.compacted import ModelView
+from riskwatch.compacted import CompactedView, ModelView
 from riskwatch.registry import Enterprise
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KafkaSink", "Registry", "SilenceView", "Sink", "WarningView"]
+__all__ = [
+    "KafkaSink",
+    "RefusalView",
+    "Registry",
+    "SilenceView",
+    "Sink",
+    "WarningView",
+]
+
+REFUSALS_KEPT = 4096
+"""Refusals remembered by command id, for a request that begins waiting only
+after its refusal was read (the worker can be that quick)."""
 
 
 class Sink(Protocol):
@@ -92,8 +107,12 @@ class WarningView(ModelView[WarningRecord]):
             what="warning",
             logger=log,
         )
-        # Requests waiting for their command's version: warning -> command -> future.
-        self._waiting: dict[str, dict[str, asyncio.Future[WarningRecord]]] = {}
+        # Requests waiting for their command's version or refusal:
+        # warning -> command -> future.
+        self._waiting: dict[
+            str, dict[str, asyncio.Future[WarningRecord | Refusal]]
+        ] = {}
+        self._refused: OrderedDict[str, Refusal] = OrderedDict()
 
     def records(self) -> Iterable[WarningRecord]:
         return self._items.values()
@@ -111,15 +130,30 @@ class WarningView(ModelView[WarningRecord]):
             if future is not None and not future.done():
                 future.set_result(item)
 
+    def refused(self, refusal: Refusal) -> None:
+        """A command the lifecycle agent refused: the request waiting for it,
+        if any, has its answer."""
+        self._refused[refusal.command] = refusal
+        self._refused.move_to_end(refusal.command)
+        while len(self._refused) > REFUSALS_KEPT:
+            self._refused.popitem(last=False)
+        future = self._waiting.get(refusal.warning, {}).get(refusal.command)
+        if future is not None and not future.done():
+            future.set_result(refusal)
+
     async def applied(
         self, warning: str, command: str, timeout_s: float
-    ) -> WarningRecord | None:
-        """The version of ``warning`` that ``command`` made, once it is in the
-        store; None if it is not there within ``timeout_s``."""
+    ) -> WarningRecord | Refusal | None:
+        """The version of ``warning`` that ``command`` made once it is in the
+        store, or the lifecycle agent's refusal of it once read; None if
+        neither comes within ``timeout_s``."""
         record = self._items.get(warning)
         if record and any(e.command == command for e in record.history):
             return record
-        future: asyncio.Future[WarningRecord] = (
+        refusal = self._refused.get(command)
+        if refusal is not None:
+            return refusal
+        future: asyncio.Future[WarningRecord | Refusal] = (
             asyncio.get_running_loop().create_future()
         )
         self._waiting.setdefault(warning, {})[command] = future
@@ -132,3 +166,31 @@ class WarningView(ModelView[WarningRecord]):
             waiting.pop(command, None)
             if not waiting:
                 self._waiting.pop(warning, None)
+
+
+class RefusalView(CompactedView):
+    """Follows the lifecycle agent's refusals (a topic of a week's records,
+    not compacted: each is read once) and hands each to ``warnings``."""
+
+    def __init__(self, bootstrap: str, topic: str, warnings: WarningView) -> None:
+        super().__init__(bootstrap, topic)
+        self._warnings = warnings
+        self._read = 0
+
+    def __len__(self) -> int:
+        return self._read
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            refusal = Refusal.model_validate_json(value)
+        except ValidationError as exc:
+            log.warning(
+                "refusal record invalid key=%r: %s",
+                key,
+                exc.errors(include_url=False)[0]["msg"],
+            )
+            return
+        self._read += 1
+        self._warnings.refused(refusal)

@@ -15,6 +15,11 @@ Names contain no underscore: NAB's scorer takes everything before the first
 * ``riverZscore``: River's running standard scaler; ``|z|`` is mapped to
   ``|z| / (1 + |z|)``, strictly increasing so that the corpus threshold can
   land on any ``|z|``.
+* ``novelty``: :mod:`stream_jobs.detection.novelty`, window novelty as a
+  record against the series' own recent history (its default parameters).
+* ``riskwatchNovelty``: the larger of ``riskwatch`` and ``novelty`` per
+  reading: the stream jobs' detector, with novelty catching the patterns it
+  has no detector for.
 * ``null``: NAB's null detector, a constant 0.5; it scores 0 by definition.
 
 River is a development dependency (the ``dev`` extra); it is imported only
@@ -29,6 +34,7 @@ from typing import Protocol
 from riskwatch.contracts import Metric
 from riskwatch.errors import RiskwatchError
 from stream_jobs import detectors
+from stream_jobs.detection.novelty import WindowNovelty
 
 __all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "Candidate", "build"]
 
@@ -51,6 +57,30 @@ class RiskwatchDetector:
             self._state, self._metric, value, ts_ns
         )
         return scored.score
+
+
+class NoveltyDetector:
+    """``stream_jobs.detection.novelty`` with its default parameters."""
+
+    def __init__(self) -> None:
+        self._novelty = WindowNovelty()
+
+    def score(self, value: float, ts_ns: int) -> float:
+        return self._novelty.score(value)
+
+
+class RiskwatchWithNovelty:
+    """Per reading, the larger of the ``riskwatch`` and ``novelty`` scores
+    (each learns every reading)."""
+
+    def __init__(self) -> None:
+        self._riskwatch = RiskwatchDetector()
+        self._novelty = NoveltyDetector()
+
+    def score(self, value: float, ts_ns: int) -> float:
+        return max(
+            self._riskwatch.score(value, ts_ns), self._novelty.score(value, ts_ns)
+        )
 
 
 class RiverHalfSpaceTrees:
@@ -96,11 +126,19 @@ class NullDetector:
 
 CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "riskwatch": RiskwatchDetector,
+    "novelty": NoveltyDetector,
+    "riskwatchNovelty": RiskwatchWithNovelty,
     "riverHST": RiverHalfSpaceTrees,
     "riverZscore": RiverZScore,
     "null": NullDetector,
 }
-DEFAULT_CANDIDATES = ("riskwatch", "riverHST", "riverZscore")
+DEFAULT_CANDIDATES = (
+    "riskwatch",
+    "novelty",
+    "riskwatchNovelty",
+    "riverHST",
+    "riverZscore",
+)
 
 
 class MissingLibrary(RiskwatchError):

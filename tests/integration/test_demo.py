@@ -20,7 +20,7 @@ def test_demo_balances_and_warns_inside_a_labelled_window_of_the_failed_machine(
     out = result.stdout
     (tmp_path / "demo.out").write_text(out + result.stderr)
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
-    assert "published = stored + dead-lettered: yes" in out
+    assert "published in all = stored + dead-lettered: yes" in out
     published = int(re.search(r"published readings\s+(\d+)", out).group(1))
     stored = int(re.search(r"stored in InfluxDB\s+(\d+)", out).group(1))
     dead = int(re.search(r"dead-lettered\s+(\d+)", out).group(1))
@@ -28,6 +28,8 @@ def test_demo_balances_and_warns_inside_a_labelled_window_of_the_failed_machine(
     # NAB's series has 22,695 rows, 12 of them repeat earlier times.
     assert published > 22_683
     assert (stored, dead) == (published, malformed)
+    total = int(re.search(r"published in all\s+(\d+)", out).group(1))
+    assert total == published + malformed
     windows = re.findall(r"labelled window .*: (warned|missed)", out)
     assert len(windows) == 4
     summary = out[out.index("== summary") :]

@@ -11,7 +11,8 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ from riskwatch.timeouts import Deadline
 from tests.integration.conftest import riskwatch
 from tests.integration.test_pipeline import _free_port, _start, _stop
 
-UNTIL = "2099-01-01T00:00:00Z"
+
+def _hours_ahead(hours: float) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat()
 
 
 @dataclass
@@ -54,7 +57,12 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def api(settings, stack, tmp_path_factory):
+def secrets(settings):
+    return SecretStore(settings.run_dir / "secrets")
+
+
+@pytest.fixture(scope="module")
+def api(settings, stack, tmp_path_factory, secrets):
     asyncio.run(
         publish_registry(
             load_registry(sample_registry_path()), settings.kafka.bootstrap
@@ -64,9 +72,7 @@ def api(settings, stack, tmp_path_factory):
     folder = tmp_path_factory.mktemp("officer-edges")
     proc = _start("api", {"RISKWATCH_API__PORT": str(port)}, folder, (READY_LINE,))
     try:
-        token = SecretStore(settings.run_dir / "secrets").get(
-            token_secret_name("officer")
-        )
+        token = secrets.get(token_secret_name("officer"))
         assert token is not None
         [log] = folder.glob("api-*.log")
         yield Served(f"http://127.0.0.1:{port}", port, token, log)
@@ -78,7 +84,7 @@ def _silence(kind: str, ident: str) -> dict[str, object]:
     return {
         "subject": {"kind": kind, "id": ident},
         "reason": "calibration",
-        "until": UNTIL,
+        "until": _hours_ahead(2),
     }
 
 
@@ -105,6 +111,33 @@ def test_a_silence_must_name_an_enterprise_device_or_rule_the_worker_knows(api):
         assert not deadline.expired(), f"silence {ident} never listed"
         time.sleep(0.2)
     assert api.call("DELETE", f"/silences/{ident}")[0] == 200
+
+
+def test_a_silence_is_held_to_its_limit_and_a_supervisor_may_go_longer(api, secrets):
+    # D4 of the attack run: a fleet-wide rule silence until 9999 was taken.
+    forever = {
+        **_silence("rule", "combustible-gas-orange"),
+        "until": "9999-12-31T00:00:00Z",
+    }
+    status, body = api.call("POST", "/silences", forever)
+    assert (status, body["field"]) == (422, "until")
+    assert "rule silence may last at most 1 day" in body["message"]
+
+    ten_days = {**_silence("device", "HC001/GD-101"), "until": _hours_ahead(240)}
+    status, body = api.call("POST", "/silences", ten_days)
+    assert (status, body["field"]) == (422, "until")
+    assert "a supervisor may record up to 28 days" in body["message"]
+    token = secrets.get(token_secret_name("supervisor"))
+    assert token is not None, "the API generates the default supervisor's token"
+    supervisor = replace(api, token=token)
+    status, made = supervisor.call("POST", "/silences", ten_days)
+    assert status == 201, made
+    assert made["silence"]["by"] == "supervisor"
+    ident = made["silence"]["id"]
+    deadline = Deadline(30)
+    while supervisor.call("DELETE", f"/silences/{ident}")[0] == 404:
+        assert not deadline.expired(), f"silence {ident} never read back"
+        time.sleep(0.2)
 
 
 def test_a_malformed_header_gets_the_json_error_body_without_its_bytes(api):

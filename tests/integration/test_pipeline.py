@@ -333,6 +333,52 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
     assert len(pipeline.stored(device)) == len(good)
 
 
+def test_impossible_values_are_dead_lettered_and_the_rest_of_their_message_stored(
+    pipeline,
+):
+    # D6 of the attack run: these were stored as readings.
+    device = _device("TK")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def message(minutes_ago: int, *items: tuple[str, float, str]) -> bytes:
+        ts = (now - timedelta(minutes=minutes_ago)).isoformat()
+        metrics = [{"metric": m, "value": v, "unit": u} for m, v, u in items]
+        return json.dumps({"ts": ts, "metrics": metrics}).encode()
+
+    stream = [
+        message(
+            5,
+            ("level_pct", 61.5, "%"),
+            ("combustible_gas_lel", 150, "%LEL"),
+            ("temperature_c", 21.0, "°C"),
+        ),
+        message(4, ("level_pct", -50, "%")),
+        message(3, ("level_pct", 1e6, "%")),
+        message(2, ("toxic_gas_ppm", -3, "ppm")),
+        message(1, ("level_pct", 60.0, "%")),
+    ]
+    baselines = pipeline.baselines()
+    pipeline.publish(topic, stream)
+    pipeline.wait_processed(baselines)
+    letters = [
+        x
+        for x in asyncio.run(
+            read_dead_letters(pipeline.settings.kafka.bootstrap, baselines[DEAD_LETTER])
+        )
+        if x.topic == topic
+    ]
+    assert [(x.field, x.reason.split(" (")[1]) for x in letters] == [
+        ("metrics.combustible_gas_lel", "-1.25 to 103.125 %LEL)"),
+        ("metrics.level_pct", "-1.25 to 103.125 %)"),
+        ("metrics.level_pct", "-1.25 to 103.125 %)"),
+        ("metrics.toxic_gas_ppm", "0 to 1e+06 ppm)"),
+    ]
+    assert letters[0].payload() == stream[0]  # kept whole, for a replay
+    stored = sorted(point.get_value() for point in pipeline.stored(device))
+    assert stored == [21.0, 60.0, 61.5]
+
+
 def test_counter_reset_and_rollover_give_true_rates_never_negative(pipeline):
     device = _device("EM")
     topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)

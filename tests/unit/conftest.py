@@ -160,6 +160,7 @@ class FakeWebhook:
 WORKER_TOPICS = (
     "warnings",
     "warning_store",
+    "refusals",
     "commands",
     "anomalies",
     "dead_letter",

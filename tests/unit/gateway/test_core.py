@@ -2,6 +2,7 @@ import asyncio
 import gc
 import hashlib
 import json
+import logging
 import warnings
 
 import pytest
@@ -10,7 +11,7 @@ from gateway import core
 from gateway.core import Gateway
 from gateway.mqtt_adapter import Inbound
 from gateway.sink import MemorySink, SinkError
-from riskwatch.contracts import DeadLetter, ReadingRecord
+from riskwatch.contracts import METRICS, DeadLetter, Metric, ReadingRecord
 from riskwatch.settings import GatewaySettings
 from riskwatch.topics import DEAD_LETTER, READINGS
 
@@ -383,3 +384,156 @@ def test_full_queue_holds_the_sender_back_and_loses_nothing():
 async def _send_all(gw, messages):
     for m in messages:
         await gw.deliver(m)
+
+
+# Physical ranges -----------------------------------------------------------
+# Values no working sensor can report (D6 of the attack run: level_pct -50
+# and 1e6, toxic gas -3 ppm, 150 %LEL were forwarded as readings): each is
+# dead-lettered naming metrics.<metric> and the range, and the message's other
+# metrics are still forwarded.
+
+TS = 1_764_725_000
+
+
+def _payload(*items):
+    return {
+        "ts": TS,
+        "metrics": [
+            {"metric": metric, "value": value, "unit": METRICS[Metric(metric)].unit}
+            for metric, value in items
+        ],
+    }
+
+
+def _readings(h):
+    return [
+        ReadingRecord.model_validate_json(v)
+        for t, _, v in h.sink.records
+        if t == READINGS
+    ]
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "shown", "allowed"),
+    [
+        ("level_pct", -50, "-50", "-1.25 to 103.125 %"),
+        ("level_pct", 1e6, "1e+06", "-1.25 to 103.125 %"),
+        ("toxic_gas_ppm", -3, "-3", "0 to 1e+06 ppm"),
+        ("combustible_gas_lel", 150, "150", "-1.25 to 103.125 %LEL"),
+        ("temperature_c", -300, "-300", "at least -273.15 °C"),
+        ("pressure_mpa", -0.5, "-0.5", "at least -0.11 MPa"),
+        ("energy_kwh", -1, "-1", "at least 0 kWh"),
+        ("water_m3", -0.5, "-0.5", "at least 0 m3"),
+        ("gas_m3", -2, "-2", "at least 0 m3"),
+    ],
+)
+def test_an_impossible_value_is_dead_lettered_naming_the_metric_and_range(
+    metric, value, shown, allowed, caplog
+):
+    h = Harness()
+    with caplog.at_level(logging.WARNING, logger="gateway.core"):
+        h.run([_msg(_payload((metric, value)), mid=3)])
+    [letter] = h.dead_letters()
+    assert h.topics() == [DEAD_LETTER]
+    assert letter.field == f"metrics.{metric}"
+    assert letter.reason == (
+        f"value {shown} is outside what a {metric} sensor can report ({allowed})"
+    )
+    assert json.loads(letter.payload())["metrics"][0]["value"] == value
+    assert h.acked == [3]
+    c = h.gateway.counters
+    assert (c.received, c.produced, c.dead_lettered, c.split) == (1, 0, 1, 0)
+    assert (
+        f"rejected topic=riskwatch/v1/E001/PT-101/telemetry field=metrics.{metric}"
+        in caplog.text
+    )
+
+
+def test_the_other_metrics_of_the_message_are_still_forwarded():
+    h = Harness()
+    body = _payload(
+        ("level_pct", 61.5),
+        ("combustible_gas_lel", 150),
+        ("temperature_c", 21.0),
+        ("toxic_gas_ppm", -3),
+    )
+    h.run([_msg(body, mid=9)])
+    # The dead letters first, the reading last: the message is acknowledged
+    # once every record of it is in Kafka.
+    assert h.topics() == [DEAD_LETTER, DEAD_LETTER, READINGS]
+    assert [d.field for d in h.dead_letters()] == [
+        "metrics.combustible_gas_lel",
+        "metrics.toxic_gas_ppm",
+    ]
+    [record] = _readings(h)
+    assert [(m.metric.value, m.value) for m in record.metrics] == [
+        ("level_pct", 61.5),
+        ("temperature_c", 21.0),
+    ]
+    assert record.ts_ns == TS * 1_000_000_000
+    assert h.acked == [9]
+    c = h.gateway.counters
+    assert (c.received, c.produced, c.dead_lettered, c.split, c.acked) == (
+        1,
+        1,
+        2,
+        1,
+        1,
+    )
+
+
+def _edges():
+    """For every bounded metric: (metric, value, taken) at and just past each bound."""
+    for metric, info in METRICS.items():
+        for bound, outward in ((info.low, -1), (info.high, 1)):
+            if bound is None:
+                continue
+            step = max(abs(bound) * 1e-6, 1e-9)
+            yield metric.value, bound, True
+            yield metric.value, bound + outward * step, False
+
+
+@pytest.mark.parametrize(("metric", "value", "taken"), list(_edges()))
+def test_every_bound_is_inclusive_and_a_hair_past_it_refused(metric, value, taken):
+    h = Harness()
+    h.run([_msg(_payload((metric, value)))])
+    assert h.topics() == ([READINGS] if taken else [DEAD_LETTER])
+
+
+@pytest.mark.parametrize(
+    ("metric", "value"),
+    [
+        ("power_kw", -850.0),  # a site exporting
+        ("level_pct", 102.0),  # a transmitter overshooting its span a little
+        ("combustible_gas_lel", 100.0),  # full scale
+        ("temperature_c", 1450.0),  # a furnace thermocouple
+        ("pressure_mpa", -0.09),  # a vacuum
+    ],
+)
+def test_unusual_but_possible_values_are_readings(metric, value):
+    h = Harness()
+    h.run([_msg(_payload((metric, value)))])
+    [record] = _readings(h)
+    assert record.metrics[0].value == value
+
+
+def test_a_split_message_is_not_acked_until_its_reading_is_in_kafka():
+    sink = MemorySink()
+    down = SinkError("kafka down")
+    sink.fail_topics = {READINGS: down}
+    h = Harness(sink, produce_attempts=50)
+
+    async def dead_letter_in_reading_held(h):
+        while len(h.sleeps) < 5:
+            await asyncio.sleep(0)
+        assert h.topics() == [DEAD_LETTER]
+        assert h.acked == []
+        sink.fail_topics = {}
+        await asyncio.wait_for(h.gateway.drain(), 5)
+
+    h.run(
+        [_msg(_payload(("level_pct", -50), ("power_kw", 4.0)), mid=5)],
+        until=dead_letter_in_reading_held,
+    )
+    assert h.topics() == [DEAD_LETTER, READINGS]
+    assert h.acked == [5]

@@ -5,7 +5,7 @@ import json
 import logging
 from datetime import timedelta
 
-from alert_rules.lifecycle import Action, Command
+from alert_rules.lifecycle import Action, Command, Refusal
 from riskwatch.contracts import to_json_bytes
 from riskwatch.settings import Settings
 from stream_jobs.app import StreamWorker
@@ -26,7 +26,7 @@ def _worker(tmp_path):
     worker = StreamWorker(settings, writer_factory=MemoryWriter)
     worker.warning_state = {}
     worker.warnings, worker.warning_store = FakeTopic(), FakeTopic()
-    worker.dead_letter = FakeTopic()
+    worker.dead_letter, worker.refusals = FakeTopic(), FakeTopic()
     return worker
 
 
@@ -71,3 +71,33 @@ def test_a_refused_command_is_logged_and_a_bad_one_dead_lettered(tmp_path, caplo
     assert "is open: close is allowed only when it is disposed, resolved" in caplog.text
     assert worker.counters["commands_refused"] == 1
     assert len(worker.dead_letter.sent) == 1
+
+
+def test_a_refused_command_is_published_as_a_refusal_naming_the_status(tmp_path):
+    # Two officers acknowledge at once: both pass the API's check against
+    # the store, the second is refused here. The refusal is what lets the
+    # API answer its request 409 at once instead of 202 after its wait.
+    worker = _worker(tmp_path)
+    opened = make_warning_record()
+    key = opened.id.encode()
+    first = _officer(opened.id, Action.ACKNOWLEDGE, "api-1")
+    second = _officer(opened.id, Action.ACKNOWLEDGE, "api-2")
+    for command in (Command.of_engine(opened), first, second, second):
+        asyncio.run(worker.on_command(key, to_json_bytes(command)))
+    [(sent_key, value)] = worker.refusals.sent  # the redelivery changes nothing
+    refusal = Refusal.model_validate_json(value)
+    assert sent_key == key
+    assert (refusal.command, refusal.warning, refusal.by) == (
+        "api-2",
+        opened.id,
+        "officer",
+    )
+    assert (refusal.action, refusal.status) == (Action.ACKNOWLEDGE, "acknowledged")
+    assert refusal.reason == (
+        f"warning {opened.id} is acknowledged: acknowledge is allowed only when "
+        "it is open, resolved"
+    )
+    assert [json.loads(v)["status"] for _, v in worker.warnings.sent] == [
+        "open",
+        "acknowledged",
+    ]

@@ -13,7 +13,7 @@ from alert_rules.api import build_app
 from alert_rules.api.app import ApiRunner
 from alert_rules.api.auth import Account, Tokens
 from alert_rules.api.views import SilenceView, WarningView
-from alert_rules.lifecycle import Command, step
+from alert_rules.lifecycle import Command, Refusal, step
 from alert_rules.loader import load_rules
 from riskwatch.contracts import to_json_bytes
 from riskwatch.registry import load_registry
@@ -23,6 +23,7 @@ from stream_jobs.registry_view import RegistryView
 from tests.unit.conftest import T0
 
 OFFICER, VIEWER = "officer-token", "viewer-token"
+SUPERVISOR = "supervisor-token"
 NOW = T0 + timedelta(minutes=30)
 RULES = frozenset(rule.id for rule in load_rules())
 
@@ -38,12 +39,16 @@ def sample_registry():
 
 
 class WorkerSink:
-    """Applies commands the way the lifecycle agent does, into the views."""
+    """Applies commands the way the lifecycle agent does, into the views: a
+    version into the warning view, a refusal as the refusal view hands it on.
+    With ``hold`` set, commands wait in ``held`` until :meth:`release`."""
 
     def __init__(self, view, silences, *, apply=True):
         self.view, self.silences, self.apply = view, silences, apply
         self.state = {}
         self.sent = []
+        self.hold = False
+        self.held = []
         self.kafka_up = True
         self.probes = []
 
@@ -56,15 +61,25 @@ class WorkerSink:
         self.run(Command.of_engine(record))
 
     def run(self, command):
-        state, version, _ = step(self.state.get(command.warning), command)
+        state, version, error = step(self.state.get(command.warning), command)
         if state is not None:
             self.state[command.warning] = state
         if version is not None:
             self.view.apply(command.warning.encode(), to_json_bytes(version))
+        if error is not None:
+            self.view.refused(Refusal.of(command, error))
+
+    def release(self):
+        """Apply the held commands in the order they were sent."""
+        held, self.held = self.held, []
+        for command in held:
+            self.run(command)
 
     async def send(self, topic, key, value):
         self.sent.append((topic, key, value))
-        if topic == WARNING_COMMANDS and self.apply:
+        if topic == WARNING_COMMANDS and self.hold:
+            self.held.append(Command.model_validate_json(value))
+        elif topic == WARNING_COMMANDS and self.apply:
             self.run(Command.model_validate_json(value))
         elif topic == SILENCES:
             self.silences.apply(key, value)
@@ -94,9 +109,14 @@ class Api:
         self.evidence = FakeEvidence()
         self.registry = sample_registry()
         self.tokens = Tokens(
-            {OFFICER: Account("officer-li", "officer"), VIEWER: Account("v", "viewer")}
+            {
+                OFFICER: Account("officer-li", "officer"),
+                VIEWER: Account("v", "viewer"),
+                SUPERVISOR: Account("sup-wang", "supervisor"),
+            }
         )
         self.apply_timeout_s = apply_timeout_s
+        self.silence_limits = None
 
     def app(self):
         return build_app(
@@ -108,6 +128,7 @@ class Api:
             registry=self.registry,
             rules=RULES,
             apply_timeout_s=self.apply_timeout_s,
+            silence_limits=self.silence_limits,
             clock=lambda: NOW,
         )
 
