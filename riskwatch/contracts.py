@@ -115,8 +115,10 @@ METRICS: dict[Metric, MetricInfo] = {
         "%LEL",
         False,
         "combustible gas, percent of the lower explosive limit",
+        # No upper bound: a gas past its lower explosive limit is a real
+        # concentration (infrared detectors report it), and the most urgent
+        # reading there is; it must reach the rules, not the dead letters.
         low=SPAN_LOW_PCT,
-        high=SPAN_HIGH_PCT,
     ),
     # A part per million of a whole: 0 to 1,000,000.
     Metric.TOXIC_GAS_PPM: _info(

@@ -350,7 +350,7 @@ def test_impossible_values_are_dead_lettered_and_the_rest_of_their_message_store
         message(
             5,
             ("level_pct", 61.5, "%"),
-            ("combustible_gas_lel", 150, "%LEL"),
+            ("combustible_gas_lel", -5, "%LEL"),
             ("temperature_c", 21.0, "°C"),
         ),
         message(4, ("level_pct", -50, "%")),
@@ -369,7 +369,7 @@ def test_impossible_values_are_dead_lettered_and_the_rest_of_their_message_store
         if x.topic == topic
     ]
     assert [(x.field, x.reason.split(" (")[1]) for x in letters] == [
-        ("metrics.combustible_gas_lel", "-1.25 to 103.125 %LEL)"),
+        ("metrics.combustible_gas_lel", "at least -1.25 %LEL)"),
         ("metrics.level_pct", "-1.25 to 103.125 %)"),
         ("metrics.level_pct", "-1.25 to 103.125 %)"),
         ("metrics.toxic_gas_ppm", "0 to 1e+06 ppm)"),

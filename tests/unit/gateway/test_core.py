@@ -388,7 +388,7 @@ async def _send_all(gw, messages):
 
 # Physical ranges -----------------------------------------------------------
 # Values no working sensor can report (D6 of the attack run: level_pct -50
-# and 1e6, toxic gas -3 ppm, 150 %LEL were forwarded as readings): each is
+# and 1e6, toxic gas -3 ppm were forwarded as readings): each is
 # dead-lettered naming metrics.<metric> and the range, and the message's other
 # metrics are still forwarded.
 
@@ -419,7 +419,7 @@ def _readings(h):
         ("level_pct", -50, "-50", "-1.25 to 103.125 %"),
         ("level_pct", 1e6, "1e+06", "-1.25 to 103.125 %"),
         ("toxic_gas_ppm", -3, "-3", "0 to 1e+06 ppm"),
-        ("combustible_gas_lel", 150, "150", "-1.25 to 103.125 %LEL"),
+        ("combustible_gas_lel", -5, "-5", "at least -1.25 %LEL"),
         ("temperature_c", -300, "-300", "at least -273.15 °C"),
         ("pressure_mpa", -0.5, "-0.5", "at least -0.11 MPa"),
         ("energy_kwh", -1, "-1", "at least 0 kWh"),
@@ -453,7 +453,7 @@ def test_the_other_metrics_of_the_message_are_still_forwarded():
     h = Harness()
     body = _payload(
         ("level_pct", 61.5),
-        ("combustible_gas_lel", 150),
+        ("combustible_gas_lel", -5),
         ("temperature_c", 21.0),
         ("toxic_gas_ppm", -3),
     )
@@ -506,6 +506,9 @@ def test_every_bound_is_inclusive_and_a_hair_past_it_refused(metric, value, take
         ("power_kw", -850.0),  # a site exporting
         ("level_pct", 102.0),  # a transmitter overshooting its span a little
         ("combustible_gas_lel", 100.0),  # full scale
+        # Past the lower explosive limit: an infrared detector reports it, and
+        # the gas rule must see it.
+        ("combustible_gas_lel", 150.0),
         ("temperature_c", 1450.0),  # a furnace thermocouple
         ("pressure_mpa", -0.09),  # a vacuum
     ],
