@@ -40,6 +40,8 @@ from alert_rules.warning import (
 from riskwatch.contracts import Metric
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
+CAP_MEDIA_TYPE = "application/cap+xml"
+"""The media type CAP documents are served with (``GET /warnings/{id}/cap``)."""
 RESTRICTION = (
     "For the work-safety supervision office and the grid officers in charge; "
     "names enterprises and officers, not for public dissemination."

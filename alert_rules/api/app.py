@@ -49,6 +49,7 @@ from alert_rules.api.models import (
 )
 from alert_rules.api.openapi import OPENAPI
 from alert_rules.api.views import Registry, SilenceView, Sink, WarningView
+from alert_rules.cap import CAP_MEDIA_TYPE, render_cap
 from alert_rules.lifecycle import (
     Action,
     Command,
@@ -105,6 +106,7 @@ def build_app(
     apply_timeout_s: float = 10.0,
     evidence_points: int = 2000,
     silence_limits: SilenceLimits | None = None,
+    cap_sender: str = "riskwatch",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> web.Application:
     """The aiohttp application; its seams are the arguments.
@@ -124,6 +126,8 @@ def build_app(
         evidence_points: most readings per evidence series.
         silence_limits: the longest silence per subject kind (default:
             :class:`SilenceLimits`' defaults).
+        cap_sender: the CAP ``sender`` of the documents served
+            (``platform.sender_id``).
         clock: the time written on commands and silences (UTC).
     """
     app = web.Application(middlewares=[_json_errors, _authenticate])
@@ -134,12 +138,14 @@ def build_app(
         "apply_timeout_s": apply_timeout_s,
         "evidence_points": evidence_points,
         "silence_limits": silence_limits or SilenceLimits(),
+        "cap_sender": cap_sender,
         "clock": clock,
     }
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/health", _health)
     app.router.add_get("/warnings", _list)
     app.router.add_get("/warnings/{id}", _show)
+    app.router.add_get("/warnings/{id}/cap", _cap)
     for action in (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE):
         app.router.add_post(f"/warnings/{{id}}/{action.value}", _action(action))
     app.router.add_get("/silences", _list_silences)
@@ -439,6 +445,15 @@ async def _show(request: web.Request) -> web.Response:
             if item.evidence is not None
         ]
     return _json(data)
+
+
+async def _cap(request: web.Request) -> web.Response:
+    """The latest version as a CAP 1.2 ``alert``: what a public warning
+    system takes (its ``references`` name the earlier versions)."""
+    _account(request, acting=False)
+    record = _warning(request)
+    body = render_cap(record, sender=request.app[OPTIONS]["cap_sender"])
+    return web.Response(body=body, content_type=CAP_MEDIA_TYPE, charset="utf-8")
 
 
 async def _series(

@@ -165,6 +165,14 @@ def show(ctx: click.Context, warning: str, evidence: bool, as_json: bool) -> Non
         )
 
 
+@warnings.command()
+@click.argument("warning")
+@click.pass_context
+def cap(ctx: click.Context, warning: str) -> None:
+    """The warning's latest version as an OASIS CAP 1.2 alert (XML)."""
+    click.echo(_run(_client(ctx).cap(warning)), nl=False)
+
+
 def _act(
     ctx: click.Context, warning: str, action: Action, body: dict[str, Any]
 ) -> None:

@@ -37,6 +37,10 @@ class ApiClient:
         params = {"evidence": "true" if evidence else "false"}
         return await self._call("GET", f"/warnings/{_segment(warning)}", params=params)
 
+    async def cap(self, warning: str) -> str:
+        """The warning's latest version as a CAP 1.2 XML document."""
+        return await self._text("GET", f"/warnings/{_segment(warning)}/cap")
+
     async def act(
         self, warning: str, action: str, body: dict[str, Any]
     ) -> dict[str, Any]:
@@ -52,6 +56,24 @@ class ApiClient:
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        text = await self._text(method, path, params=params, body=body)
+        try:
+            answer = json.loads(text) if text else {}
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ApiError(f"unexpected answer from {path}: {text[:200]}", status=200)
+        return answer
+
+    async def _text(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> str:
+        """The answer's text; an error answer raised as its ApiError."""
         try:
             async with (
                 aiohttp.ClientSession(timeout=self._timeout) as session,
@@ -69,19 +91,17 @@ class ApiClient:
             raise Unavailable(
                 f"officer API at {self.url} not reachable: {exc!r}"
             ) from exc
-        try:
-            answer = json.loads(text) if text else {}
-        except ValueError:
-            answer = {"message": text[:200]}
         if status >= 400:
+            try:
+                problem = json.loads(text) if text else {}
+            except ValueError:
+                problem = {"message": text[:200]}
+            if not isinstance(problem, dict):
+                problem = {"message": text[:200]}
             error = BY_STATUS.get(status, ApiError)
-            message = answer.get("message") or f"HTTP {status}"
-            raise error(message, status=status, field=answer.get("field"))
-        if not isinstance(answer, dict):
-            raise ApiError(
-                f"unexpected answer from {path}: {text[:200]}", status=status
-            )
-        return answer
+            message = problem.get("message") or f"HTTP {status}"
+            raise error(message, status=status, field=problem.get("field"))
+        return text
 
 
 def _segment(text: str) -> str:

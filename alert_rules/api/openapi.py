@@ -22,6 +22,7 @@ from alert_rules.api.models import (
     Silence,
     SilenceBody,
 )
+from alert_rules.cap import CAP_MEDIA_TYPE
 from alert_rules.lifecycle import Action
 from alert_rules.rule import Level, ScopeKind
 from alert_rules.warning import WarningRecord, WarningStatus
@@ -220,6 +221,25 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": _ok("The latest version.", _ref("WarningDetail")),
+                    **_ERRORS,
+                    "404": _error("No such warning."),
+                },
+            }
+        },
+        "/warnings/{id}/cap": {
+            "get": {
+                "operationId": "getWarningCap",
+                "summary": (
+                    "The latest version as an OASIS CAP 1.2 alert (references "
+                    "name the earlier versions)."
+                ),
+                "tags": ["warnings"],
+                "parameters": [_ID],
+                "responses": {
+                    "200": {
+                        "description": "The CAP 1.2 document.",
+                        "content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}},
+                    },
                     **_ERRORS,
                     "404": _error("No such warning."),
                 },

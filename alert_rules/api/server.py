@@ -62,6 +62,7 @@ async def serve(settings: Settings) -> None:
         apply_timeout_s=settings.api.apply_timeout_s,
         evidence_points=settings.api.evidence_points,
         silence_limits=settings.api.silences,
+        cap_sender=settings.platform.sender_id,
     )
     try:
         await sink.start()

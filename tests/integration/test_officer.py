@@ -19,9 +19,11 @@ import pytest
 
 from alert_rules.api.auth import token_secret_name
 from alert_rules.api.server import READY_LINE
+from alert_rules.cap import CAP_NAMESPACE
 from riskwatch.secrets import SecretStore
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
+from tests.capschema import validated
 from tests.integration.conftest import run_riskwatch
 from tests.integration.test_pipeline import (
     ENTERPRISE,
@@ -110,6 +112,17 @@ def test_officer_acknowledges_disposes_and_closes_a_pipeline_warning(
     refused = _cli(api_env, "--user", "viewer", "ack", ident)
     assert refused.returncode == 1
     assert refused.stderr.startswith("Forbidden: ")
+    # No token at all: the action is refused before it reaches the worker.
+    port = api_env["RISKWATCH_API__PORT"]
+    anonymous = urllib.request.Request(
+        f"http://127.0.0.1:{port}/warnings/{ident}/acknowledge",
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as unauthorized:
+        urllib.request.urlopen(anonymous, timeout=10)  # noqa: S310 - loopback
+    assert unauthorized.value.code == 401
 
     assert _ok(api_env, "ack", ident, "--comment", "on my way").startswith(
         f"acknowledged {ident}"
@@ -130,6 +143,11 @@ def test_officer_acknowledges_disposes_and_closes_a_pipeline_warning(
         ("disposed", "closed", "officer"),
     ]
     assert shown["history"][2]["comment"] == "sensor replaced"
+    # The closed warning as a public warning system takes it: valid CAP 1.2.
+    cap = validated(_ok(api_env, "cap", ident).encode())
+    ns = {"cap": CAP_NAMESPACE}
+    assert cap.findtext("cap:identifier", namespaces=ns) == f"{ident}.v4"
+    assert cap.findtext("cap:msgType", namespaces=ns) == "Cancel"
     assert shown["deadline"] is not None
     [series] = shown["evidence"]
     assert series["error"] is None

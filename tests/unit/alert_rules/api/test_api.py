@@ -11,11 +11,13 @@ from openapi_spec_validator import validate
 from alert_rules import Rule, RuleEngine
 from alert_rules.api import OPENAPI
 from alert_rules.api.app import _command_id
+from alert_rules.cap import CAP_NAMESPACE
 from alert_rules.grouping import GroupTable
 from alert_rules.lifecycle import Action
 from riskwatch.contracts import Observation
 from riskwatch.registry import Enterprise
 from stream_jobs.outage import Outage, feed_warning
+from tests.capschema import validated
 from tests.unit.alert_rules.api.conftest import (
     NOW,
     OFFICER,
@@ -255,8 +257,10 @@ def test_openapi_document_is_valid_and_lists_every_route():
         for method in operations
     }
     assert routes == documented
-    actions = {p.rsplit("/", 1)[1] for p in OPENAPI["paths"] if "{id}/" in p}
-    assert actions == {
+    posted = {
+        p.rsplit("/", 1)[1] for p, ops in OPENAPI["paths"].items() if "post" in ops
+    }
+    assert posted >= {
         a.value for a in (Action.ACKNOWLEDGE, Action.DISPOSE, Action.CLOSE)
     }
 
@@ -765,3 +769,24 @@ def test_a_body_over_one_mib_is_a_413_naming_the_body():
     problem = json.loads(answer)
     assert (problem["error"], problem["field"]) == ("RequestEntityTooLarge", "body")
     assert "1048576" in problem["message"]
+
+
+def test_a_warning_is_served_as_a_valid_cap_alert_to_any_reader():
+    answers = call(
+        Api(),
+        [
+            ("GET", f"/warnings/{OPENED.id}/cap", VIEWER, None),
+            ("GET", f"/warnings/{OPENED.id}/cap", OFFICER, None),
+            ("GET", "/warnings/rw-nothing/cap", VIEWER, None),
+            ("GET", f"/warnings/{OPENED.id}/cap", None, None),
+        ],
+        seed=[OPENED],
+    )
+    (status, xml), (again, same), (missing, absent), (anonymous, _) = answers
+    assert (status, again, missing, anonymous) == (200, 200, 404, 401)
+    assert xml == same
+    doc = validated(xml)
+    ns = {"cap": CAP_NAMESPACE}
+    assert doc.findtext("cap:identifier", namespaces=ns) == OPENED.version_id
+    assert doc.findtext("cap:info/cap:onset", namespaces=ns) is not None
+    assert absent["field"] == "id"

@@ -4,7 +4,9 @@ import json
 
 from click.testing import CliRunner
 
+from alert_rules.cap import CAP_NAMESPACE
 from riskwatch.cli import cli
+from tests.capschema import validated
 from tests.unit.alert_rules.api.conftest import OFFICER, VIEWER
 from tests.unit.conftest import make_warning_record
 
@@ -43,6 +45,16 @@ def test_list_show_ack_dispose_close(served):
         "disposed",
         "closed",
     ]
+    # The closed warning as a CAP document: its fourth version, a Cancel.
+    capped = _run(url, VIEWER, "cap", OPENED.id)
+    assert capped.exit_code == 0, capped.output
+    doc = validated(capped.output.encode())
+    ns = {"cap": CAP_NAMESPACE}
+    assert doc.findtext("cap:identifier", namespaces=ns) == f"{OPENED.id}.v4"
+    assert doc.findtext("cap:msgType", namespaces=ns) == "Cancel"
+    missing = _run(url, VIEWER, "cap", "rw-nothing")
+    assert missing.exit_code == 1
+    assert "NotFound" in missing.output
 
 
 def test_expected_failures_print_the_error_name_and_exit_1(served):
