@@ -56,11 +56,15 @@ commit an offset past a message still in flight (faust-streaming #606).
 
 Event time: the ``score`` agent holds each device's readings in a reorder
 buffer in its ``device-state`` entry until the device's watermark (its latest
-device time minus ``worker.lateness_s``) passes them, and scores and evaluates
-them in timestamp order (stream_jobs/reorder.py). The silence timer releases
-the readings of a device from which nothing has arrived for
-``worker.lateness_s`` of wall time (a ``flush`` note to the silence agent),
-and the silence agent releases them before it judges a silence.
+device time, as far as the gateway's clock confirms it, minus
+``worker.lateness_s``) passes them, and scores and evaluates them in
+timestamp order (stream_jobs/reorder.py, which also re-bases the event time
+of a device whose clock steps back). The silence timer releases the readings
+of a device from which nothing has arrived for ``worker.lateness_s`` of wall
+time, up to the device time its clock has reached (a ``flush`` note to the
+silence agent), and the silence agent releases them all before it judges a
+silence. A reading with another value at a device time already taken is
+dead-lettered (field ``ts``).
 
 Silence is a matter of arrival, not of device time: a device is silent when
 nothing from it has reached the gateway for ``worker.silent_after_s``. The
