@@ -26,14 +26,18 @@ the watermark at most to the device time the gateway's clock projects for it,
 (the gateway accepts 300 s) is held until the device's time reaches it and is
 evaluated there; the readings after it are not made late by it.
 
-A clock that *steps* (the measured offset moves by more than
-``CLOCK_TOLERANCE_NS`` and the last ``CLOCK_READINGS`` readings agree on the
-new one) re-bases the device's event time: a reading's event time is its
-device time plus the device's ``shift``. A step back of D adds D to the
-shift, so the readings of the stepped clock continue where the old ones
-ended instead of being too late for D; a step forward pays the shift back
-(never below 0; with no shift, event time jumps forward with the clock, which
-makes nothing late). While a step back is being confirmed, its first readings
+A clock that *steps* (the measured offset moves by more than the lateness,
+at least ``CLOCK_TOLERANCE_NS``, and the last ``CLOCK_READINGS`` readings
+agree on the new one) re-bases the device's event time: a reading's event
+time is its device time plus the device's ``shift``. A step back of D whose
+readings would be too late adds D to the shift, so the readings of the
+stepped clock continue where the old ones ended instead of being too late
+for D; a step forward pays the shift back (never below 0; with no shift,
+event time jumps forward with the clock, which makes nothing late). A delay
+that grew is no step: its readings are still in device-time order, and the
+offset trusted only falls by a step (delays only make offsets smaller), so
+the lateness, the delay variation the operator allows, is never mistaken
+for a clock. While a step back is being confirmed, its first readings
 (older than what the device already applied) are held aside as *suspects*;
 the confirmation re-bases them too, and a reading on the old clock instead
 releases them as they are. Observations and warnings carry the event time;
@@ -95,9 +99,10 @@ offset is taken (and a step of it believed)."""
 
 CLOCK_TOLERANCE_NS = 10 * NS_PER_S
 """How far a reading may be ahead of the device time the gateway's clock
-projects and still advance the watermark, and how far the measured offset
-may move before it is a step: network jitter is well under a second, and a
-step of less than this makes at most this much of device time late."""
+projects and still advance the watermark, and the least move of the
+measured offset that is a step (it is the lateness when that is longer):
+network jitter is well under a second, and a step of less than this makes
+at most this much of device time late."""
 
 DeviceState = dict[str, Any]
 Entry = dict[str, Any]
