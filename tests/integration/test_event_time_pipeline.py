@@ -20,10 +20,15 @@
   step is re-based on its third reading and the gas warning opens at the
   first stepped reading, dated on the gateway's clock; InfluxDB keeps the
   readings at the device's own times.
+* Two readings of one device at the same time with different values: the
+  first (60 %LEL) is evaluated and opens the gas warning, the second is
+  dead-lettered by the worker with field ``ts`` and both values, and
+  InfluxDB holds the second (written last), as docs/rules.md says.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -31,8 +36,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.contracts import telemetry_topic
+from riskwatch.contracts import ReadingRecord, telemetry_topic
+from riskwatch.demo import read_dead_letters
 from riskwatch.timeouts import Deadline
+from riskwatch.topics import DEAD_LETTER
 from tests.integration.test_pipeline import (
     ENTERPRISE,
     _device,
@@ -276,3 +283,51 @@ def test_a_clock_stepped_back_an_hour_goes_on_being_evaluated(pipeline):
     assert f"not evaluated enterprise={ENTERPRISE} device={device} " not in log
     stored = pipeline.stored(device)
     assert sorted(r.get_time() for r in stored if r.get_value() == 60.0) == times
+
+
+def test_a_conflicting_reading_is_dead_lettered_and_the_first_evaluated(pipeline):
+    device = _device("GC")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    baselines = pipeline.baselines()
+    pipeline.publish(
+        topic,
+        [
+            _reading(ts, "combustible_gas_lel", 60.0, "%LEL"),
+            _reading(ts, "combustible_gas_lel", 60.0, "%LEL"),  # a redelivery
+            _reading(ts, "combustible_gas_lel", 2.0, "%LEL"),
+        ],
+    )
+    pipeline.wait_processed(baselines)
+
+    def worker_letters():
+        return [
+            letter
+            for letter in asyncio.run(
+                read_dead_letters(
+                    pipeline.settings.kafka.bootstrap,
+                    baselines[DEAD_LETTER],
+                    stage="worker",
+                )
+            )
+            if device.encode() in letter.payload()
+        ]
+
+    [letter] = _until(worker_letters, "no dead letter for the conflict")
+    assert letter.field == "ts"
+    assert letter.reason.endswith(
+        f"({ts.isoformat().replace('+00:00', 'Z')}): "
+        "combustible_gas_lel 2 here, 60 kept"
+    )
+    refused = ReadingRecord.model_validate_json(letter.payload())
+    assert (refused.device, refused.metrics[0].value) == (device, 2.0)
+    [opened, *_] = _until(
+        lambda: _received(pipeline, device, GAS_RULE), "the first value not evaluated"
+    )
+    assert datetime.fromisoformat(opened["start_time"]) == ts
+    assert [r.get_value() for r in pipeline.stored(device)] == [2.0]
+    assert re.search(
+        rf"reading not evaluated enterprise={ENTERPRISE} device={device} "
+        r"metric=combustible_gas_lel ts=\S+ reason=conflict: ",
+        _worker_log(pipeline),
+    )
