@@ -187,6 +187,25 @@ def test_the_readings_of_a_step_before_it_is_confirmed_are_held_aside():
     assert applied(rules) == list(range(0, 170, 10))
 
 
+def test_without_a_lateness_a_step_costs_two_readings_reported(caplog):
+    rules = FakeRules()
+    before, after = _jump_back(2.0)
+    with caplog.at_level(logging.WARNING, logger="stream_jobs.processing"):
+        state, outcomes = arrive(before + after, rules, ReorderPolicy.of(0))
+    # Nothing is held: 50 s and 60 s are too late as they come, the third
+    # stepped reading (70 s) confirms the step and is evaluated at 70 s.
+    assert [o.late for o in outcomes][5:8] == [1, 1, 0]
+    assert applied(rules) == [0, 10, 20, 30, 40, *range(70, 200, 10)]
+    assert shift(state) == HOUR * S
+    start, end = [
+        r.getMessage() for r in caplog.records if r.name == "stream_jobs.processing"
+    ]
+    assert start.startswith("reading not evaluated ")
+    assert " ts=2027-01-15T07:00:50Z reason=too late" in start
+    assert end.startswith("readings evaluated again ")
+    assert " not_evaluated=2 " in end
+
+
 def test_a_clock_set_right_again_pays_the_shift_back(engine):
     rules = FakeRules()
     before, after = _jump_back(2.0)
