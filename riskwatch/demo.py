@@ -349,9 +349,10 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
 
 
 async def read_dead_letters(
-    bootstrap: str, start: dict[TopicPartition, int]
+    bootstrap: str, start: dict[TopicPartition, int], stage: str = "gateway"
 ) -> list[DeadLetter]:
-    """The gateway's dead letters written since the offsets ``start``."""
+    """The dead letters of ``stage`` (the gateway's by default) written since
+    the offsets ``start``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     letters: list[DeadLetter] = []
@@ -368,7 +369,7 @@ async def read_dead_letters(
                     if record.offset >= end[tp]:
                         continue
                     letter = DeadLetter.model_validate_json(record.value)
-                    if letter.stage == "gateway":
+                    if letter.stage == stage:
                         letters.append(letter)
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)

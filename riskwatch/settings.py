@@ -180,8 +180,10 @@ class WorkerSettings(_Section):
     # too), so it covers QoS 1 redeliveries and a gateway's reconnect, not a
     # device's store-and-forward backlog of minutes.
     lateness_s: float = Field(default=30.0, ge=0, le=3600)
-    reorder_max_readings: int = Field(default=256, ge=1, le=10_000)
-    reorder_max_bytes: int = Field(default=65_536, ge=1024, le=512 * 1024)
+    # Sized for a burst: 2048 single-metric readings (about 110 bytes each
+    # held) fit, e.g. 15 s of a 100 Hz device arriving shuffled.
+    reorder_max_readings: int = Field(default=2048, ge=1, le=10_000)
+    reorder_max_bytes: int = Field(default=262_144, ge=1024, le=512 * 1024)
     influx_batch: int = Field(default=2000, ge=1)
     influx_flush_s: float = Field(default=1.0, gt=0)
     # The scoring agent takes up to score_batch readings at a time, waiting

@@ -56,11 +56,15 @@ commit an offset past a message still in flight (faust-streaming #606).
 
 Event time: the ``score`` agent holds each device's readings in a reorder
 buffer in its ``device-state`` entry until the device's watermark (its latest
-device time minus ``worker.lateness_s``) passes them, and scores and evaluates
-them in timestamp order (stream_jobs/reorder.py). The silence timer releases
-the readings of a device from which nothing has arrived for
-``worker.lateness_s`` of wall time (a ``flush`` note to the silence agent),
-and the silence agent releases them before it judges a silence.
+device time, as far as the gateway's clock confirms it, minus
+``worker.lateness_s``) passes them, and scores and evaluates them in
+timestamp order (stream_jobs/reorder.py, which also re-bases the event time
+of a device whose clock steps back). The silence timer releases the readings
+of a device from which nothing has arrived for ``worker.lateness_s`` of wall
+time, up to the device time its clock has reached (a ``flush`` note to the
+silence agent), and the silence agent releases them all before it judges a
+silence. A reading with another value at a device time already taken is
+dead-lettered (field ``ts``).
 
 Silence is a matter of arrival, not of device time: a device is silent when
 nothing from it has reached the gateway for ``worker.silent_after_s``. The
@@ -147,7 +151,7 @@ from stream_jobs.processing import (
     silence,
 )
 from stream_jobs.registry_view import RegistryView
-from stream_jobs.reorder import ReorderPolicy, held
+from stream_jobs.reorder import ReorderPolicy, due, held
 from stream_jobs.storage import (
     InfluxWriter,
     PointsRefused,
@@ -264,6 +268,7 @@ class StreamWorker:
             "duplicates": 0,
             "late": 0,
             "reorder_overflow": 0,
+            "conflicts": 0,
             "flushed": 0,
             "warnings": 0,
             "rejected": 0,
@@ -523,6 +528,12 @@ class StreamWorker:
         self.counters["duplicates"] += outcome.duplicates
         self.counters["late"] += outcome.late
         self.counters["reorder_overflow"] += outcome.overflow
+        for conflict in outcome.conflicts:
+            # Logged (rate-limited per device) where it was found.
+            self.counters["conflicts"] += 1
+            await self._dead_letter(
+                to_json_bytes(conflict.record), PayloadError("ts", conflict.reason)
+            )
         if len(self.derived) + len(outcome.points) <= DERIVED_BUFFER_MAX:
             self.derived.extend(outcome.points)
         else:
@@ -551,7 +562,7 @@ class StreamWorker:
             return
         if note and note[0] == "flush":
             if state is not None and _quiet(state, wall_ns, self.reorder):
-                await self._flush(key, state)
+                await self._flush(key, state, wall_ns)
             return
         if not due_for_silence(state, wall_ns, self.settings.worker.silent_after_s):
             return  # it spoke again since the timer looked, or already marked
@@ -573,13 +584,16 @@ class StreamWorker:
             return
         await self._silent(key, state, wall_ns)
 
-    async def _flush(self, key: bytes, state: dict[str, Any]) -> dict[str, Any]:
-        """Apply the readings the device's reorder buffer holds; its new state."""
-        count = held(state)
+    async def _flush(
+        self, key: bytes, state: dict[str, Any], wall_ns: int | None = None
+    ) -> dict[str, Any]:
+        """Apply the readings the device's reorder buffer holds (with
+        ``wall_ns``, those its clock has passed by then); its new state."""
+        count = held(state) if wall_ns is None else due(state, wall_ns)
         if not count:
             return state
         enterprise_id = key.decode().split("/", 1)[0]
-        outcome = flush(state, self.registry.get(enterprise_id), self.rules)
+        outcome = flush(state, self.registry.get(enterprise_id), self.rules, wall_ns)
         self.device_state[key] = outcome.state
         self.counters["flushed"] += count
         log.debug("reorder buffer flushed device=%s readings=%d", key, count)
@@ -959,6 +973,11 @@ class StreamWorker:
             error.field,
             error.reason,
         )
+        await self._dead_letter(value, error, topic=topic)
+
+    async def _dead_letter(
+        self, value: bytes, error: PayloadError, *, topic: str = READINGS
+    ) -> None:
         letter = DeadLetter.of(
             source=f"kafka:{topic}",
             topic=topic,
@@ -1101,9 +1120,10 @@ def parse_silence_note(value: bytes) -> tuple[int, list[str]]:
 
 
 def _quiet(state: dict[str, Any] | None, wall_ns: int, policy: ReorderPolicy) -> bool:
-    """True if the device's reorder buffer holds readings and nothing has
-    arrived from it for the lateness (wall time)."""
-    if not state or not held(state) or state.get("last_seen_ns") is None:
+    """True if the device's reorder buffer holds readings its clock has
+    passed by ``wall_ns`` and nothing has arrived from it for the lateness
+    (wall time)."""
+    if not state or not due(state, wall_ns) or state.get("last_seen_ns") is None:
         return False
     return bool(wall_ns - state["last_seen_ns"] >= policy.lateness_ns)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from influxdb_client.client.write.point import Point
 from pydantic import BaseModel
@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from riskwatch.contracts import (
     METRICS,
     NS_PER_S,
+    Measurement,
     Metric,
     Observation,
     ReadingRecord,
@@ -49,7 +50,15 @@ from stream_jobs.detectors import (
     score_batch,
     score_value,
 )
-from stream_jobs.reorder import ReorderPolicy, admit, drain
+from stream_jobs.reorder import (
+    REORDER_KEY,
+    Conflict,
+    ReorderPolicy,
+    Timed,
+    admit,
+    drain,
+    format_ts,
+)
 from stream_jobs.storage import derived_point, reading_tags
 
 log = logging.getLogger(__name__)
@@ -68,6 +77,21 @@ then at most once per this much device time: a ``stale: 15m`` rule fires
 within a minute of the 15 minutes, and a device that sends its metrics in
 separate messages costs the rules one observation a minute per metric, not
 one per message."""
+
+APPLIED_KEY = "applied"
+"""Device-state key: per metric, the value of the last reading applied (at
+its series' ``last_ts``), which tells a repeat from a conflict."""
+
+UNEVALUATED_KEY = "unevaluated"
+"""Device-state key: per metric, the spell of its readings not evaluated
+(``{"since_ns", "logged_ns", "count", "reason"}``, gateway times), so that a
+device whose readings keep failing gives a line when it starts, one a
+``REPORT_EVERY_NS`` with the count, and one with the count when it ends."""
+
+REPORT_EVERY_NS = 600 * NS_PER_S
+"""At most one ``still not evaluated`` line per metric of a device this often
+(gateway time): a device whose clock stuck gives six lines an hour, not one
+per reading."""
 
 DeviceState = dict[str, Any]
 
@@ -102,6 +126,8 @@ class Outcome:
     late: int = 0
     # Readings the reorder buffer released before the watermark (it was full).
     overflow: int = 0
+    # Readings with another value at a time already taken: for the dead letter.
+    conflicts: list[Conflict] = field(default_factory=list)
     counter_events: list[str] = field(default_factory=list)
 
     def add(self, other: Outcome) -> None:
@@ -113,6 +139,7 @@ class Outcome:
         self.duplicates += other.duplicates
         self.late += other.late
         self.overflow += other.overflow
+        self.conflicts.extend(other.conflicts)
         self.counter_events.extend(other.counter_events)
 
 
@@ -140,10 +167,17 @@ def process_arrival(
     return _scored_one_by_one(_arrival(record, state, enterprise, rules, policy))
 
 
-def flush(state: DeviceState, enterprise: Enterprise | None, rules: Rules) -> Outcome:
-    """Apply every reading the device's buffer still holds: it went quiet."""
-    current, records = drain(state)
-    return apply_readings(records, current, enterprise, rules)
+def flush(
+    state: DeviceState,
+    enterprise: Enterprise | None,
+    rules: Rules,
+    now_ns: int | None = None,
+) -> Outcome:
+    """Apply the readings the device's buffer still holds: it went quiet.
+    With ``now_ns`` (gateway time), only those the device's clock has passed
+    (:func:`stream_jobs.reorder.drain`)."""
+    current, timed = drain(state, now_ns)
+    return _scored_one_by_one(_apply(timed, current, enterprise, rules))
 
 
 def apply_readings(
@@ -153,7 +187,8 @@ def apply_readings(
     rules: Rules,
 ) -> Outcome:
     """:func:`process_reading` on each record in turn, as one outcome."""
-    return _scored_one_by_one(_apply(records, state, enterprise, rules))
+    timed = [Timed(record, record.ts_ns) for record in records]
+    return _scored_one_by_one(_apply(timed, state, enterprise, rules))
 
 
 def process_reading(
@@ -165,10 +200,13 @@ def process_reading(
     """Score every metric of ``record`` and evaluate the rules on it, now.
 
     The caller applies a device's readings in timestamp order (the reorder
-    buffer does); a metric not newer than its last applied reading is
-    dropped: as a duplicate when it has the same time, else as too late.
+    buffer does); a metric not newer than its last applied reading is not
+    evaluated: dropped as a duplicate when it has the same time and value,
+    refused as a conflict (:attr:`Outcome.conflicts`) when it has the same
+    time and another value, else too late (:func:`_unevaluated` logs both).
     """
-    return _scored_one_by_one(_reading(record, state, enterprise, rules))
+    timed = Timed(record, record.ts_ns)
+    return _scored_one_by_one(_reading(timed, state, enterprise, rules))
 
 
 def process_batch(
@@ -203,7 +241,7 @@ def process_batch(
             record = records[i]
             enterprise = enterprise_of(record.enterprise)
             outcome = yield from (
-                _reading(record, state, enterprise, rules)
+                _reading(Timed(record, record.ts_ns), state, enterprise, rules)
                 if policy is None
                 else _arrival(record, state, enterprise, rules, policy)
             )
@@ -266,30 +304,40 @@ def _arrival(
         "expired": False,
     }
     admission = admit(current, record, policy)
-    outcome = yield from _apply(admission.release, admission.state, enterprise, rules)
+    held = admission.state
+    if admission.conflict is not None:
+        held = {**held}
+        _refused(held, admission.conflict)
+    outcome = yield from _apply(admission.release, held, enterprise, rules)
     outcome.duplicates += admission.duplicate
     outcome.overflow += admission.overflow
+    if admission.conflict is not None:
+        outcome.conflicts.insert(0, admission.conflict)
     return outcome
 
 
 def _apply(
-    records: Sequence[ReadingRecord],
+    records: Sequence[Timed],
     state: DeviceState,
     enterprise: Enterprise | None,
     rules: Rules,
 ) -> Steps:
     outcome = Outcome(state=state)
-    for record in records:
-        outcome.add((yield from _reading(record, outcome.state, enterprise, rules)))
+    for timed in records:
+        outcome.add((yield from _reading(timed, outcome.state, enterprise, rules)))
     return outcome
 
 
 def _reading(
-    record: ReadingRecord,
+    timed: Timed,
     state: DeviceState | None,
     enterprise: Enterprise | None,
     rules: Rules,
 ) -> Steps:
+    # ``ts`` is the event time: the device's time plus the shift its clock
+    # steps gave it (stream_jobs/reorder.py); the reading keeps its own for
+    # InfluxDB and for the clock measurement.
+    record, ts = timed.record, timed.ts_ns
     current: DeviceState = state if state is not None else new_device_state()
     # Shallow copies of the parts we change, so the caller's dict is untouched
     # until it stores the outcome.
@@ -297,53 +345,48 @@ def _reading(
         **current,
         "series": dict(current["series"]),
         "counters": dict(current["counters"]),
+        APPLIED_KEY: dict(current.get(APPLIED_KEY) or {}),
     }
     outcome = Outcome(state=current)
     tags = reading_tags(record.enterprise, record.device, enterprise)
-    clock_offset = _clock(current, record)
+    clock_offset = _clock(current, record, ts)
     late = False
+    conflicts: list[Measurement] = []
     for measurement in record.metrics:
         metric = measurement.metric
         series = current["series"].get(metric.value) or new_state()
         counter = METRICS[metric].counter
-        if series["last_ts"] is not None and record.ts_ns <= series["last_ts"]:
-            if record.ts_ns == series["last_ts"]:
-                outcome.duplicates += 1
-            else:
-                late = True
-                log.debug(
-                    "reading too late, not evaluated enterprise=%s device=%s "
-                    "metric=%s ts_ns=%d last_ns=%d",
-                    record.enterprise,
-                    record.device,
-                    metric.value,
-                    record.ts_ns,
-                    series["last_ts"],
-                )
+        if series["last_ts"] is not None and ts <= series["last_ts"]:
+            found = _not_newer(current, timed, measurement, series["last_ts"])
+            late |= found == "late"
+            outcome.duplicates += found == "repeat"
+            if found == "conflict":
+                conflicts.append(measurement)
             continue
+        current[APPLIED_KEY][metric.value] = measurement.value
+        _evaluated(current, record, metric.value)
         value: float | None = measurement.value
         fields: dict[str, float] = {}
         if counter:
-            value = _counter_rate(
-                current, metric, measurement.value, record.ts_ns, outcome
-            )
+            value = _counter_rate(current, metric, measurement.value, ts, outcome)
             if value is None:
                 # First reading of a register: no rate yet, but the series
                 # has seen this timestamp.
-                current["series"][metric.value] = {**series, "last_ts": record.ts_ns}
+                current["series"][metric.value] = {**series, "last_ts": ts}
                 continue
             fields["rate_per_h"] = value
         if value is None:
             continue
-        series, scored = yield series, metric, value, record.ts_ns
+        series, scored = yield series, metric, value, ts
         current["series"][metric.value] = series
         fields["score"] = scored.score
+        # Stored at the reading's own time, beside its value in InfluxDB.
         outcome.points.append(derived_point(metric.value, tags, record.ts_ns, fields))
         observation = Observation(
             enterprise=record.enterprise,
             device=record.device,
             metric=metric,
-            ts_ns=record.ts_ns,
+            ts_ns=ts,
             value=value,
             unit=f"{METRICS[metric].unit}/h" if counter else METRICS[metric].unit,
             rate=counter,
@@ -359,10 +402,12 @@ def _reading(
         outcome.observations.append(observation)
         _evaluate(current, observation, enterprise, rules, outcome)
     outcome.late += late
+    if conflicts:
+        outcome.conflicts.append(_conflict(current, record, conflicts))
     if not late:
-        _stale(current, record, enterprise, rules, outcome)
+        _stale(current, record, ts, enterprise, rules, outcome)
     last = current["last_ts"]
-    current["last_ts"] = record.ts_ns if last is None else max(last, record.ts_ns)
+    current["last_ts"] = ts if last is None else max(last, ts)
     # When it reached the gateway (wall clock): silence is judged on arrival.
     seen = current.get("last_seen_ns")
     current["last_seen_ns"] = (
@@ -373,11 +418,114 @@ def _reading(
     return outcome
 
 
-def _clock(state: DeviceState, record: ReadingRecord) -> float | None:
-    """Feed the device's clock window; its offset now, if measured."""
+def _not_newer(
+    state: DeviceState, timed: Timed, measurement: Measurement, last_ts: int
+) -> Literal["late", "repeat", "conflict"]:
+    """What a metric not newer than its series' last applied reading is: too
+    late (reported here), a repeat of the value applied at that time, or a
+    conflict with it."""
+    metric = measurement.metric.value
+    if timed.ts_ns < last_ts:
+        _unevaluated(state, timed.record, metric, _late_reason(state, last_ts))
+        return "late"
+    kept = state[APPLIED_KEY].get(metric)
+    # None: a redelivery onto a state from before values were kept.
+    return "repeat" if kept is None or kept == measurement.value else "conflict"
+
+
+def _late_reason(state: DeviceState, last_ts: int) -> str:
+    """Why a reading older than its metric's last applied one is too late."""
+    reason = (
+        "too late: ts is before the last evaluated reading of the metric "
+        f"({format_ts(last_ts)})"
+    )
+    if (state.get(REORDER_KEY) or {}).get("full"):
+        reason += ", which a full reorder buffer released early"
+    return reason
+
+
+def _conflict(
+    state: DeviceState, record: ReadingRecord, refused: list[Measurement]
+) -> Conflict:
+    """The conflict of ``refused`` with the values applied at their time,
+    reported."""
+    applied = state[APPLIED_KEY]
+    conflict = Conflict(
+        record,
+        tuple((m.metric.value, applied[m.metric.value], m.value) for m in refused),
+    )
+    _refused(state, conflict)
+    return conflict
+
+
+def _refused(state: DeviceState, conflict: Conflict) -> None:
+    """Report each metric of a conflicting reading as not evaluated."""
+    for metric, _, _ in conflict.metrics:
+        _unevaluated(state, conflict.record, metric, f"conflict: {conflict.reason}")
+
+
+def _unevaluated(
+    state: DeviceState, record: ReadingRecord, metric: str, reason: str
+) -> None:
+    """A reading of ``metric`` not evaluated: a WARNING when the device's
+    spell of them starts, then one per ``REPORT_EVERY_NS`` with the count
+    (a stuck clock or a long backlog must not flood the log)."""
+    spells = dict(state.get(UNEVALUATED_KEY) or {})
+    spell = spells.get(metric)
+    now = record.received_ns
+    if spell is None:
+        log.warning(
+            "reading not evaluated enterprise=%s device=%s metric=%s ts=%s reason=%s",
+            record.enterprise,
+            record.device,
+            metric,
+            format_ts(record.ts_ns),
+            reason,
+        )
+        spell = {"since_ns": now, "logged_ns": now, "count": 1, "reason": reason}
+    else:
+        spell = {**spell, "count": int(spell["count"]) + 1, "reason": reason}
+        if now - int(spell["logged_ns"]) >= REPORT_EVERY_NS:
+            _spell_line("readings still not evaluated", record, metric, spell)
+            spell["logged_ns"] = now
+    spells[metric] = spell
+    state[UNEVALUATED_KEY] = spells
+
+
+def _evaluated(state: DeviceState, record: ReadingRecord, metric: str) -> None:
+    """A reading of ``metric`` applied: the end of a spell of them not
+    evaluated, if there was one, with its count."""
+    spells = state.get(UNEVALUATED_KEY)
+    if not spells or metric not in spells:
+        return
+    _spell_line("readings evaluated again", record, metric, spells[metric])
+    state[UNEVALUATED_KEY] = {k: v for k, v in spells.items() if k != metric}
+
+
+def _spell_line(
+    what: str, record: ReadingRecord, metric: str, spell: dict[str, Any]
+) -> None:
+    log.warning(
+        "%s enterprise=%s device=%s metric=%s not_evaluated=%d since=%s ts=%s "
+        "reason=%s",
+        what,
+        record.enterprise,
+        record.device,
+        metric,
+        spell["count"],
+        format_ts(int(spell["since_ns"])),
+        format_ts(record.ts_ns),
+        spell["reason"],
+    )
+
+
+def _clock(state: DeviceState, record: ReadingRecord, ts: int) -> float | None:
+    """Feed the device's clock window; its offset now, if measured. ``ts`` is
+    the reading's event time (its order); the measurement is of the device's
+    own time against the gateway's, whatever shift event time carries."""
     clock = state.get(CLOCK_KEY) or {}
     last = state["last_ts"]
-    if last is not None and record.ts_ns <= last:
+    if last is not None and ts <= last:
         # Not in timestamp order (too late, or a repeat): it says nothing
         # about how the device's clock advances.
         state[CLOCK_KEY] = clock
@@ -394,6 +542,7 @@ def _clock(state: DeviceState, record: ReadingRecord) -> float | None:
 def _stale(
     state: DeviceState,
     record: ReadingRecord,
+    ts: int,
     enterprise: Enterprise | None,
     rules: Rules,
     outcome: Outcome,
@@ -404,22 +553,22 @@ def _stale(
     marks = {k: v for k, v in (state.get(STALE_KEY) or {}).items() if k not in sent}
     for name in sorted(set(state["series"]) - sent):
         last = state["series"][name].get("last_ts")
-        if last is None or record.ts_ns - last < STALE_STEP_NS:
+        if last is None or ts - last < STALE_STEP_NS:
             continue
-        if name in marks and record.ts_ns - marks[name] < STALE_STEP_NS:
+        if name in marks and ts - marks[name] < STALE_STEP_NS:
             continue
-        marks[name] = record.ts_ns
+        marks[name] = ts
         metric = Metric(name)
         observation = Observation(
             enterprise=record.enterprise,
             device=record.device,
             metric=metric,
             kind="stale",
-            ts_ns=record.ts_ns,
+            ts_ns=ts,
             value=None,
             unit=METRICS[metric].unit,
             score=0.0,
-            stale_s=(record.ts_ns - last) / NS_PER_S,
+            stale_s=(ts - last) / NS_PER_S,
         )
         outcome.observations.append(observation)
         _evaluate(state, observation, enterprise, rules, outcome)

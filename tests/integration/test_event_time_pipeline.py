@@ -11,10 +11,24 @@
 * A gas channel of a hazardous-chemicals device that stops while its
   temperature channel still reports gives one ``safety-sensor-stale``
   warning after 30 minutes, resolved when the gas readings return.
+* A live device (readings 2 s apart, timed as they are sent) with one
+  reading stamped 290 s ahead, then quiet long enough for the silence scan,
+  then 60 %LEL: the gas warning opens at the first 60 %LEL reading, none of
+  its readings reported as not evaluated. Before issue 5's fix the scan
+  released the reading from the future and every later one was too late.
+* A live device whose clock steps back an hour and then reads 60 %LEL: the
+  step is re-based on its third reading and the gas warning opens at the
+  first stepped reading, dated on the gateway's clock; InfluxDB keeps the
+  readings at the device's own times.
+* Two readings of one device at the same time with different values: the
+  first (60 %LEL) is evaluated and opens the gas warning, the second is
+  dead-lettered by the worker with field ``ts`` and both values, and
+  InfluxDB holds the second (written last), as docs/rules.md says.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -22,8 +36,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.contracts import telemetry_topic
+from riskwatch.contracts import ReadingRecord, telemetry_topic
+from riskwatch.demo import read_dead_letters
 from riskwatch.timeouts import Deadline
+from riskwatch.topics import DEAD_LETTER
 from tests.integration.test_pipeline import (
     ENTERPRISE,
     _device,
@@ -193,4 +209,125 @@ def test_a_dead_gas_channel_is_stale_while_the_temperature_reports(pipeline):
     assert opened["items"][0]["observed_value"] == 1800.0
     assert datetime.fromisoformat(resolved["resolved_time"]) == start + timedelta(
         minutes=40
+    )
+
+
+def _paced(pipeline, topic, readings, every_s=2.0):
+    """Publish ``(offset from now, value)`` gas readings one by one, timed
+    when each is sent (plus its offset), like a live device; their times."""
+    baselines = pipeline.baselines()
+    times = []
+    for i, (offset, value) in enumerate(readings):
+        if i:
+            time.sleep(every_s)
+        ts = datetime.now(UTC) + offset
+        times.append(ts)
+        pipeline.publish(topic, [_reading(ts, "combustible_gas_lel", value, "%LEL")])
+    pipeline.wait_processed(baselines)
+    return times
+
+
+def _worker_log(pipeline):
+    return max(
+        pipeline.folder.glob("worker-*.log"), key=lambda p: p.stat().st_mtime
+    ).read_text()
+
+
+def test_a_reading_290_s_ahead_leaves_later_gas_readings_evaluated(pipeline):
+    device = _device("GF")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    now = timedelta(0)
+    _paced(pipeline, topic, [(now, 2.0)] * 3 + [(timedelta(seconds=290), 2.0)])
+    # Quiet for more than the lateness and a silence scan (every 10 s).
+    time.sleep(LATENESS_S + 12)
+    times = _paced(pipeline, topic, [(now, 60.0)] * 5)
+    [opened, *_] = _until(
+        lambda: _received(pipeline, device, GAS_RULE), "no gas warning after 290 s"
+    )
+    assert opened["status"] == "open"
+    assert datetime.fromisoformat(opened["start_time"]) == times[0]
+    assert f"not evaluated enterprise={ENTERPRISE} device={device} " not in (
+        _worker_log(pipeline)
+    )
+    # Every reading stored at its own time (the query's range ends now).
+    future = pipeline.query(
+        f'from(bucket: "{pipeline.settings.influxdb.bucket}") '
+        "|> range(start: 0, stop: 2100-01-01T00:00:00Z) "
+        f'|> filter(fn: (r) => r.device == "{device}" and r._field == "value")'
+        '|> group() |> sort(columns: ["_time"])'
+    )
+    assert [r.get_value() for r in future] == [2.0] * 3 + [60.0] * 5 + [2.0]
+
+
+def test_a_clock_stepped_back_an_hour_goes_on_being_evaluated(pipeline):
+    device = _device("GB")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    _paced(pipeline, topic, [(timedelta(0), 2.0)] * 3)
+    # Applied (the silence scan's flush) before the step: it comes after them.
+    time.sleep(LATENESS_S + 12)
+    back = timedelta(hours=-1)
+    times = _paced(pipeline, topic, [(back, 60.0)] * 5)
+    [opened, *_] = _until(
+        lambda: _received(pipeline, device, GAS_RULE), "no gas warning after the step"
+    )
+    # Event time carries on from the clock before the step: the first
+    # stepped reading's time an hour on, to within the network's delays.
+    start = datetime.fromisoformat(opened["start_time"])
+    assert abs(start - (times[0] - back)) < timedelta(seconds=1)
+    log = _worker_log(pipeline)
+    assert re.search(
+        rf"device clock stepped enterprise=\S+ device={device} "
+        r"step_s=-3600 ",
+        log,
+    )
+    assert f"not evaluated enterprise={ENTERPRISE} device={device} " not in log
+    stored = pipeline.stored(device)
+    assert sorted(r.get_time() for r in stored if r.get_value() == 60.0) == times
+
+
+def test_a_conflicting_reading_is_dead_lettered_and_the_first_evaluated(pipeline):
+    device = _device("GC")
+    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
+    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    baselines = pipeline.baselines()
+    pipeline.publish(
+        topic,
+        [
+            _reading(ts, "combustible_gas_lel", 60.0, "%LEL"),
+            _reading(ts, "combustible_gas_lel", 60.0, "%LEL"),  # a redelivery
+            _reading(ts, "combustible_gas_lel", 2.0, "%LEL"),
+        ],
+    )
+    pipeline.wait_processed(baselines)
+
+    def worker_letters():
+        return [
+            letter
+            for letter in asyncio.run(
+                read_dead_letters(
+                    pipeline.settings.kafka.bootstrap,
+                    baselines[DEAD_LETTER],
+                    stage="worker",
+                )
+            )
+            if device.encode() in letter.payload()
+        ]
+
+    [letter] = _until(worker_letters, "no dead letter for the conflict")
+    assert letter.field == "ts"
+    assert letter.reason.endswith(
+        f"({ts.isoformat().replace('+00:00', 'Z')}): "
+        "combustible_gas_lel 2 here, 60 kept"
+    )
+    refused = ReadingRecord.model_validate_json(letter.payload())
+    assert (refused.device, refused.metrics[0].value) == (device, 2.0)
+    [opened, *_] = _until(
+        lambda: _received(pipeline, device, GAS_RULE), "the first value not evaluated"
+    )
+    assert datetime.fromisoformat(opened["start_time"]) == ts
+    assert [r.get_value() for r in pipeline.stored(device)] == [2.0]
+    assert re.search(
+        rf"reading not evaluated enterprise={ENTERPRISE} device={device} "
+        r"metric=combustible_gas_lel ts=\S+ reason=conflict: ",
+        _worker_log(pipeline),
     )

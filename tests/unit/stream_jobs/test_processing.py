@@ -136,9 +136,16 @@ def test_counter_points_carry_rate_and_score():
 # Duplicates ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("offset_min", "duplicates", "late"), [(0, 2, 0), (-5, 0, 1)])
-def test_duplicate_or_older_reading_is_dropped_and_counted(
-    offset_min, duplicates, late, caplog
+@pytest.mark.parametrize(
+    ("offset_min", "values", "duplicates", "conflicts", "late", "logged"),
+    [
+        (0, (1.1, 11.0), 2, 0, 0, None),
+        (0, (9.0, 5.0), 0, 1, 0, "reason=conflict: conflicts with the reading"),
+        (-5, (9.0, 5.0), 0, 0, 1, "reason=too late: ts is before the last"),
+    ],
+)
+def test_a_reading_not_newer_is_a_repeat_a_conflict_or_too_late(
+    offset_min, values, duplicates, conflicts, late, logged, caplog
 ):
     rules = FakeRules()
     state, _ = feed(
@@ -149,16 +156,41 @@ def test_duplicate_or_older_reading_is_dropped_and_counted(
         rules,
     )
     seen = len(rules.seen)
-    older = reading(T0_NS + (10 + offset_min) * MIN, pressure_mpa=9.0, energy_kwh=5.0)
+    pressure, energy = values
+    older = reading(
+        T0_NS + (10 + offset_min) * MIN, pressure_mpa=pressure, energy_kwh=energy
+    )
     with caplog.at_level(logging.DEBUG, logger="stream_jobs.processing"):
         outcome = process_reading(older, state, None, rules)
-    # A repeat per metric; an older reading once, as too late to place.
-    assert (outcome.duplicates, outcome.late) == (duplicates, late)
-    assert ("reading too late" in caplog.text) == bool(late)
+    # The same time and values: a repeat per metric, quiet. Another value at
+    # the same time: one conflict, both metrics named. Older: too late, once.
+    assert (outcome.duplicates, len(outcome.conflicts), outcome.late) == (
+        duplicates,
+        conflicts,
+        late,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if logged is None:
+        assert warnings == []
+    else:
+        # One line per metric: the spell of each starts.
+        assert [w.split(" metric=")[1].split()[0] for w in warnings] == [
+            "pressure_mpa",
+            "energy_kwh",
+        ]
+        assert all(logged in w for w in warnings)
+        assert all("enterprise=HC001 device=PT-101" in w for w in warnings)
+    if conflicts:
+        [conflict] = outcome.conflicts
+        assert conflict.record == older
+        assert conflict.metrics == (
+            ("pressure_mpa", 1.1, 9.0),
+            ("energy_kwh", 11.0, 5.0),
+        )
     assert outcome.observations == []
     assert outcome.points == []
     assert len(rules.seen) == seen
-    # The late register did not move the counter either.
+    # Neither moved the counter nor the series: the first value stays.
     assert outcome.state["counters"] == state["counters"]
     assert outcome.state["series"] == state["series"]
 
