@@ -276,19 +276,30 @@ def replay(
     default=Path("warnings.jsonl"),
     help="JSONL file every received warning is appended to.",
 )
+@click.option(
+    "--fail-first",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Answer the first N posts 500, to rehearse the platform being down.",
+)
 @click.pass_context
-def receiver(ctx: click.Context, host: str, port: int, out: Path) -> None:
+def receiver(
+    ctx: click.Context, host: str, port: int, out: Path, fail_first: int
+) -> None:
     """Run a stand-in supervision platform that receives warnings.
 
     POST /warnings takes a warning as a signed CloudEvent, as the worker sends
     it (answers 202 with a receipt, 200 again for an event already received,
     401 for a missing or wrong signature, 400 for anything else); GET /warnings
-    lists those received, GET /health answers ok. The signing secret is
-    platform.signing_secret, else the one generated in the run folder. Stop
-    with Ctrl-C.
+    lists those received, GET /health answers ok with the counters. The
+    signing secret is platform.signing_secret, else the one generated in the
+    run folder. Stop with Ctrl-C.
     """
     secret = signing_secret(_settings(ctx))
-    server = WarningReceiver(host, port, secret=secret, out=out, echo=click.echo)
+    server = WarningReceiver(
+        host, port, secret=secret, out=out, echo=click.echo, fail_first=fail_first
+    )
 
     async def main() -> None:
         url = await server.start()

@@ -15,6 +15,11 @@ riskwatch sends it (:mod:`stream_jobs.delivery`):
    ``{"reference": "SP-000001", "event": ..., "duplicate": false}``. The
    reference is per warning: its later versions get the same one.
 
+To rehearse the platform being down, ``fail_first`` (or :meth:`fail_next`)
+makes the next posts answer 500 before anything is checked, counted in
+``failed``: the worker's retries, backoff and dead-lettering can be watched
+against the real thing.
+
 ``GET /warnings`` lists the warning records received (the most recent
 ``keep`` of them); ``GET /health`` answers ``{"status": "ok", ...}`` with the
 counters.
@@ -135,6 +140,7 @@ class WarningReceiver:
             deduplication; older ones stay in the file only.
         tolerance_s: how far a signature timestamp may be from ``clock``.
         clock: Unix time in seconds.
+        fail_first: how many posts to answer 500 first (a rehearsed outage).
     """
 
     def __init__(
@@ -148,6 +154,7 @@ class WarningReceiver:
         keep: int = 10_000,
         tolerance_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        fail_first: int = 0,
     ) -> None:
         self.host = host
         self.port = port
@@ -169,6 +176,10 @@ class WarningReceiver:
         self.duplicates = 0
         self.rejected = 0
         self.unauthorized = 0
+        self.failed = 0
+        # Set from another thread by fail_next, read on the server's loop: an
+        # int assignment is atomic, and a post racing it fails or not.
+        self._failing = fail_first
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -213,15 +224,27 @@ class WarningReceiver:
             self._runner = None
             logger.info(
                 "receiver stopped received=%d duplicates=%d rejected=%d "
-                "unauthorized=%d",
+                "unauthorized=%d failed=%d",
                 self.received,
                 self.duplicates,
                 self.rejected,
                 self.unauthorized,
+                self.failed,
             )
+
+    def fail_next(self, posts: int) -> None:
+        """Answer the next ``posts`` posts 500, as a platform that is down."""
+        self._failing = posts
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self._failing > 0:
+            self._failing -= 1
+            self.failed += 1
+            logger.info("warning refused: rehearsed outage left=%d", self._failing)
+            return web.json_response(
+                {"error": "platform unavailable (rehearsed outage)"}, status=500
+            )
         try:
             verify(
                 self._secret,
@@ -312,5 +335,6 @@ class WarningReceiver:
                 "duplicates": self.duplicates,
                 "rejected": self.rejected,
                 "unauthorized": self.unauthorized,
+                "failed": self.failed,
             }
         )

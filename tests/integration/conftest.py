@@ -7,9 +7,11 @@ import os
 import queue
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -19,6 +21,9 @@ from paho.mqtt.properties import Properties
 
 from riskwatch.services import Stack
 from riskwatch.settings import Settings, load_settings
+from riskwatch.timeouts import Deadline
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 RISKWATCH = str(Path(sys.executable).parent / "riskwatch")
@@ -43,6 +48,16 @@ def run_riskwatch(
         timeout=timeout,
         check=False,
     )
+
+
+def until(check: Callable[[], T], what: str, seconds: float = 90) -> T:
+    """Poll ``check`` every 0.5 s until it returns something true, and return
+    that; fail the test with ``what`` after ``seconds``."""
+    deadline = Deadline(seconds)
+    while not (found := check()):
+        assert not deadline.expired(), what
+        time.sleep(0.5)
+    return found
 
 
 def riskwatch(

@@ -38,8 +38,8 @@ import pytest
 
 from riskwatch.contracts import ReadingRecord, telemetry_topic
 from riskwatch.demo import read_dead_letters
-from riskwatch.timeouts import Deadline
 from riskwatch.topics import DEAD_LETTER
+from tests.integration.conftest import until
 from tests.integration.test_pipeline import (
     ENTERPRISE,
     _device,
@@ -64,14 +64,6 @@ def _received(pipeline, device, rule):
         for w in list(pipeline.receiver.warnings)
         if w.get("device_id") == device and w.get("rule_id") == rule
     ]
-
-
-def _until(check, what, seconds=90):
-    deadline = Deadline(seconds)
-    while not (found := check()):
-        assert not deadline.expired(), what
-        time.sleep(0.5)
-    return found
 
 
 def test_late_and_out_of_order_gas_readings_start_the_warning_at_the_onset(
@@ -102,7 +94,7 @@ def test_late_and_out_of_order_gas_readings_start_the_warning_at_the_onset(
 
     # Reading 90 is within the lateness of the last one (91): only the
     # silence scan's flush of a quiet device applies it.
-    versions = _until(
+    versions = until(
         lambda: (
             [
                 w
@@ -125,7 +117,7 @@ def test_late_and_out_of_order_gas_readings_start_the_warning_at_the_onset(
     assert len(stored) == len(values) + 1
     assert [r.get_value() for r in stored if r.get_time() == too_late] == [90.0]
     log = max(pipeline.folder.glob("worker-*.log"), key=lambda p: p.stat().st_mtime)
-    _until(
+    until(
         lambda: re.search(r"worker stats .*\blate=[1-9]", log.read_text()),
         "the stats line does not count the late reading",
         seconds=45,
@@ -150,7 +142,7 @@ def test_a_clock_behind_gives_one_warning_resolved_when_set_right(pipeline):
         pipeline.wait_processed(baselines)
 
     send(timedelta(minutes=10), 8)
-    [opened] = _until(
+    [opened] = until(
         lambda: _received(pipeline, device, CLOCK_RULE), "no clock-skew warning"
     )
     assert (opened["status"], opened["level"]) == ("open", "IV")
@@ -161,7 +153,7 @@ def test_a_clock_behind_gives_one_warning_resolved_when_set_right(pipeline):
     assert "NTP" in item["action"]
 
     send(timedelta(0), 8)
-    versions = _until(
+    versions = until(
         lambda: [w for w in _received(pipeline, device, CLOCK_RULE)][1:],
         "the clock-skew warning did not resolve",
     )
@@ -188,7 +180,7 @@ def test_a_dead_gas_channel_is_stale_while_the_temperature_reports(pipeline):
     baselines = pipeline.baselines()
     pipeline.publish(topic, payloads)
     pipeline.wait_processed(baselines)
-    versions = _until(
+    versions = until(
         lambda: (
             [
                 w
@@ -241,7 +233,7 @@ def test_a_reading_290_s_ahead_leaves_later_gas_readings_evaluated(pipeline):
     # Quiet for more than the lateness and a silence scan (every 10 s).
     time.sleep(LATENESS_S + 12)
     times = _paced(pipeline, topic, [(now, 60.0)] * 5)
-    [opened, *_] = _until(
+    [opened, *_] = until(
         lambda: _received(pipeline, device, GAS_RULE), "no gas warning after 290 s"
     )
     assert opened["status"] == "open"
@@ -267,7 +259,7 @@ def test_a_clock_stepped_back_an_hour_goes_on_being_evaluated(pipeline):
     time.sleep(LATENESS_S + 12)
     back = timedelta(hours=-1)
     times = _paced(pipeline, topic, [(back, 60.0)] * 5)
-    [opened, *_] = _until(
+    [opened, *_] = until(
         lambda: _received(pipeline, device, GAS_RULE), "no gas warning after the step"
     )
     # Event time carries on from the clock before the step: the first
@@ -313,7 +305,7 @@ def test_a_conflicting_reading_is_dead_lettered_and_the_first_evaluated(pipeline
             if device.encode() in letter.payload()
         ]
 
-    [letter] = _until(worker_letters, "no dead letter for the conflict")
+    [letter] = until(worker_letters, "no dead letter for the conflict")
     assert letter.field == "ts"
     assert letter.reason.endswith(
         f"({ts.isoformat().replace('+00:00', 'Z')}): "
@@ -321,7 +313,7 @@ def test_a_conflicting_reading_is_dead_lettered_and_the_first_evaluated(pipeline
     )
     refused = ReadingRecord.model_validate_json(letter.payload())
     assert (refused.device, refused.metrics[0].value) == (device, 2.0)
-    [opened, *_] = _until(
+    [opened, *_] = until(
         lambda: _received(pipeline, device, GAS_RULE), "the first value not evaluated"
     )
     assert datetime.fromisoformat(opened["start_time"]) == ts

@@ -20,6 +20,7 @@ from riskwatch.registry import Device, Registry, load_registry
 from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.timeouts import Deadline
 from stream_jobs.cloudevent import TYPE_PREFIX
+from tests.integration.conftest import until
 from tests.integration.test_officer import api_env  # noqa: F401 - a fixture
 from tests.integration.test_pipeline import (
     ENTERPRISE,
@@ -124,14 +125,6 @@ def _silence_device(env, device, reason):
     return silence
 
 
-def _until(check, what, seconds=60):
-    deadline = Deadline(seconds)
-    while not (found := check()):
-        assert not deadline.expired(), what
-        time.sleep(0.5)
-    return found
-
-
 def test_a_silenced_device_is_not_delivered_and_is_again_after_the_lift(
     pipeline,
     api_env,  # noqa: F811 - the fixture imported above
@@ -142,7 +135,7 @@ def test_a_silenced_device_is_not_delivered_and_is_again_after_the_lift(
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
     # Test gas: over 25 %LEL, then clear under 20 for more than 5 minutes.
     _gas(pipeline, device, start, [2, 2, 30, 31, 30] + [3] * 8)
-    [held] = _until(
+    [held] = until(
         lambda: [w for w in _stored(api_env, device) if w["status"] == "resolved"],
         "the silenced warning is not in the store, resolved",
     )
@@ -156,7 +149,7 @@ def test_a_silenced_device_is_not_delivered_and_is_again_after_the_lift(
     assert lifted["lifted_by"] == "officer"
     time.sleep(3)
     _gas(pipeline, device, start + timedelta(minutes=30), [30, 31, 32])
-    [delivered] = _until(
+    [delivered] = until(
         lambda: _received(pipeline, device), "no warning after the silence"
     )
     assert delivered["id"] != held["id"]
@@ -167,12 +160,12 @@ def test_a_device_that_stops_reporting_has_its_warning_expired(pipeline):
     device = _device("GD")
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     _gas(pipeline, device, start, [2, 30, 31])
-    [opened] = _until(lambda: _received(pipeline, device), "no warning opened")
+    [opened] = until(lambda: _received(pipeline, device), "no warning opened")
     ident = opened["id"]
 
     expected = [(f"{ident}.v1", TYPE_PREFIX + "opened")]
     expected.append((f"{ident}.v2", TYPE_PREFIX + "expired"))
-    _until(
+    until(
         lambda: (
             [e for e in pipeline.receiver.events if e[0].startswith(ident)] == expected
         ),
@@ -186,7 +179,7 @@ def test_a_device_that_stops_reporting_has_its_warning_expired(pipeline):
 
     # Back, still over the threshold: the engine forgot the old one.
     _gas(pipeline, device, start + timedelta(minutes=10), [32, 33])
-    renewed = _until(
+    renewed = until(
         lambda: [w for w in _received(pipeline, device) if w["id"] != ident],
         "no new warning after the expiry",
     )
@@ -200,10 +193,10 @@ def test_a_silence_recorded_while_a_warning_is_open_holds_its_escalation(
     device = _device("GD")
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
     _gas(pipeline, device, start, [2, 30, 31])
-    [opened] = _until(lambda: _received(pipeline, device), "no warning opened")
+    [opened] = until(lambda: _received(pipeline, device), "no warning opened")
     silence = _silence_device(api_env, device, "leak being repaired on site")
     _gas(pipeline, device, start + timedelta(minutes=3), [55, 60])
-    [stored] = _until(
+    [stored] = until(
         lambda: [w for w in _stored(api_env, device) if w["level"] == "I"],
         "the escalation is not in the store",
     )
@@ -216,7 +209,7 @@ def test_a_silence_recorded_while_a_warning_is_open_holds_its_escalation(
     assert [w["level"] for w in _received(pipeline, device)] == ["II"]
 
     _api(api_env, "DELETE", f"/silences/{silence['id']}")
-    released = _until(
+    released = until(
         lambda: [w for w in _received(pipeline, device) if w["level"] == "I"],
         "the escalation was not released after the lift",
         seconds=40,

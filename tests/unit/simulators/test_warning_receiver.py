@@ -95,6 +95,7 @@ def test_signed_events_are_recorded_once_with_a_receipt_per_warning(
             "duplicates": 1,
             "rejected": 0,
             "unauthorized": 0,
+            "failed": 0,
         },
     )
     stored = [
@@ -137,6 +138,29 @@ def test_bad_or_missing_signatures_are_401_and_counted(make_warning, caplog):
     assert listed == []
     assert "warning unauthorized field=X-Riskwatch-Signature" in caplog.text
     assert SECRET.get_secret_value() not in caplog.text
+
+
+def test_a_rehearsed_outage_answers_500_then_records_the_retry(make_warning):
+    record = make_warning()
+    receiver = receiver_at(fail_first=2)
+    # Even an unsigned post is refused 500 while down: nothing is checked.
+    unsigned = ({"Content-Type": "application/cloudevents+json"}, b"{}")
+    requests = [unsigned, signed(record), signed(record), signed(record)]
+    answers, listed, (status, health) = _run(_exchange(receiver, requests))
+    assert [status for status, _ in answers] == [500, 500, 202, 200]
+    assert "rehearsed outage" in answers[0][1]["error"]
+    assert (receiver.failed, receiver.received, receiver.duplicates) == (2, 1, 1)
+    assert receiver.unauthorized == 0
+    assert [w["id"] for w in listed] == [record.id]
+    assert (status, health["failed"]) == (200, 2)
+
+
+def test_fail_next_starts_an_outage_on_a_running_receiver(make_warning):
+    record = make_warning()
+    receiver = receiver_at()
+    receiver.fail_next(1)
+    answers, _, _ = _run(_exchange(receiver, [signed(record), signed(record)]))
+    assert [status for status, _ in answers] == [500, 202]
 
 
 def test_signed_bodies_that_are_no_warning_event_are_400(make_warning):
