@@ -17,6 +17,10 @@ series is averaged over ``s`` readings into points, and for every new point:
    1 (from twice the record on). A change after recent distances that were
    all exactly 0 (a flat line) is a record of :data:`RECORD_CAP`.
 
+A scale's first :attr:`~NoveltyParams.settle` distances are scored 0 and
+kept out of its record history (none by default): while its references fill,
+every phase of a cycle is seen for the first time.
+
 The score of a reading is the largest record over the scales, *suppressed*
 (0) unless it beats the decayed maximum of the records before it (half-life
 :attr:`~NoveltyParams.suppress_half_life` readings; records compared up to
@@ -31,7 +35,11 @@ window) per scale (no loop over history), and the state is a fixed record of
 :func:`state_bytes` bytes (1,488 with the defaults), stored by
 :meth:`WindowNovelty.to_bytes` and restored exactly by
 :meth:`WindowNovelty.from_bytes`. Scoring is deterministic: reference windows
-are kept as float32, the arithmetic is float64 numpy in a fixed order.
+and distances are kept as float32, the arithmetic is float64 numpy in a
+fixed order.
+
+:data:`DAYLONG` adds a third scale whose windows span 21 h 20 min of
+5-minute readings, so that a day whose peak does not come is a far window.
 
 Known limits: a slow drift is never a record (each window is close to the
 previous ones); an anomaly that recurs within ``blocks * block`` windows is
@@ -153,12 +161,13 @@ class NoveltyParams:
 # Windows at three scales, the longest of 8 points of 32 readings (21 h 20 min
 # of 5-minute readings), so that a day whose shape is missing or moved (a
 # peak that does not come, a level the cycle never reached) is a far window.
-# Twelve references at scale 32 are 4 days; records are held against 16
-# blocks of 64 windows (3.5 days at scale 1, 14 days at scale 4, the whole
-# history at scale 32), and the distances measured while the references fill
-# are kept out of it (see ``settle``). 1,648 bytes of state. Chosen on half of
-# the NAB subset (the even-numbered files in name order), reported on the
-# other half: docs/nab.md.
+# Twelve references: at scale 32 the last 12 windows reach 19 points (2.1
+# days) back. Records are held against 16 blocks of 32 windows: 512 readings
+# (1.8 days) at scale 1, 7.1 days at scale 4, 57 days at scale 32, and each
+# scale's first 12 distances, measured while its references fill, are kept
+# out (see ``settle``). 1,648 bytes of state. Chosen on half of the NAB
+# subset (the even-numbered files in name order) and reported on the other
+# half: docs/nab.md.
 DAYLONG = NoveltyParams(
     scales=(1, 4, 32), references=12, blocks=16, block=32, settle=12
 )
