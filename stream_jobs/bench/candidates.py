@@ -20,6 +20,9 @@ Names contain no underscore: NAB's scorer takes everything before the first
 * ``riskwatchNovelty``: the larger of ``riskwatch`` and ``novelty`` per
   reading: the stream jobs' detector, with novelty catching the patterns it
   has no detector for.
+* ``daylong``: window novelty with :data:`~stream_jobs.detection.novelty.DAYLONG`,
+  a third scale whose windows span 21 h of 5-minute readings.
+* ``riskwatchDaylong``: the larger of ``riskwatch`` and ``daylong``.
 * ``null``: NAB's null detector, a constant 0.5; it scores 0 by definition.
 
 River is a development dependency (the ``dev`` extra); it is imported only
@@ -34,7 +37,7 @@ from typing import Protocol
 from riskwatch.contracts import Metric
 from riskwatch.errors import RiskwatchError
 from stream_jobs import detectors
-from stream_jobs.detection.novelty import WindowNovelty
+from stream_jobs.detection.novelty import DAYLONG, NoveltyParams, WindowNovelty
 
 __all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "Candidate", "build"]
 
@@ -60,10 +63,11 @@ class RiskwatchDetector:
 
 
 class NoveltyDetector:
-    """``stream_jobs.detection.novelty`` with its default parameters."""
+    """``stream_jobs.detection.novelty``, by default with its default
+    parameters."""
 
-    def __init__(self) -> None:
-        self._novelty = WindowNovelty()
+    def __init__(self, params: NoveltyParams | None = None) -> None:
+        self._novelty = WindowNovelty(params)
 
     def score(self, value: float, ts_ns: int) -> float:
         return self._novelty.score(value)
@@ -71,11 +75,12 @@ class NoveltyDetector:
 
 class RiskwatchWithNovelty:
     """Per reading, the larger of the ``riskwatch`` and ``novelty`` scores
-    (each learns every reading)."""
+    (each learns every reading); novelty with ``params``, by default its
+    default ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: NoveltyParams | None = None) -> None:
         self._riskwatch = RiskwatchDetector()
-        self._novelty = NoveltyDetector()
+        self._novelty = NoveltyDetector(params)
 
     def score(self, value: float, ts_ns: int) -> float:
         return max(
@@ -128,6 +133,8 @@ CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "riskwatch": RiskwatchDetector,
     "novelty": NoveltyDetector,
     "riskwatchNovelty": RiskwatchWithNovelty,
+    "daylong": lambda: NoveltyDetector(DAYLONG),
+    "riskwatchDaylong": lambda: RiskwatchWithNovelty(DAYLONG),
     "riverHST": RiverHalfSpaceTrees,
     "riverZscore": RiverZScore,
     "null": NullDetector,
@@ -136,6 +143,8 @@ DEFAULT_CANDIDATES = (
     "riskwatch",
     "novelty",
     "riskwatchNovelty",
+    "daylong",
+    "riskwatchDaylong",
     "riverHST",
     "riverZscore",
 )

@@ -17,6 +17,10 @@ series is averaged over ``s`` readings into points, and for every new point:
    1 (from twice the record on). A change after recent distances that were
    all exactly 0 (a flat line) is a record of :data:`RECORD_CAP`.
 
+A scale's first :attr:`~NoveltyParams.settle` distances are scored 0 and
+kept out of its record history (none by default): while its references fill,
+every phase of a cycle is seen for the first time.
+
 The score of a reading is the largest record over the scales, *suppressed*
 (0) unless it beats the decayed maximum of the records before it (half-life
 :attr:`~NoveltyParams.suppress_half_life` readings; records compared up to
@@ -31,7 +35,11 @@ window) per scale (no loop over history), and the state is a fixed record of
 :func:`state_bytes` bytes (1,488 with the defaults), stored by
 :meth:`WindowNovelty.to_bytes` and restored exactly by
 :meth:`WindowNovelty.from_bytes`. Scoring is deterministic: reference windows
-are kept as float32, the arithmetic is float64 numpy in a fixed order.
+and distances are kept as float32, the arithmetic is float64 numpy in a
+fixed order.
+
+:data:`DAYLONG` adds a third scale whose windows span 21 h 20 min of
+5-minute readings, so that a day whose peak does not come is a far window.
 
 Known limits: a slow drift is never a record (each window is close to the
 previous ones); an anomaly that recurs within ``blocks * block`` windows is
@@ -59,6 +67,7 @@ import numpy.typing as npt
 from riskwatch.errors import ConfigError
 
 __all__ = [
+    "DAYLONG",
     "RECORD_CAP",
     "NoveltyParams",
     "NoveltyParamsError",
@@ -103,6 +112,13 @@ class NoveltyParams:
         block: windows per block (default 64): the record spans ``blocks *
             block`` = 2,048 windows, a week of 5-minute readings at scale 1.
         learning: readings scored 0 while the detector learns (default 300).
+        settle: a scale's first distances, kept out of its record history
+            and scored 0 (default 0: none). The first distances are held
+            against few references, so on a cyclic series each first sight
+            of a phase is a large distance; kept, it raises the bar for the
+            next ``blocks * block`` windows, which at a long scale is the
+            whole series. :data:`DAYLONG` settles for as many distances as
+            it has references, until its references are full.
         suppress_half_life: readings over which a reported score decays
             before a lower one may be reported (default 200).
 
@@ -116,6 +132,7 @@ class NoveltyParams:
     blocks: int = 32
     block: int = 64
     learning: int = 300
+    settle: int = 0
     suppress_half_life: float = 200.0
 
     def __post_init__(self) -> None:
@@ -125,10 +142,10 @@ class NoveltyParams:
                 raise NoveltyParamsError(
                     f"novelty.{name}: {value!r} is out of range; allowed 1..1024"
                 )
-        if self.learning < 0:
-            raise NoveltyParamsError(
-                f"novelty.learning: {self.learning!r} must be >= 0 readings"
-            )
+        for name in ("learning", "settle"):
+            value = getattr(self, name)
+            if value < 0:
+                raise NoveltyParamsError(f"novelty.{name}: {value!r} must be >= 0")
         if not self.scales or any(not 1 <= s <= 1024 for s in self.scales):
             raise NoveltyParamsError(
                 f"novelty.scales: {self.scales!r} must be one or more "
@@ -139,6 +156,21 @@ class NoveltyParams:
                 "novelty.suppress_half_life: "
                 f"{self.suppress_half_life!r} must be a positive number of readings"
             )
+
+
+# Windows at three scales, the longest of 8 points of 32 readings (21 h 20 min
+# of 5-minute readings), so that a day whose shape is missing or moved (a
+# peak that does not come, a level the cycle never reached) is a far window.
+# Twelve references: at scale 32 the last 12 windows reach 19 points (2.1
+# days) back. Records are held against 16 blocks of 32 windows: 512 readings
+# (1.8 days) at scale 1, 7.1 days at scale 4, 57 days at scale 32, and each
+# scale's first 12 distances, measured while its references fill, are kept
+# out (see ``settle``). 1,648 bytes of state. Chosen on half of the NAB
+# subset (the even-numbered files in name order) and reported on the other
+# half: docs/nab.md.
+DAYLONG = NoveltyParams(
+    scales=(1, 4, 32), references=12, blocks=16, block=32, settle=12
+)
 
 
 def state_bytes(params: NoveltyParams) -> int:
@@ -190,9 +222,17 @@ class _Scale:
         stored = min(windows - 1, p.references)
         if stored:
             gaps = self.refs[:stored].astype(np.float64) - window
-            distance = math.sqrt(float(np.min(np.sum(gaps * gaps, axis=1))))
-            # Distances measured before this one: windows - 2.
-            measured = windows - 2
+            # Rounded as the block maxima are stored, so that a distance equal
+            # to an earlier one is no record of a few 1e-9.
+            distance = float(
+                np.float32(math.sqrt(float(np.min(np.sum(gaps * gaps, axis=1)))))
+            )
+            # Distances in the history before this one: all measured (windows
+            # - 2) but the settling ones; a settling distance is not recorded.
+            measured = windows - 2 - p.settle
+            if measured < 0:
+                self.refs[(windows - 1) % p.references] = window
+                return 0.0
             done = min(measured // p.block, p.blocks)
             if done:
                 history = max(float(np.max(self.maxima[:done])), self.block_max)

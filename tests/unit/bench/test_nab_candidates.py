@@ -26,7 +26,9 @@ def scores(name, values):
 def test_names_carry_no_underscore_and_the_novelty_detectors_run_by_default():
     # NAB's scorer takes a result file's detector name up to its first "_".
     assert all("_" not in name for name in CANDIDATES)
-    assert {"novelty", "riskwatchNovelty"} <= set(DEFAULT_CANDIDATES)
+    assert {"novelty", "riskwatchNovelty", "daylong", "riskwatchDaylong"} <= set(
+        DEFAULT_CANDIDATES
+    )
     assert set(DEFAULT_CANDIDATES) <= set(CANDIDATES)
 
 
@@ -49,3 +51,13 @@ def test_riskwatch_novelty_is_causal():
         scores("riskwatchNovelty", values[:2000])
         == scores("riskwatchNovelty", values)[:2000]
     )
+
+
+def test_riskwatch_daylong_scores_the_larger_of_riskwatch_and_daylong():
+    values = series(4000)
+    combined = scores("riskwatchDaylong", values)
+    riskwatch = scores("riskwatch", values)
+    daylong = scores("daylong", values)
+    assert combined == [max(a, b) for a, b in zip(riskwatch, daylong, strict=True)]
+    assert all(0.0 <= s <= 1.0 for s in combined)
+    assert daylong[2200] > 0.0  # the spike, at its reading

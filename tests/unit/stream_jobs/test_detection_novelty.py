@@ -2,6 +2,7 @@
 learning, suppression, and the contract (scores in [0, 1], causal, exact
 state round trip, fixed bounded state, determinism)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from riskwatch.contracts import Metric
 from stream_jobs import state_codec as table_codec
 from stream_jobs.detection.novelty import (
+    DAYLONG,
     NoveltyParams,
     NoveltyParamsError,
     WindowNovelty,
@@ -20,6 +22,8 @@ from stream_jobs.detection.novelty import (
 from stream_jobs.detectors import new_state, score_value
 
 STATE_BUDGET_BYTES = 4096
+# What a new component may add beside the production engine's ~2,230 bytes.
+NEW_COMPONENT_BYTES = 1800
 # Small enough to work out by hand: windows of 2 points, 1 reference (the
 # previous window), records held against 2 blocks of 2 distances.
 TINY = NoveltyParams(
@@ -65,6 +69,44 @@ def test_a_record_below_double_scores_its_excess():
     scores = scores_of([0, 0, 1, 1, 1, 2.5], TINY)
     assert scores[-1] == pytest.approx(0.5)
     assert max(scores[:-1]) == 0.0
+
+
+def test_settling_distances_stay_out_of_the_record_history():
+    # Windows (0,10) (10,10) (10,11) (11,11) (11,13): distances to the window
+    # before 10, 1, 1, 2. Without settling, 10 is in the history and 2 is no
+    # record. Settling 1 distance leaves blocks (1, 1): 2 / 1 - 1 = 1.
+    values = [0, 10, 10, 11, 11, 13]
+    assert scores_of(values, TINY)[-1] == 0.0
+    settled = scores_of(values, dataclasses.replace(TINY, settle=1))
+    assert settled == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def daily_cycle(days, missing_peak_day=None):
+    """5-minute readings: 20 at night, 80 from reading 100 to 199 of each day,
+    a ripple of period 9 on top; one day's peak may be missing."""
+    day = np.arange(days * 288) % 288
+    ripple = 0.5 * np.sin(2 * np.pi * day / 9)
+    peak = (day >= 100) & (day < 200)
+    if missing_peak_day is not None:
+        peak[missing_peak_day * 288 : (missing_peak_day + 1) * 288] = False
+    return np.where(peak, 80.0, 20.0) + ripple
+
+
+@pytest.mark.parametrize("params", [NoveltyParams(), DAYLONG])
+def test_a_pure_daily_cycle_never_scores(params):
+    assert max(scores_of(daily_cycle(14), params)) == 0.0
+
+
+def test_daylong_flags_a_missing_peak_where_a_long_point_should_have_held_it():
+    # Day 10's peak should start at reading 2980. Scale 32's points close at
+    # readings 32k - 1: the one at 2975 (2944..2975) is low on every day; the
+    # one at 3007 should have held 28 high readings and holds none, a window
+    # never seen. Scales 1 and 4 see only the night's shapes.
+    scores = np.array(scores_of(daily_cycle(14, missing_peak_day=10), DAYLONG))
+    assert np.flatnonzero(scores).tolist() == [3007]
+    assert scores[3007] == 1.0
+    # The default parameters' windows span at most 2 h 40 min: no record.
+    assert max(scores_of(daily_cycle(14, missing_peak_day=10))) == 0.0
 
 
 def test_a_spike_on_a_repeating_pattern_is_flagged_at_its_reading():
@@ -115,23 +157,25 @@ def test_scores_stay_in_zero_one(values):
     assert all(0.0 <= s <= 1.0 for s in scores_of(values, params))
 
 
+@pytest.mark.parametrize("params", [NoveltyParams(), DAYLONG])
 @settings(max_examples=30, deadline=None)
-@given(st.integers(min_value=0, max_value=1200), st.integers(min_value=0, max_value=9))
+@given(st.integers(min_value=0, max_value=2400), st.integers(min_value=0, max_value=9))
 def test_scoring_a_prefix_gives_the_same_scores_and_a_restored_state_continues_exactly(
-    split, seed
+    params, split, seed
 ):
-    values = busy_series(1200, seed=seed)
-    whole = scores_of(values)
-    first = WindowNovelty()
+    values = busy_series(2400, seed=seed)
+    whole = scores_of(values, params)
+    first = WindowNovelty(params)
     prefix = scores_of(values[:split], detector=first)
     assert prefix == whole[:split]  # causal: later readings change nothing
-    restored = WindowNovelty.from_bytes(first.to_bytes())
+    restored = WindowNovelty.from_bytes(first.to_bytes(), params)
     assert restored.to_bytes() == first.to_bytes()
     assert prefix + scores_of(values[split:], detector=restored) == whole
 
 
-def test_the_state_has_a_fixed_size_within_budget_beside_the_riskwatch_state():
-    detector = WindowNovelty()
+@pytest.mark.parametrize("params", [NoveltyParams(), DAYLONG])
+def test_the_state_has_a_fixed_size_within_budget_beside_the_riskwatch_state(params):
+    detector = WindowNovelty(params)
     sizes = set()
     riskwatch = new_state()
     rng = np.random.default_rng(11)
@@ -144,14 +188,16 @@ def test_the_state_has_a_fixed_size_within_budget_beside_the_riskwatch_state():
         if k % 997 == 0:
             sizes.add(len(detector.to_bytes()))
     assert sizes == {state_bytes(detector.params)}
+    assert state_bytes(detector.params) <= NEW_COMPONENT_BYTES
     # The riskwatchNovelty candidate keeps both states for a series.
     combined = len(detector.to_bytes()) + len(table_codec.dumps(riskwatch))
     assert combined <= STATE_BUDGET_BYTES
 
 
-def test_scores_are_deterministic():
+@pytest.mark.parametrize("params", [NoveltyParams(), DAYLONG])
+def test_scores_are_deterministic(params):
     values = busy_series(3000)
-    assert scores_of(values) == scores_of(values)
+    assert scores_of(values, params) == scores_of(values, params)
 
 
 def test_a_level_shift_on_a_noisy_daily_cycle_is_flagged_as_it_happens():
@@ -188,6 +234,7 @@ def test_a_non_finite_reading_is_refused():
         ({"scales": ()}, "novelty.scales"),
         ({"scales": (1, 0)}, "novelty.scales"),
         ({"learning": -1}, "novelty.learning"),
+        ({"settle": -1}, "novelty.settle"),
         ({"suppress_half_life": 0.0}, "novelty.suppress_half_life"),
         ({"suppress_half_life": math.inf}, "novelty.suppress_half_life"),
     ],
