@@ -303,3 +303,21 @@ def test_rules_check_judges_silences_by_the_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("RISKWATCH_WORKER__SILENT_AFTER_S", "7200")
     accepted = runner.invoke(cli, ["rules", "check", str(tmp_path)])
     assert accepted.exit_code == 0, accepted.output
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999999999999999d", "999999999999999999h", 10**30, 1e300]
+)
+def test_a_duration_too_long_for_a_timedelta_is_a_problem(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_rules_check_names_a_huge_duration_without_a_traceback(tmp_path):
+    (tmp_path / "gas.yaml").write_text(
+        GOOD.replace("clear: {below: 20}", "clear: {below: 20}\n    for: 99999999999d")
+    )
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "rule #0 (gas-orange) field for:" in result.output
+    assert "Traceback" not in result.output
