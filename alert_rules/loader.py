@@ -122,9 +122,77 @@ def load_rules(
     return check.rules
 
 
+# A file's nodes once its aliases are expanded, at most this many times the
+# nodes written in it (and at least this budget's floor): anchors that share a
+# block between rules stay far below, a "billion laughs" file far above.
+ALIAS_EXPANSION_FACTOR = 10
+ALIAS_EXPANSION_FLOOR = 10_000
+
+
+class _AliasBomb(Exception):
+    def __init__(self, written: int, budget: int) -> None:
+        super().__init__(
+            f"not valid YAML: its aliases (*name) expand its {written} nodes to more "
+            f"than {budget}; write the shared parts out or use fewer aliases"
+        )
+
+
+def _expanded_size_within(root: yaml.Node, budget: int) -> bool:
+    """Whether ``root`` expands (each alias counted in full) to at most
+    ``budget`` nodes; stops counting as soon as it does not."""
+    count = 0
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > budget:
+            return False
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return True
+
+
+def _written_size(root: yaml.Node) -> int:
+    """The distinct nodes of a composed document (aliases counted once)."""
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return len(seen)
+
+
+def _load_yaml(text: str) -> Any:  # noqa: ANN401 - any YAML document
+    """``yaml.safe_load`` that refuses a document whose aliases blow it up."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        written = _written_size(root)
+        budget = max(ALIAS_EXPANSION_FACTOR * written, ALIAS_EXPANSION_FLOOR)
+        if not _expanded_size_within(root, budget):
+            raise _AliasBomb(written, budget)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"))
+    except _AliasBomb as exc:
+        return [], [RuleProblem(path, None, None, str(exc))]
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         message = "not valid YAML: " + " ".join(str(exc).split())
         return [], [RuleProblem(path, None, None, message)]

@@ -321,3 +321,44 @@ def test_rules_check_names_a_huge_duration_without_a_traceback(tmp_path):
     assert result.exit_code == 1, result.output
     assert "rule #0 (gas-orange) field for:" in result.output
     assert "Traceback" not in result.output
+
+
+BOMB = """\
+a: &a [x, x, x, x, x, x, x, x, x]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+rules:
+  - id: bomb
+    title: t
+    level: II
+    select: {enterprises: *g}
+    when: {above: 25}
+    action: a
+    expected: e
+"""
+
+
+def test_a_yaml_bomb_is_one_problem_not_millions(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    check = check_rules(tmp_path)
+    [problem] = check.problems
+    assert "aliases" in str(problem)
+    assert len(str(problem)) < 500
+
+
+def test_anchors_within_reason_are_still_read(tmp_path):
+    shared = GOOD.replace(
+        "select: {metrics: [combustible_gas_lel]}",
+        "select: &gas {metrics: [combustible_gas_lel]}",
+    )
+    shared = shared.replace(
+        "    when: {fired: [stuck]}", "    select: *gas\n    when: {fired: [stuck]}"
+    )
+    (tmp_path / "shared.yaml").write_text(shared)
+    check = check_rules(tmp_path)
+    assert check.problems == []
+    assert [r.id for r in check.rules] == ["gas-orange", "stuck"]
