@@ -193,6 +193,9 @@ def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
         data = _load_yaml(path.read_text(encoding="utf-8"))
     except _AliasBomb as exc:
         return [], [RuleProblem(path, None, None, str(exc))]
+    except RecursionError:
+        message = "not valid YAML: nested too deeply to read"
+        return [], [RuleProblem(path, None, None, message)]
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         message = "not valid YAML: " + " ".join(str(exc).split())
         return [], [RuleProblem(path, None, None, message)]

@@ -362,3 +362,9 @@ def test_anchors_within_reason_are_still_read(tmp_path):
     check = check_rules(tmp_path)
     assert check.problems == []
     assert [r.id for r in check.rules] == ["gas-orange", "stuck"]
+
+
+def test_a_file_nested_too_deeply_is_a_problem_not_a_traceback(tmp_path):
+    (tmp_path / "deep.yaml").write_text("rules: " + "[" * 5000 + "]" * 5000 + "\n")
+    [problem] = check_rules(tmp_path).problems
+    assert "nested too deeply" in str(problem)
