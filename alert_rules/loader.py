@@ -172,25 +172,97 @@ def _written_size(root: yaml.Node) -> int:
     return len(seen)
 
 
-def _load_yaml(text: str) -> Any:  # noqa: ANN401 - any YAML document
-    """``yaml.safe_load`` that refuses a document whose aliases blow it up."""
+@dataclass
+class _TwiceGiven:
+    """A mapping key given twice: where (keys and list indexes down to the
+    mapping, then the key) and the lines of both."""
+
+    path: list[str | int]
+    first_line: int
+    second_line: int
+
+
+def _keys_given_twice(root: yaml.Node) -> list[_TwiceGiven]:
+    """The keys written twice in one mapping, in file order. A YAML reader
+    keeps the last silently, so ``level: II`` then ``level: III`` would be a
+    level III rule without a word."""
+    found: list[_TwiceGiven] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, list[str | int]]] = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, [*path, i]) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                if (
+                    isinstance(key, yaml.ScalarNode)
+                    and key.tag != "tag:yaml.org,2002:merge"
+                ):
+                    line = key.start_mark.line + 1
+                    if key.value in lines:
+                        found.append(
+                            _TwiceGiven([*path, key.value], lines[key.value], line)
+                        )
+                    else:
+                        lines[key.value] = line
+                    stack.append((value, [*path, key.value]))
+                else:
+                    stack.append((value, path))
+    return sorted(found, key=lambda twice: twice.second_line)
+
+
+class _Composed:
+    """A rule file's document and the keys it gives twice."""
+
+    def __init__(self, data: Any, twice: list[_TwiceGiven]) -> None:  # noqa: ANN401
+        self.data = data
+        self.twice = twice
+
+
+def _load_yaml(text: str) -> _Composed:
+    """``yaml.safe_load`` that refuses a document whose aliases blow it up,
+    and finds the keys given twice in one mapping."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
-            return None
+            return _Composed(None, [])
         written = _written_size(root)
         budget = max(ALIAS_EXPANSION_FACTOR * written, ALIAS_EXPANSION_FLOOR)
         if not _expanded_size_within(root, budget):
             raise _AliasBomb(written, budget)
-        return loader.construct_document(root)
+        # Before constructing: that merges `<<: *base` into the mapping's own
+        # keys, where overriding a merged key is allowed, not a repeat.
+        twice = _keys_given_twice(root)
+        return _Composed(loader.construct_document(root), twice)
     finally:
         loader.dispose()
 
 
+def _twice_problem(path: Path, data: Any, twice: _TwiceGiven) -> RuleProblem:  # noqa: ANN401
+    message = f"given twice (lines {twice.first_line} and {twice.second_line})"
+    keys = twice.path
+    if len(keys) >= 3 and keys[0] == "rules" and isinstance(keys[1], int):
+        index = keys[1]
+        ident = "?"
+        entries = data.get("rules") if isinstance(data, dict) else None
+        if isinstance(entries, list) and index < len(entries):
+            entry = entries[index]
+            if isinstance(entry, dict) and entry.get("id") is not None:
+                ident = str(entry["id"])
+        field_name = ".".join(str(k) for k in keys[2:])
+        return RuleProblem(path, f"#{index} ({ident})", field_name, message)
+    return RuleProblem(path, None, ".".join(str(k) for k in keys), message)
+
+
 def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
     try:
-        data = _load_yaml(path.read_text(encoding="utf-8"))
+        composed = _load_yaml(path.read_text(encoding="utf-8"))
     except _AliasBomb as exc:
         return [], [RuleProblem(path, None, None, str(exc))]
     except RecursionError:
@@ -199,16 +271,18 @@ def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         message = "not valid YAML: " + " ".join(str(exc).split())
         return [], [RuleProblem(path, None, None, message)]
+    data = composed.data
+    twice = [_twice_problem(path, data, given) for given in composed.twice]
     if not isinstance(data, dict) or "rules" not in data:
         got = type(data).__name__ if data is not None else "an empty file"
         message = f"expected a mapping with a 'rules' list, got {got}"
-        return [], [RuleProblem(path, None, None, message)]
+        return [], [*twice, RuleProblem(path, None, None, message)]
     try:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
         problems = [_problem(path, data, err) for err in exc.errors(include_url=False)]
-        return _valid_rules(data), problems
-    return list(enumerate(parsed.rules)), []
+        return _valid_rules(data), [*twice, *problems]
+    return list(enumerate(parsed.rules)), twice
 
 
 def _valid_rules(data: dict[str, Any]) -> list[tuple[int, Rule]]:

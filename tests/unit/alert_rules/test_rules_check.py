@@ -368,3 +368,41 @@ def test_a_file_nested_too_deeply_is_a_problem_not_a_traceback(tmp_path):
     (tmp_path / "deep.yaml").write_text("rules: " + "[" * 5000 + "]" * 5000 + "\n")
     [problem] = check_rules(tmp_path).problems
     assert "nested too deeply" in str(problem)
+
+
+def test_a_key_given_twice_in_a_rule_is_a_problem_naming_rule_and_field(tmp_path):
+    # YAML readers keep the last value silently: level II then III was a
+    # level III rule, without a word.
+    twice = GOOD.replace("    level: II\n", "    level: II\n    level: III\n", 1)
+    twice = twice.replace("when: {above: 25}", "when: {above: 25, above: 50}")
+    (tmp_path / "gas.yaml").write_text(twice)
+    problems = [str(p) for p in check_rules(tmp_path).problems]
+    assert len(problems) == 2, problems
+    assert (
+        "rule #0 (gas-orange) field level: given twice (lines 4 and 5)" in problems[0]
+    )
+    assert "rule #0 (gas-orange) field when.above: given twice" in problems[1]
+
+
+def test_a_top_level_key_given_twice_is_a_problem(tmp_path):
+    (tmp_path / "gas.yaml").write_text(GOOD + "rules: []\n")
+    problem = check_rules(tmp_path).problems[0]
+    assert "gas.yaml field rules: given twice" in str(problem)
+
+
+def test_a_key_that_overrides_a_merged_one_is_not_given_twice(tmp_path):
+    (tmp_path / "merged.yaml").write_text(
+        dedent(
+            """\
+            x-base: &base {title: t, level: II, when: {above: 25}, action: a}
+            rules:
+              - <<: *base
+                id: merged
+                level: I
+                select: {metrics: [combustible_gas_lel]}
+                expected: e
+            """
+        )
+    )
+    problems = [str(p) for p in check_rules(tmp_path).problems]
+    assert not any("given twice" in p for p in problems), problems
