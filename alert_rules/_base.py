@@ -11,6 +11,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Far beyond any rule's need (100 years) and well inside what a timedelta holds.
+_MAX_DURATION_S = 100 * 365 * 86400.0
 
 
 class StrictModel(BaseModel):
@@ -69,6 +71,10 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"expected a duration, got {type(value).__name__}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"a duration must be finite and not negative, got {value!r}")
+    if seconds > _MAX_DURATION_S:
+        raise ValueError(
+            f"a duration may be at most {_MAX_DURATION_S / 86400:g} days, got {value!r}"
+        )
     return timedelta(seconds=seconds)
 
 

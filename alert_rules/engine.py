@@ -824,7 +824,9 @@ def _observe(rule: Rule, ctx: Context, track: _Track) -> None:
         else:
             expected = [f.expected for f in findings if f.expected is not None]
             track.expected = expected[0] if expected else None
-    details = "; ".join(f.detail for f in findings if f.detail)
+    # A finding that several conditions match (spike-or-drop asks for
+    # robust_z twice) is said once, in the order first found.
+    details = "; ".join(dict.fromkeys(f.detail for f in findings if f.detail))
     said = f"{rule.title}: {said}" + (f" ({details})" if details else "")
     track.said = said[: _DETAIL_CHARS * 2]
 

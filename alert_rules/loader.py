@@ -122,22 +122,167 @@ def load_rules(
     return check.rules
 
 
+# A file's nodes once its aliases are expanded, at most this many times the
+# nodes written in it (and at least this budget's floor): anchors that share a
+# block between rules stay far below, a "billion laughs" file far above.
+ALIAS_EXPANSION_FACTOR = 10
+ALIAS_EXPANSION_FLOOR = 10_000
+
+
+class _AliasBomb(Exception):
+    def __init__(self, written: int, budget: int) -> None:
+        super().__init__(
+            f"not valid YAML: its aliases (*name) expand its {written} nodes to more "
+            f"than {budget}; write the shared parts out or use fewer aliases"
+        )
+
+
+def _expanded_size_within(root: yaml.Node, budget: int) -> bool:
+    """Whether ``root`` expands (each alias counted in full) to at most
+    ``budget`` nodes; stops counting as soon as it does not."""
+    count = 0
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > budget:
+            return False
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return True
+
+
+def _written_size(root: yaml.Node) -> int:
+    """The distinct nodes of a composed document (aliases counted once)."""
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return len(seen)
+
+
+@dataclass
+class _TwiceGiven:
+    """A mapping key given twice: where (keys and list indexes down to the
+    mapping, then the key) and the lines of both."""
+
+    path: list[str | int]
+    first_line: int
+    second_line: int
+
+
+def _keys_given_twice(root: yaml.Node) -> list[_TwiceGiven]:
+    """The keys written twice in one mapping, in file order. A YAML reader
+    keeps the last silently, so ``level: II`` then ``level: III`` would be a
+    level III rule without a word."""
+    found: list[_TwiceGiven] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, list[str | int]]] = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, [*path, i]) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                if (
+                    isinstance(key, yaml.ScalarNode)
+                    and key.tag != "tag:yaml.org,2002:merge"
+                ):
+                    line = key.start_mark.line + 1
+                    if key.value in lines:
+                        found.append(
+                            _TwiceGiven([*path, key.value], lines[key.value], line)
+                        )
+                    else:
+                        lines[key.value] = line
+                    stack.append((value, [*path, key.value]))
+                else:
+                    stack.append((value, path))
+    return sorted(found, key=lambda twice: twice.second_line)
+
+
+class _Composed:
+    """A rule file's document and the keys it gives twice."""
+
+    def __init__(self, data: Any, twice: list[_TwiceGiven]) -> None:  # noqa: ANN401
+        self.data = data
+        self.twice = twice
+
+
+def _load_yaml(text: str) -> _Composed:
+    """``yaml.safe_load`` that refuses a document whose aliases blow it up,
+    and finds the keys given twice in one mapping."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return _Composed(None, [])
+        written = _written_size(root)
+        budget = max(ALIAS_EXPANSION_FACTOR * written, ALIAS_EXPANSION_FLOOR)
+        if not _expanded_size_within(root, budget):
+            raise _AliasBomb(written, budget)
+        # Before constructing: that merges `<<: *base` into the mapping's own
+        # keys, where overriding a merged key is allowed, not a repeat.
+        twice = _keys_given_twice(root)
+        return _Composed(loader.construct_document(root), twice)
+    finally:
+        loader.dispose()
+
+
+def _twice_problem(path: Path, data: Any, twice: _TwiceGiven) -> RuleProblem:  # noqa: ANN401
+    message = f"given twice (lines {twice.first_line} and {twice.second_line})"
+    keys = twice.path
+    if len(keys) >= 3 and keys[0] == "rules" and isinstance(keys[1], int):
+        index = keys[1]
+        ident = "?"
+        entries = data.get("rules") if isinstance(data, dict) else None
+        if isinstance(entries, list) and index < len(entries):
+            entry = entries[index]
+            if isinstance(entry, dict) and entry.get("id") is not None:
+                ident = str(entry["id"])
+        field_name = ".".join(str(k) for k in keys[2:])
+        return RuleProblem(path, f"#{index} ({ident})", field_name, message)
+    return RuleProblem(path, None, ".".join(str(k) for k in keys), message)
+
+
 def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        composed = _load_yaml(path.read_text(encoding="utf-8"))
+    except _AliasBomb as exc:
+        return [], [RuleProblem(path, None, None, str(exc))]
+    except RecursionError:
+        message = "not valid YAML: nested too deeply to read"
+        return [], [RuleProblem(path, None, None, message)]
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         message = "not valid YAML: " + " ".join(str(exc).split())
         return [], [RuleProblem(path, None, None, message)]
+    data = composed.data
+    twice = [_twice_problem(path, data, given) for given in composed.twice]
     if not isinstance(data, dict) or "rules" not in data:
         got = type(data).__name__ if data is not None else "an empty file"
         message = f"expected a mapping with a 'rules' list, got {got}"
-        return [], [RuleProblem(path, None, None, message)]
+        return [], [*twice, RuleProblem(path, None, None, message)]
     try:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
         problems = [_problem(path, data, err) for err in exc.errors(include_url=False)]
-        return _valid_rules(data), problems
-    return list(enumerate(parsed.rules)), []
+        return _valid_rules(data), [*twice, *problems]
+    return list(enumerate(parsed.rules)), twice
 
 
 def _valid_rules(data: dict[str, Any]) -> list[tuple[int, Rule]]:

@@ -790,7 +790,7 @@ class StreamWorker:
                 await self._reject(value, record, topic=WARNINGS)
                 continue
             data = record.model_dump(mode="json")
-            await self.writer.write([warning_point(data)])
+            await self._store_warning_point(record, data)
             if record.held:
                 # Recorded (store, InfluxDB), not sent: the release timer
                 # sends this version later if the warning outlives the silence.
@@ -824,6 +824,23 @@ class StreamWorker:
                     receipt.reference,
                     exc,
                 )
+
+    async def _store_warning_point(
+        self, record: WarningRecord, data: dict[str, Any]
+    ) -> None:
+        """The version's point in InfluxDB. A failure there (a point older
+        than the bucket's retention, InfluxDB down) is logged and never keeps
+        the version from the platform: raising here would crash the delivery
+        agent, and the version it was on would never be posted."""
+        try:
+            await self.writer.write([warning_point(data)])
+        except Exception as exc:  # noqa: BLE001 - delivery goes on; the record is on Kafka
+            log.error(  # noqa: TRY400 - expected outage, no traceback
+                "warning point not stored warning=%s version=%d: %r",
+                record.id,
+                record.version,
+                exc,
+            )
 
     async def _send_undelivered(self, key: bytes, value: bytes) -> None:
         await self.undelivered.send(key=key, value=value)

@@ -8,6 +8,7 @@ rather than silently ignored.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -44,7 +45,24 @@ def _has_text(text: str) -> str:
     return text
 
 
-Text = Annotated[str, AfterValidator(_has_text)]
+# Line breaks and tabs are text; every other control character (ESC, NUL,
+# BEL, ...) is refused: it would go into the audit trail as is and reach the
+# next officer's terminal through `riskwatch warnings show`.
+_TEXT_CONTROLS = frozenset("\n\r\t")
+
+
+def _no_controls(text: str) -> str:
+    for position, ch in enumerate(text):
+        if unicodedata.category(ch) == "Cc" and ch not in _TEXT_CONTROLS:
+            raise ValueError(
+                f"contains the control character U+{ord(ch):04X} at position "
+                f"{position}; only printable text, tabs and line breaks"
+            )
+    return text
+
+
+Text = Annotated[str, AfterValidator(_has_text), AfterValidator(_no_controls)]
+Comment = Annotated[str, AfterValidator(_no_controls)]
 
 # A time of day in ISO 8601 starts with a four-digit year and a dash; pydantic
 # alone also takes a number (or a string of digits) as seconds or milliseconds
@@ -75,7 +93,7 @@ class ActionBody(_Input):
     ``command_id`` makes a retried request safe: the same id is applied once.
     """
 
-    comment: str = Field(default="", max_length=COMMENT_CHARS)
+    comment: Comment = Field(default="", max_length=COMMENT_CHARS)
     command_id: str | None = Field(default=None, pattern=COMMAND_ID_PATTERN)
 
 

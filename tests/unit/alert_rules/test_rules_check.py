@@ -303,3 +303,106 @@ def test_rules_check_judges_silences_by_the_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("RISKWATCH_WORKER__SILENT_AFTER_S", "7200")
     accepted = runner.invoke(cli, ["rules", "check", str(tmp_path)])
     assert accepted.exit_code == 0, accepted.output
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999999999999999d", "999999999999999999h", 10**30, 1e300]
+)
+def test_a_duration_too_long_for_a_timedelta_is_a_problem(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_rules_check_names_a_huge_duration_without_a_traceback(tmp_path):
+    (tmp_path / "gas.yaml").write_text(
+        GOOD.replace("clear: {below: 20}", "clear: {below: 20}\n    for: 99999999999d")
+    )
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "rule #0 (gas-orange) field for:" in result.output
+    assert "Traceback" not in result.output
+
+
+BOMB = """\
+a: &a [x, x, x, x, x, x, x, x, x]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+rules:
+  - id: bomb
+    title: t
+    level: II
+    select: {enterprises: *g}
+    when: {above: 25}
+    action: a
+    expected: e
+"""
+
+
+def test_a_yaml_bomb_is_one_problem_not_millions(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    check = check_rules(tmp_path)
+    [problem] = check.problems
+    assert "aliases" in str(problem)
+    assert len(str(problem)) < 500
+
+
+def test_anchors_within_reason_are_still_read(tmp_path):
+    shared = GOOD.replace(
+        "select: {metrics: [combustible_gas_lel]}",
+        "select: &gas {metrics: [combustible_gas_lel]}",
+    )
+    shared = shared.replace(
+        "    when: {fired: [stuck]}", "    select: *gas\n    when: {fired: [stuck]}"
+    )
+    (tmp_path / "shared.yaml").write_text(shared)
+    check = check_rules(tmp_path)
+    assert check.problems == []
+    assert [r.id for r in check.rules] == ["gas-orange", "stuck"]
+
+
+def test_a_file_nested_too_deeply_is_a_problem_not_a_traceback(tmp_path):
+    (tmp_path / "deep.yaml").write_text("rules: " + "[" * 5000 + "]" * 5000 + "\n")
+    [problem] = check_rules(tmp_path).problems
+    assert "nested too deeply" in str(problem)
+
+
+def test_a_key_given_twice_in_a_rule_is_a_problem_naming_rule_and_field(tmp_path):
+    # YAML readers keep the last value silently: level II then III was a
+    # level III rule, without a word.
+    twice = GOOD.replace("    level: II\n", "    level: II\n    level: III\n", 1)
+    twice = twice.replace("when: {above: 25}", "when: {above: 25, above: 50}")
+    (tmp_path / "gas.yaml").write_text(twice)
+    problems = [str(p) for p in check_rules(tmp_path).problems]
+    assert len(problems) == 2, problems
+    assert (
+        "rule #0 (gas-orange) field level: given twice (lines 4 and 5)" in problems[0]
+    )
+    assert "rule #0 (gas-orange) field when.above: given twice" in problems[1]
+
+
+def test_a_top_level_key_given_twice_is_a_problem(tmp_path):
+    (tmp_path / "gas.yaml").write_text(GOOD + "rules: []\n")
+    problem = check_rules(tmp_path).problems[0]
+    assert "gas.yaml field rules: given twice" in str(problem)
+
+
+def test_a_key_that_overrides_a_merged_one_is_not_given_twice(tmp_path):
+    (tmp_path / "merged.yaml").write_text(
+        dedent(
+            """\
+            x-base: &base {title: t, level: II, when: {above: 25}, action: a}
+            rules:
+              - <<: *base
+                id: merged
+                level: I
+                select: {metrics: [combustible_gas_lel]}
+                expected: e
+            """
+        )
+    )
+    problems = [str(p) for p in check_rules(tmp_path).problems]
+    assert not any("given twice" in p for p in problems), problems

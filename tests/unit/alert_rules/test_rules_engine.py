@@ -10,7 +10,7 @@ import pytest
 
 from alert_rules import RuleEngine, ScopeKind, WarningRecord, warning_id
 from alert_rules.engine import subject_of
-from riskwatch.contracts import NS_PER_S
+from riskwatch.contracts import NS_PER_S, Finding
 
 # The same origin as the make_obs fixture's minute 0.
 T0 = datetime(2026, 12, 3, tzinfo=UTC)
@@ -417,3 +417,29 @@ def test_an_unregistered_enterprise_waits_the_whole_for(graded_rule, make_obs, r
     series = [make_obs("power_kw", 80, m) for m in range(1, 40)]
     [record] = run([graded_rule], series, None)
     assert record.detection_time == _moment(16)
+
+
+def test_a_finding_matched_by_two_conditions_is_explained_once(
+    run, make_obs, default_rules
+):
+    # spike-or-drop asks for the robust_z finding in two conditions (the
+    # combined score with a detector, and rate_of_change alone): the item
+    # said each detail two or three times ("a step of 33.4 usual steps ...;
+    # ...; a step of 33.4 usual steps ...").
+    [rule] = [r for r in default_rules if r.id == "spike-or-drop"]
+    robust = Finding(
+        detector="robust_z", score=0.95, detail="above the rolling median by 39.5"
+    )
+    step = Finding(
+        detector="rate_of_change", score=0.9, detail="a step of 33.4 usual steps"
+    )
+    records = run(
+        [rule],
+        [
+            make_obs("temperature_c", 20, 0),
+            make_obs("temperature_c", 90, 1, score=0.95, findings=[robust, step]),
+        ],
+    )
+    said = records[0].items[0].observed
+    assert said.count("above the rolling median by 39.5") == 1, said
+    assert said.count("a step of 33.4 usual steps") == 1, said

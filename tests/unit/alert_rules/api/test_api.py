@@ -790,3 +790,48 @@ def test_a_warning_is_served_as_a_valid_cap_alert_to_any_reader():
     assert doc.findtext("cap:identifier", namespaces=ns) == OPENED.version_id
     assert doc.findtext("cap:info/cap:onset", namespaces=ns) is not None
     assert absent["field"] == "id"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "acknowledge",
+            {"comment": "on my way\u001b[2J\u001b[31mclosed by supervisor"},
+            "comment",
+        ),
+        ("acknowledge", {"comment": "\u0000\u0001"}, "comment"),
+        ("close", {"comment": "done\u0007"}, "comment"),
+    ],
+)
+def test_control_characters_in_a_comment_are_refused_naming_the_field(
+    path, body, field
+):
+    # They went into the audit trail, and `riskwatch warnings show` wrote
+    # them raw to the next officer's terminal (ESC [2J clears it).
+    api = Api()
+    [(status, answer)] = call(
+        api, [("POST", f"{PATH}/{path}", OFFICER, body)], seed=[OPENED]
+    )
+    assert status == 422
+    assert answer["field"] == field
+    assert "control character" in answer["message"]
+
+
+def test_a_note_with_an_escape_sequence_is_refused_but_line_breaks_are_text():
+    api = Api()
+    answers = call(
+        api,
+        [
+            ("POST", f"{PATH}/acknowledge", OFFICER, {"comment": "line 1\nline 2\t."}),
+            (
+                "POST",
+                f"{PATH}/dispose",
+                OFFICER,
+                {"note": "valve\u001b]0;x\u0007 shut"},
+            ),
+        ],
+        seed=[OPENED],
+    )
+    assert answers[0][0] == 200
+    assert (answers[1][0], answers[1][1]["field"]) == (422, "note")
