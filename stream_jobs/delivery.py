@@ -16,7 +16,8 @@ An event that was refused, or still fails after ``max_attempts``, is
 (:data:`riskwatch.topics.WARNINGS_UNDELIVERED`, as a
 :class:`riskwatch.contracts.DeadLetter` whose payload is the exact event body)
 and appended to the fallback JSONL file (``platform.fallback_file``), from where
-an operator passes it on by another channel.
+an operator passes it on by another channel, or posts it again once the
+platform is back (:func:`resend_fallback`, ``riskwatch warnings resend``).
 
 The platform's 2xx answer may carry a receipt, ``{"reference": "..."}``, its
 own reference for the warning; :meth:`WebhookClient.post` returns it in a
@@ -46,6 +47,7 @@ from tenacity import (
 
 from alert_rules.warning import WarningRecord
 from riskwatch.contracts import DeadLetter, PayloadError, to_json_bytes
+from riskwatch.errors import ConfigError
 from riskwatch.settings import PlatformSettings
 from riskwatch.signing import signed_headers
 from riskwatch.topics import WARNINGS
@@ -263,6 +265,93 @@ class WebhookClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+@dataclass(frozen=True)
+class ResendResult:
+    """What :func:`resend_fallback` did with a fallback file's lines.
+
+    Attributes:
+        delivered: events the platform took this time.
+        undelivered: events that failed again; the client wrote them back to
+            the fallback file with the new reason.
+        kept: lines that hold no warning event, written back unchanged.
+    """
+
+    delivered: int = 0
+    undelivered: int = 0
+    kept: int = 0
+
+
+async def resend_fallback(
+    settings: PlatformSettings, secret: SecretStr, path: Path
+) -> ResendResult:
+    """Post every event of the fallback file ``path`` again, with its own id.
+
+    The platform deduplicates by event id, so an event it got after all is
+    not recorded twice. An event that fails again (after
+    ``settings.max_attempts``) goes back to ``path`` with its new reason, and
+    a line that holds no warning event goes back unchanged: nothing is lost.
+    It is not dead-lettered again; it is on the undelivered topic already.
+
+    The file is first renamed aside (``<name>.resending-<ns>``), so that a
+    worker appending to it meanwhile starts a new one rather than racing
+    this rewrite; leftovers of an interrupted resend are taken up too, and
+    each is removed once every line of it was posted or written back.
+
+    Raises:
+        ConfigError: ``settings.webhook_url`` is not set.
+    """
+    if not settings.webhook_url:
+        raise ConfigError("platform.webhook_url is not set: nowhere to resend to")
+    client = WebhookClient(settings, secret=secret, fallback=path)
+    try:
+        return await _resend(path, client)
+    finally:
+        await client.close()
+
+
+async def _resend(path: Path, client: WebhookClient) -> ResendResult:
+    taken = sorted(path.parent.glob(f"{path.name}.resending-*"))
+    if path.exists():
+        aside = path.with_name(f"{path.name}.resending-{time.time_ns()}")
+        path.rename(aside)
+        taken.append(aside)
+    counts = {"delivered": 0, "undelivered": 0, "kept": 0}
+    for file in taken:
+        # surrogateescape: a line kept goes back byte for byte, even one
+        # that is not UTF-8.
+        with file.open(encoding="utf-8", errors="surrogateescape") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)["event"]
+                    record = WarningRecord.model_validate(event["data"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning(
+                        "fallback line kept: no warning event file=%s line=%d: %s",
+                        file,
+                        number,
+                        str(exc).splitlines()[0],
+                    )
+                    with path.open(
+                        "a", encoding="utf-8", errors="surrogateescape"
+                    ) as keep:
+                        keep.write(line.rstrip("\n") + "\n")
+                    counts["kept"] += 1
+                    continue
+                taken_now = await client.post(record) is not None
+                counts["delivered" if taken_now else "undelivered"] += 1
+        file.unlink()
+    log.info(
+        "fallback resent file=%s delivered=%d undelivered=%d kept=%d",
+        path,
+        counts["delivered"],
+        counts["undelivered"],
+        counts["kept"],
+    )
+    return ResendResult(**counts)
 
 
 def _reference(body: bytes) -> str | None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,11 +24,18 @@ from alert_rules.lifecycle import Action
 from alert_rules.rule import Level, ScopeKind
 from alert_rules.warning import WarningStatus
 from riskwatch.clictx import settings_of
+from riskwatch.errors import RiskwatchError
 from riskwatch.secrets import SecretStore
+from riskwatch.signing import signing_secret
+from stream_jobs.delivery import resend_fallback
 
 _CONTEXT = {"show_default": True, "help_option_names": ["-h", "--help"]}
 EXIT_PENDING = 4
 _T = TypeVar("_T")
+
+
+class StillUndelivered(RiskwatchError):
+    """Events of the fallback file failed again; they are back in it."""
 
 
 @click.command(context_settings=_CONTEXT)
@@ -219,3 +227,32 @@ def dispose(
 ) -> None:
     """Record how an acknowledged warning was handled."""
     _act(ctx, warning, Action.DISPOSE, {"note": note, "command_id": command_id})
+
+
+@warnings.command()
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fallback file  [default: platform.fallback_file in the run folder]",
+)
+@click.pass_context
+def resend(ctx: click.Context, path: Path | None) -> None:
+    """Post the warnings of the fallback file to the platform again.
+
+    Each event keeps its id, so the platform records it once even if it got
+    it after all. Those that fail again, and lines that hold no warning
+    event, stay in the file. Exits 1 while any event is still undelivered.
+    """
+    settings = settings_of(ctx)
+    path = path or settings.run_dir / settings.platform.fallback_file
+    result = _run(resend_fallback(settings.platform, signing_secret(settings), path))
+    click.echo(
+        f"delivered {result.delivered}, still undelivered {result.undelivered}, "
+        f"kept {result.kept} lines that hold no warning event ({path})"
+    )
+    if result.undelivered:
+        raise StillUndelivered(
+            f"{result.undelivered} events failed again; they are back in {path}"
+        )

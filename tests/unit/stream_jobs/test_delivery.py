@@ -15,9 +15,11 @@ import socket
 
 import pytest
 from aiohttp import test_utils, web
+from click.testing import CliRunner
 from pydantic import SecretStr
 from tenacity import AsyncRetrying
 
+from riskwatch.cli import cli
 from riskwatch.contracts import DeadLetter
 from riskwatch.settings import PlatformSettings
 from riskwatch.signing import IDEMPOTENCY_HEADER, verify
@@ -346,3 +348,128 @@ def test_receiver_with_another_secret_answers_401_and_is_not_retried(
     assert waits == []
     assert client.failed == 1
     assert len(sink.sent) == 1
+
+
+# Resending the fallback file ----------------------------------------------------
+
+
+def _undelivered(tmp_path, *warnings):
+    """The fallback file a worker leaves when nothing listens at the URL."""
+    fallback = tmp_path / "undelivered.jsonl"
+    settings = PlatformSettings(
+        webhook_url=f"http://127.0.0.1:{free_port()}/warnings", max_attempts=1
+    )
+
+    async def fail_all():
+        client = WebhookClient(settings, secret=SECRET, fallback=fallback)
+        try:
+            for warning in warnings:
+                assert await client.post(warning) is None
+        finally:
+            await client.close()
+
+    asyncio.run(fail_all())
+    return fallback
+
+
+def _resend(receiver, fallback, max_attempts=2):
+    async def run():
+        url = await receiver.start()
+        try:
+            settings = PlatformSettings(webhook_url=url, max_attempts=max_attempts)
+            return await delivery.resend_fallback(settings, SECRET, fallback)
+        finally:
+            await receiver.stop()
+
+    return asyncio.run(run())
+
+
+def test_resend_delivers_the_fallback_events_and_keeps_what_is_no_event(
+    make_warning, waits, tmp_path, caplog
+):
+    first, second = make_warning(), make_warning(device="GD-102")
+    fallback = _undelivered(tmp_path, first, second)
+    junk = "not json \udcff at all"
+    with fallback.open("a", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(junk + "\n")
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    with caplog.at_level(logging.INFO, logger="stream_jobs.delivery"):
+        result = _resend(receiver, fallback)
+    assert (result.delivered, result.undelivered, result.kept) == (2, 0, 1)
+    assert [w["id"] for w in receiver.warnings] == [first.id, second.id]
+    # Only the line that is no event is left, byte for byte.
+    assert fallback.read_bytes() == junk.encode("utf-8", "surrogateescape") + b"\n"
+    assert list(tmp_path.glob("*.resending-*")) == []
+    assert "fallback line kept: no warning event" in caplog.text
+    assert "fallback resent" in caplog.text
+
+
+def test_an_event_the_platform_got_after_all_is_recorded_once(
+    make_warning, waits, tmp_path
+):
+    warning = make_warning()
+    fallback = _undelivered(tmp_path, warning)
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    _resend(receiver, fallback)
+    _undelivered(tmp_path, warning)  # the same event failed once more
+    result = _resend(receiver, fallback)
+    assert result.delivered == 1
+    assert (receiver.received, receiver.duplicates) == (1, 1)
+
+
+def test_events_failing_again_go_back_with_their_new_reason(
+    make_warning, waits, tmp_path
+):
+    first, second = make_warning(), make_warning(device="GD-102")
+    fallback = _undelivered(tmp_path, first, second)
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET, fail_first=100)
+    result = _resend(receiver, fallback, max_attempts=2)
+    assert (result.delivered, result.undelivered, result.kept) == (0, 2, 0)
+    lines = [json.loads(line) for line in fallback.read_text().splitlines()]
+    assert [line["event"]["data"]["id"] for line in lines] == [first.id, second.id]
+    assert {line["reason"] for line in lines} == {"HTTP 500 after 2 attempts"}
+    assert receiver.failed == 4
+    assert list(tmp_path.glob("*.resending-*")) == []
+
+
+def test_a_file_left_by_an_interrupted_resend_is_taken_up(
+    make_warning, waits, tmp_path
+):
+    warning = make_warning()
+    fallback = _undelivered(tmp_path, warning)
+    fallback.rename(tmp_path / "undelivered.jsonl.resending-1")
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    result = _resend(receiver, fallback)
+    assert result.delivered == 1
+    assert not fallback.exists()
+    assert list(tmp_path.glob("*.resending-*")) == []
+
+
+def test_resend_without_a_webhook_url_is_a_config_error(tmp_path):
+    with pytest.raises(delivery.ConfigError, match=r"platform\.webhook_url"):
+        asyncio.run(
+            delivery.resend_fallback(
+                PlatformSettings(webhook_url=None), SECRET, tmp_path / "f.jsonl"
+            )
+        )
+
+
+def test_riskwatch_warnings_resend_exits_1_while_events_stay_undelivered(
+    make_warning, tmp_path
+):
+    # The CLI as a user runs it: the run folder's fallback file, a platform
+    # that still does not answer (one attempt, nothing listening).
+    run = tmp_path / "run"
+    run.mkdir()
+    fallback = _undelivered(run, make_warning())
+    fallback.rename(run / "undelivered-warnings.jsonl")
+    env = {
+        "RISKWATCH_RUN_DIR": str(run),
+        "RISKWATCH_PLATFORM__WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/w",
+        "RISKWATCH_PLATFORM__MAX_ATTEMPTS": "1",
+    }
+    result = CliRunner().invoke(cli, ["warnings", "resend"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "delivered 0, still undelivered 1, kept 0" in result.output
+    assert "StillUndelivered: 1 events failed again" in result.output
+    assert len((run / "undelivered-warnings.jsonl").read_text().splitlines()) == 1
