@@ -88,7 +88,13 @@ Missing values: a non-finite value (NaN, inf) is not learned; it scores 0
 with a ``missing`` finding. Points that are flagged are learned only after
 being clipped to the edge of the band (winsorised; the profile to its own
 band), so one outlier does not widen the band that should catch the next,
-while a lasting level shift is still absorbed.
+while a lasting level shift is still absorbed. A reading farther from the
+rolling median than 1,000 times the largest magnitude in the window (at least
+1 in the metric's unit; a corrupted value such as 1.7e308, a unit error) is
+scored and kept in the rolling window, but no other statistic learns it: one
+such value would otherwise leave the variances infinite and every later
+spike unscored. A change of scale that lasts is learned once it fills half
+the window.
 
 State (:mod:`stream_jobs.detection.state`): a fixed binary record of 2,200
 bytes (the scalar statistics, the rolling window as a ring and the three

@@ -53,6 +53,21 @@ MAD_TO_SIGMA = 1.4826
 Z_QUIET = 4.0
 Z_FULL = 12.0
 
+# implausible -------------------------------------------------------------------
+# A reading farther from the rolling median than FAR_RATIO times the largest
+# magnitude in the window (at least FAR_FLOOR, in the metric's unit) is no
+# measurement this series makes: a corrupted value, a unit error. It is
+# scored, and kept in the rolling window (so a lasting change of scale is
+# learned within half a window), but no other statistic learns it: a single
+# 1.7e308 would make the EWMA, level and residual variances infinite for
+# good (defect D7), and a later real spike would score nothing.
+FAR_RATIO = 1e3
+FAR_FLOOR = 1.0
+# The statistics a far reading leaves as they were: all but the reading count
+# (the window's ring position) and the combination's own bookkeeping.
+_COMBINATION = frozenset({"n", "gq", "gn", "pk", "pa"})
+_MODEL = tuple(name for name in SCALARS if name not in _COMBINATION)
+
 # stuck -------------------------------------------------------------------------
 STUCK_MIN_READINGS = 12
 STUCK_MIN_S = 1800.0
@@ -279,18 +294,21 @@ class _Floats(_Executor):
         return [_q_float(v) for v in values]
 
     @staticmethod
-    def median_mad(window: list[float], count: int, live: bool) -> tuple[float, float]:
+    def median_mad(
+        window: list[float], count: int, live: bool
+    ) -> tuple[float, float, float]:
         if not live:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         ordered = sorted(window[:count])
+        reach = max(-ordered[0], ordered[-1])
         mid = count // 2
         if count % 2:
             median = ordered[mid]
             dev = sorted(abs(v - median) for v in ordered)
-            return median, dev[mid]
+            return median, dev[mid], reach
         median = 0.5 * (ordered[mid - 1] + ordered[mid])
         dev = sorted(abs(v - median) for v in ordered)
-        return median, 0.5 * (dev[mid - 1] + dev[mid])
+        return median, 0.5 * (dev[mid - 1] + dev[mid]), reach
 
 
 class _Arrays(_Executor):
@@ -358,12 +376,13 @@ class _Arrays(_Executor):
 
     def median_mad(
         self, window: Quantity, count: Quantity, live: Quantity
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         median = np.zeros(self.size)
         mad = np.zeros(self.size)
+        reach = np.zeros(self.size)
         at = np.flatnonzero(live)
         if not at.size:
-            return median, mad
+            return median, mad, reach
         part = window[at]
         counts = count[at]
         full = part.shape[1]
@@ -383,7 +402,8 @@ class _Arrays(_Executor):
         median[at] = middle(ordered)
         dev = np.sort(np.abs(ordered - median[at][:, None]), axis=1)
         mad[at] = middle(dev)
-        return median, mad
+        reach[at] = np.maximum(-ordered[:, 0], ordered[index, counts - 1])
+        return median, mad, reach
 
 
 # :class:`_Floats` or :class:`_Arrays`: the same primitives by name, whose
@@ -516,8 +536,16 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     # robust_z ---------------------------------------------------------------
     count = xp.int_(xp.minimum(n, WINDOW))
-    live = xp.not_(learning) & (count > 0)
-    median, mad = xp.median_mad(s.window, count, live)
+    seen = count > 0
+    median, mad, reach = xp.median_mad(s.window, count, seen)
+    live = xp.not_(learning) & seen
+    far = seen & (xp.abs(value - median) > FAR_RATIO * xp.fmax(reach, FAR_FLOOR))
+    # What a far reading must not change, as it was (the profiles: below).
+    kept = {name: getattr(s, name) for name in _MODEL} if xp.any(far) else None
+
+    def unless_far(old: Quantity, new: Quantity) -> Quantity:
+        return new if kept is None else xp.where(far, old, new)
+
     # A flat window has MAD 0; keep a floor so a tiny wiggle after a calm
     # spell is not an infinite z.
     sigma = xp.maximum(xp.maximum(MAD_TO_SIGMA * mad, 1e-3 * xp.abs(median)), 1e-6)
@@ -877,8 +905,8 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     s.ca = xp.where(later, s.ca - al * s.ca, s.ca)
     s.ca = xp.where(reanchor, value - expected, s.ca)
     s.em = xp.where(reanchor, value, s.em)
+    xp.put(s.hn, near, unless_far(hn_near, xp.minimum(hn_near + 1, 99)))
     hn_near = xp.minimum(hn_near + 1, 99)
-    xp.put(s.hn, near, hn_near)
     ap = xp.maximum(1.0 / hn_near, PROFILE_ALPHA)
     err = xs - s.lv - profile
     # The residual statistics are learned from the first reading, so that
@@ -902,11 +930,11 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
             value,
         ]
     )
-    xp.put(s.hod, k0, new_k0)
-    xp.put(s.hod, k1, new_k1)
-    xp.put(s.had, near, new_had)
-    xp.put(s.dow, day, xp.where(daily, new_dow, dow_day))
-    xp.put(s.pz, near, xp.where(counter, new_pz, zero_share))
+    xp.put(s.hod, k0, unless_far(hod_k0, new_k0))
+    xp.put(s.hod, k1, unless_far(hod_k1, new_k1))
+    xp.put(s.had, near, unless_far(had_near, new_had))
+    xp.put(s.dow, day, xp.where(daily & xp.not_(far), new_dow, dow_day))
+    xp.put(s.pz, near, xp.where(counter & xp.not_(far), new_pz, zero_share))
     smallest = counter & (value > 0) & (xp.isnan(s.rq) | (value < s.rq))
     s.rq = xp.where(smallest, value_q, s.rq)
     xp.put(s.window, xp.int_(n % WINDOW), value_q)
@@ -918,6 +946,9 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # measured against the profile must not compare it with a residual from
     # the plain level (a jump of the whole daily swing).
     s.lr = value - season_expected
+    if kept is not None:
+        for name, old in kept.items():
+            setattr(s, name, xp.where(far, old, getattr(s, name)))
     return combined, learning, explain.findings
 
 

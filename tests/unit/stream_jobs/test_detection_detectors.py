@@ -308,3 +308,53 @@ def test_ewma_mean_and_variance_match_numpy_at_every_step():
     assert math.sqrt(state_fields(state)["ev"]) == pytest.approx(
         float(np.std(tail)), rel=0.35
     )
+
+
+# A reading far beyond anything plausible (defect D7) ------------------------------
+
+
+@pytest.mark.parametrize("at", [45, 300])  # in the warm-up, and warmed up
+def test_a_far_reading_is_scored_but_a_later_spike_still_scores_high(at):
+    # Power at 100 +- 1 kW; one corrupted 1.7e308 kW at ``at``, then a real
+    # spike to 130 kW (30 standard deviations) after the refractory period:
+    # the spike must score as it does without the corrupted reading.
+    values = calm(at + 400, seed=3, level=100.0, spread=1.0)
+    spike = at + 1 + engine.REFRACTORY_READINGS + 50
+    values[spike] = 130.0
+    clean_state, clean = run(values, interval_s=300, metric=Metric.POWER_KW)
+    values[at] = 1.7e308
+    state, results = run(values, interval_s=300, metric=Metric.POWER_KW)
+    assert clean[spike].score == 1.0
+    assert results[spike].score == 1.0
+    # The far reading itself is reported once the series is out of learning.
+    assert at in flagged(results, "robust_z")
+    # Nothing but the window learned it: the statistics stay finite and near
+    # the clean run's (the window differs in one slot until it rolls out).
+    fields, clean_fields = state_fields(state), state_fields(clean_state)
+    for name in ("em", "ev", "dm", "lv", "lvv", "sv"):
+        assert math.isfinite(fields[name]), name
+        assert fields[name] == pytest.approx(clean_fields[name], rel=0.2), name
+
+
+def test_far_readings_that_last_are_learned_through_the_window():
+    # The series moves to a scale 10,000 times larger (a unit error that
+    # stays): once the new values are half the window, they are no longer
+    # far, and the EWMA learns them.
+    values = np.concatenate(
+        [calm(200, level=1.0, spread=0.01), calm(200, level=1e4, spread=100.0)]
+    )
+    state, _ = run(values, interval_s=300, metric=Metric.POWER_KW)
+    assert state_fields(state)["em"] == pytest.approx(1e4, rel=0.05)
+
+
+def test_a_reading_within_a_thousand_times_the_window_is_learned_winsorised():
+    # 500 times the level (the window's largest magnitude is about 10.3, so
+    # 5,000 is within FAR_RATIO of it): not far, so it is learned as any
+    # flagged reading is, clipped to the band: the EWMA mean moves, a little.
+    values = calm(251, level=10.0, spread=0.1)
+    state_before, _ = run(values[:250], interval_s=300, metric=Metric.POWER_KW)
+    values[250] = 5000.0
+    state, results = run(values, interval_s=300, metric=Metric.POWER_KW)
+    moved = state_fields(state)["em"] - state_fields(state_before)["em"]
+    assert 0 < moved < 0.1
+    assert results[250].score > 0
