@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from riskwatch.contracts import Finding, Metric
+from riskwatch.contracts import METRICS, Finding, Metric
 from stream_jobs.detection.state import (
     DAY_BINS,
     DOW0,
@@ -85,6 +85,13 @@ ZERO_IS_NORMAL = frozenset(
     }
 )
 COUNTERS = frozenset({Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3})
+# The smallest spread the detectors measure per metric: the resolution its
+# sensors declare (riskwatch.contracts), 0 where none is declared. Without
+# it a gas detector reading a few tenths of a ppm learns a spread of a tenth,
+# and its everyday wiggles of half a ppm score as spikes (all 3 false
+# warnings of seed 0's anomaly-free fleet in `riskwatch bench scenarios`).
+# Only where declared: a floor for every metric cost NAB points.
+_FLOOR = {m: METRICS[m].resolution or 0.0 for m in Metric}
 # A frozen register is reported where this hour usually counts at least this
 # many times the smallest rate the meter has shown.
 FROZEN_BUSY = 3.0
@@ -517,6 +524,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     last_ts: Quantity,
     counter: Quantity,
     zero_normal: Quantity,
+    floor: Quantity,
     value: Quantity,
     ts_ns: Quantity,
 ) -> tuple[Any, Any, dict[int, list[Finding]]]:
@@ -549,6 +557,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # A flat window has MAD 0; keep a floor so a tiny wiggle after a calm
     # spell is not an infinite z.
     sigma = xp.maximum(xp.maximum(MAD_TO_SIGMA * mad, 1e-3 * xp.abs(median)), 1e-6)
+    sigma = xp.maximum(sigma, floor)
     z_robust = xp.where(live, xp.abs(value - median) / sigma, 0.0)
     band_low = xp.where(live, median - Z_QUIET * sigma, value)
     band_high = xp.where(live, median + Z_QUIET * sigma, value)
@@ -608,7 +617,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     # ewma -------------------------------------------------------------------
     em = s.em
-    sd = xp.sqrt(s.ev)
+    sd = xp.maximum(xp.sqrt(s.ev), floor)
     z_ewma, score = _far(xp, value - em, sd, warm)
     ewma_fired = score > 0
     explain.add(
@@ -646,7 +655,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     expected = xp.where(daily, season_expected, s.lv)
     resid = value - expected
     step_s = xp.where(dt_s > 0, dt_s, 0.0)
-    step_sd = ABS_TO_SIGMA * s.dm
+    step_sd = xp.maximum(ABS_TO_SIGMA * s.dm, floor)
     diff = xp.where(has_last, xp.where(daily, resid - s.lr, value - last), 0.0)
     z_step, score = _far(xp, diff, step_sd, warm)
     live = warm & (step_sd > _TINY)
@@ -669,6 +678,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # overall one so a bin that happened to be calm is not hair-trigger.
     had_near = xp.take(s.had, near)
     seas_sd = xp.fmax(ABS_TO_SIGMA * had_near, BIN_SD_FLOOR * xp.sqrt(s.sv))
+    seas_sd = xp.maximum(seas_sd, floor)
     seasonal = daily & warm & (seas_sd > _TINY)
     safe_sd = xp.where(seasonal, seas_sd, 1.0)
     z_seasonal = xp.where(seasonal, xp.abs(resid) / safe_sd, 0.0)
@@ -689,7 +699,10 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         seasonal,
         (resid - s.ca) / safe_sd,
         xp.where(
-            plain, (value - s.lv - s.ca) / xp.sqrt(xp.where(plain, s.lvv, 1.0)), 0.0
+            plain,
+            (value - s.lv - s.ca)
+            / xp.maximum(xp.sqrt(xp.where(plain, s.lvv, 1.0)), floor),
+            0.0,
         ),
     )
     # ``deviation`` is the same distance scored from a lower z, for rules
@@ -978,7 +991,14 @@ def _one(
     s.hn = list(fields[FLOATS:])
     xp = _Floats(1)
     combined, learning, findings = _detect(
-        xp, s, last_ts, metric in COUNTERS, metric in ZERO_IS_NORMAL, value, ts_ns
+        xp,
+        s,
+        last_ts,
+        metric in COUNTERS,
+        metric in ZERO_IS_NORMAL,
+        _FLOOR[metric],
+        value,
+        ts_ns,
     )
     packed = _RECORD.pack(
         *(getattr(s, name) for name in SCALARS),
@@ -996,9 +1016,10 @@ def _one(
 _KIND = {m: (m in COUNTERS) + 2 * (m in ZERO_IS_NORMAL) for m in Metric}
 
 
-def _kinds(metrics: Sequence[Metric]) -> tuple[Any, Any]:
+def _kinds(metrics: Sequence[Metric]) -> tuple[Any, Any, Any]:
     kinds = np.fromiter(map(_KIND.__getitem__, metrics), np.int8, len(metrics))
-    return (kinds & 1) != 0, (kinds & 2) != 0
+    floors = np.fromiter(map(_FLOOR.__getitem__, metrics), np.float64, len(metrics))
+    return (kinds & 1) != 0, (kinds & 2) != 0, floors
 
 
 def _wave(

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from riskwatch.contracts import Metric
+from riskwatch.contracts import METRICS, Metric
 from stream_jobs.detection import engine
 from stream_jobs.detectors import new_state, score_value, state_fields
 
@@ -358,3 +358,36 @@ def test_a_reading_within_a_thousand_times_the_window_is_learned_winsorised():
     moved = state_fields(state)["em"] - state_fields(state_before)["em"]
     assert 0 < moved < 0.1
     assert results[250].score > 0
+
+
+# A metric's declared resolution floors the spreads --------------------------------
+
+
+def quiet_gas(n, seed=5):
+    # A toxic-gas detector near zero: 0.2 ppm plus the absolute value of
+    # normal noise of 0.3 ppm, as the fleet simulator makes it.
+    return 0.2 + np.abs(np.random.default_rng(seed).normal(0.0, 0.3, n))
+
+
+def test_a_wiggle_under_the_sensor_resolution_is_no_spike():
+    # 1.2 ppm where the readings' robust spread is about 0.25 ppm: some 4
+    # to 5 spreads up, but within the 1 ppm a toxic-gas detector resolves.
+    values = quiet_gas(400)
+    values[300] = np.median(values[204:300]) + 1.0
+    assert METRICS[Metric.TOXIC_GAS_PPM].resolution == 1.0
+    _, as_gas = run(values, interval_s=300, metric=Metric.TOXIC_GAS_PPM)
+    _, undeclared = run(values, interval_s=300, metric=Metric.TEMPERATURE_C)
+    assert 300 not in flagged(as_gas, "robust_z")
+    assert as_gas[300].score == 0.0
+    # Temperature declares no resolution: there the spread is the readings'.
+    assert 300 in flagged(undeclared, "robust_z")
+
+
+def test_a_gas_spike_well_past_the_resolution_still_scores_in_full():
+    # 15 ppm over the median: 15 resolutions, past Z_FULL (12).
+    values = quiet_gas(400)
+    values[300] = np.median(values[204:300]) + 15.0
+    _, results = run(values, interval_s=300, metric=Metric.TOXIC_GAS_PPM)
+    finding = next(f for f in results[300].findings if f.detector == "robust_z")
+    assert finding.score == 1.0
+    assert results[300].score > 0.5
