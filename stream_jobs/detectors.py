@@ -67,6 +67,13 @@ cycle, the profile takes about 3 days (5-minute readings) to a week (15-minute
 readings) to settle; until then the level detectors see the cycle as change.
 Timestamps are read as UTC for the profiles.
 
+Resolution: where a metric declares one (``MetricInfo.resolution`` in
+:mod:`riskwatch.contracts`: 1 %LEL for combustible gas, 1 ppm for toxic gas),
+no spread (rolling MAD, EWMA, usual step, daily profile, level) is taken as
+smaller, so the wiggles of a gas detector reading almost nothing are not
+spikes; a gas spike of 12 resolutions still scores in full. Metrics that
+declare none (temperature, the NAB benchmark) are unchanged.
+
 Combination: each detector turns its statistic into *evidence*, the statistic
 in units of its own alarm level. Where the daily profile explains most of the
 variance, the level evidence is the smaller of the rolling-median and profile

@@ -887,7 +887,10 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     )
     # A stuck sensor or frozen register says nothing about the process:
     # learning its value would teach the profile to expect it tomorrow, and
-    # the next normal day would read as a jump.
+    # the next normal day would read as a jump. Nor does it say anything
+    # about the spread (below): its residuals of 0 would shrink the spread of
+    # the hours it froze through, and the next day's ordinary readings there
+    # would read as a jump all the same.
     x = xp.where(stuck_fired, em, x)
     xs = xp.where(stuck_fired, season_expected, xs)
     s.t0 = xp.where(xp.isnan(s.t0), ts_s, s.t0)
@@ -926,8 +929,9 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # the profile's spread is known by the time the profile is used.
     r = xs - season_expected
     av = xp.maximum(1.0 / (n + 1), SEASON_VAR_ALPHA)
-    s.sv = (1 - av) * s.sv + av * r * r
+    s.sv = xp.where(stuck_fired, s.sv, (1 - av) * s.sv + av * r * r)
     dev = xp.where(daily, xp.fmin(xp.abs(r), 4.0 * seas_sd), xp.abs(r))
+    dev = xp.where(stuck_fired, had_near, dev)
     r_day = r + xp.where(weekly, dow_day, 0.0)
     az = xp.maximum(1.0 / hn_near, SAME_ALPHA)
     # Everything stored to 7 significant digits (to bound the state), in one

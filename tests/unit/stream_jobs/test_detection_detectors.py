@@ -391,3 +391,30 @@ def test_a_gas_spike_well_past_the_resolution_still_scores_in_full():
     finding = next(f for f in results[300].findings if f.detector == "robust_z")
     assert finding.score == 1.0
     assert results[300].score > 0.5
+
+
+# A frozen register teaches the spread nothing -------------------------------------
+
+
+def test_a_frozen_register_leaves_the_spread_of_the_hours_it_froze_through():
+    # A water meter's rate, 5-minute readings: 10 m3/h +- 15 % from 08:00 to
+    # 18:00, 1 m3/h otherwise. On day 4 the register freezes from 10:00 to
+    # 13:00 (rate 0). From the 12th frozen reading (10:55) on, the stuck
+    # detector reports it, and those readings must not be learned: the
+    # spreads of the half-hour knots from 11:00 to 12:30 stay as they were.
+    t = np.arange(5 * 288) * 300
+    hour = (t % DAY_S) / 3600
+    rng = np.random.default_rng(8)
+    busy = (hour >= 8) & (hour < 18)
+    values = np.where(busy, 10.0 * (1 + 0.15 * rng.standard_normal(t.size)), 1.0)
+    day4 = 3 * DAY_S
+    frozen = (t >= day4 + 10 * 3600) & (t < day4 + 13 * 3600)
+    values[frozen] = 0.0
+    before, _ = run(values[t < day4 + 10 * 3600], 300, Metric.WATER_M3)
+    after, results = run(values[t < day4 + 13 * 3600], 300, Metric.WATER_M3)
+    stuck_from = int(np.flatnonzero(frozen)[0]) + engine.STUCK_MIN_READINGS - 1
+    assert stuck_from in flagged(results, "stuck")
+    knots = range(22, 26)  # the knots at 11:15, 11:45, 12:15, 12:45
+    assert [state_fields(after)["had"][k] for k in knots] == [
+        state_fields(before)["had"][k] for k in knots
+    ]
