@@ -32,7 +32,8 @@ FIXTURE = Path(__file__).with_name("data") / "detector_state_v4.json"
 def mixed_series(seed, n):
     """A series of one of several shapes: a daily cycle with noise, coarse
     resolution, idle zeros, heavy tails; then flat spells, shifts, spikes,
-    gaps, a few missing values and, for counters, a meter running backwards."""
+    corrupted readings far beyond the series (1.7e308), gaps, a few missing
+    values and, for counters, a meter running backwards."""
     rng = np.random.default_rng(seed)
     metric = list(Metric)[rng.integers(0, len(Metric))]
     interval = int(rng.choice([60, 900, 3_600]))
@@ -51,15 +52,17 @@ def mixed_series(seed, n):
     for _ in range(rng.integers(0, 4)):
         first = rng.integers(0, n)
         last = min(n, first + rng.integers(5, 40))
-        kind = rng.integers(0, 4)
+        kind = rng.integers(0, 5)
         if kind == 0:
             values[first:last] = values[first]
         elif kind == 1:
             values[first:last] += amp * rng.normal(0, 5)
         elif kind == 2:
             values[first:last] = 0.0
-        else:
+        elif kind == 3:
             values[first] += 50 * amp
+        else:
+            values[first] = 1.7e308
     values[rng.integers(0, n, rng.integers(0, 3))] = math.nan
     values[rng.integers(0, n, rng.integers(0, 2))] = -abs(amp)
     return metric, values.tolist(), (T0_NS + t * S).tolist()
