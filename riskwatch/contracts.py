@@ -66,6 +66,10 @@ class MetricInfo:
     ``low``/``high`` bound what a working sensor can report (inclusive; None:
     no bound). A value outside is a sensor fault, not a measurement, and is
     refused at the gateway; they are not alarm limits, which are the rules'.
+    ``resolution`` (None: not declared) is the smallest change the usual
+    sensor of the metric tells apart from its own error, in the unit: the
+    detectors do not measure a series' spread below it, so the wiggles of a
+    sensor reading almost nothing are not taken for a spike.
     """
 
     unit: str
@@ -74,6 +78,7 @@ class MetricInfo:
     description: str
     low: float | None = None
     high: float | None = None
+    resolution: float | None = None
 
 
 def _info(
@@ -83,9 +88,10 @@ def _info(
     *aliases: str,
     low: float | None = None,
     high: float | None = None,
+    resolution: float | None = None,
 ) -> MetricInfo:
     return MetricInfo(
-        unit, counter, frozenset({unit, *aliases}), description, low, high
+        unit, counter, frozenset({unit, *aliases}), description, low, high, resolution
     )
 
 
@@ -119,10 +125,15 @@ METRICS: dict[Metric, MetricInfo] = {
         # concentration (infrared detectors report it), and the most urgent
         # reading there is; it must reach the rules, not the dead letters.
         low=SPAN_LOW_PCT,
+        # Fixed catalytic and infrared detectors display whole %LEL, and are
+        # accurate to a few %LEL at best.
+        resolution=1.0,
     ),
-    # A part per million of a whole: 0 to 1,000,000.
+    # A part per million of a whole: 0 to 1,000,000. Fixed electrochemical
+    # detectors (CO, H2S, NH3, Cl2) resolve 0.1 to 1 ppm and are accurate to
+    # about 1 ppm or a few percent of the reading near zero.
     Metric.TOXIC_GAS_PPM: _info(
-        "ppm", False, "toxic gas concentration", low=0.0, high=1e6
+        "ppm", False, "toxic gas concentration", low=0.0, high=1e6, resolution=1.0
     ),
     Metric.LEVEL_PCT: _info(
         "%", False, "tank level", low=SPAN_LOW_PCT, high=SPAN_HIGH_PCT

@@ -67,6 +67,13 @@ cycle, the profile takes about 3 days (5-minute readings) to a week (15-minute
 readings) to settle; until then the level detectors see the cycle as change.
 Timestamps are read as UTC for the profiles.
 
+Resolution: where a metric declares one (``MetricInfo.resolution`` in
+:mod:`riskwatch.contracts`: 1 %LEL for combustible gas, 1 ppm for toxic gas),
+no spread (rolling MAD, EWMA, usual step, daily profile, level) is taken as
+smaller, so the wiggles of a gas detector reading almost nothing are not
+spikes; a gas spike of 12 resolutions still scores in full. Metrics that
+declare none (temperature, the NAB benchmark) are unchanged.
+
 Combination: each detector turns its statistic into *evidence*, the statistic
 in units of its own alarm level. Where the daily profile explains most of the
 variance, the level evidence is the smaller of the rolling-median and profile
@@ -88,7 +95,13 @@ Missing values: a non-finite value (NaN, inf) is not learned; it scores 0
 with a ``missing`` finding. Points that are flagged are learned only after
 being clipped to the edge of the band (winsorised; the profile to its own
 band), so one outlier does not widen the band that should catch the next,
-while a lasting level shift is still absorbed.
+while a lasting level shift is still absorbed. A reading farther from the
+rolling median than 1,000 times the largest magnitude in the window (at least
+1 in the metric's unit; a corrupted value such as 1.7e308, a unit error) is
+scored and kept in the rolling window, but no other statistic learns it: one
+such value would otherwise leave the variances infinite and every later
+spike unscored. A change of scale that lasts is learned once it fills half
+the window.
 
 State (:mod:`stream_jobs.detection.state`): a fixed binary record of 2,200
 bytes (the scalar statistics, the rolling window as a ring and the three

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from riskwatch.contracts import Finding, Metric
+from riskwatch.contracts import METRICS, Finding, Metric
 from stream_jobs.detection.state import (
     DAY_BINS,
     DOW0,
@@ -53,6 +53,21 @@ MAD_TO_SIGMA = 1.4826
 Z_QUIET = 4.0
 Z_FULL = 12.0
 
+# implausible -------------------------------------------------------------------
+# A reading farther from the rolling median than FAR_RATIO times the largest
+# magnitude in the window (at least FAR_FLOOR, in the metric's unit) is no
+# measurement this series makes: a corrupted value, a unit error. It is
+# scored, and kept in the rolling window (so a lasting change of scale is
+# learned within half a window), but no other statistic learns it: a single
+# 1.7e308 would make the EWMA, level and residual variances infinite for
+# good (defect D7), and a later real spike would score nothing.
+FAR_RATIO = 1e3
+FAR_FLOOR = 1.0
+# The statistics a far reading leaves as they were: all but the reading count
+# (the window's ring position) and the combination's own bookkeeping.
+_COMBINATION = frozenset({"n", "gq", "gn", "pk", "pa"})
+_MODEL = tuple(name for name in SCALARS if name not in _COMBINATION)
+
 # stuck -------------------------------------------------------------------------
 STUCK_MIN_READINGS = 12
 STUCK_MIN_S = 1800.0
@@ -70,6 +85,13 @@ ZERO_IS_NORMAL = frozenset(
     }
 )
 COUNTERS = frozenset({Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3})
+# The smallest spread the detectors measure per metric: the resolution its
+# sensors declare (riskwatch.contracts), 0 where none is declared. Without
+# it a gas detector reading a few tenths of a ppm learns a spread of a tenth,
+# and its everyday wiggles of half a ppm score as spikes (all 3 false
+# warnings of seed 0's anomaly-free fleet in `riskwatch bench scenarios`).
+# Only where declared: a floor for every metric cost NAB points.
+_FLOOR = {m: METRICS[m].resolution or 0.0 for m in Metric}
 # A frozen register is reported where this hour usually counts at least this
 # many times the smallest rate the meter has shown.
 FROZEN_BUSY = 3.0
@@ -279,18 +301,21 @@ class _Floats(_Executor):
         return [_q_float(v) for v in values]
 
     @staticmethod
-    def median_mad(window: list[float], count: int, live: bool) -> tuple[float, float]:
+    def median_mad(
+        window: list[float], count: int, live: bool
+    ) -> tuple[float, float, float]:
         if not live:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         ordered = sorted(window[:count])
+        reach = max(-ordered[0], ordered[-1])
         mid = count // 2
         if count % 2:
             median = ordered[mid]
             dev = sorted(abs(v - median) for v in ordered)
-            return median, dev[mid]
+            return median, dev[mid], reach
         median = 0.5 * (ordered[mid - 1] + ordered[mid])
         dev = sorted(abs(v - median) for v in ordered)
-        return median, 0.5 * (dev[mid - 1] + dev[mid])
+        return median, 0.5 * (dev[mid - 1] + dev[mid]), reach
 
 
 class _Arrays(_Executor):
@@ -358,12 +383,13 @@ class _Arrays(_Executor):
 
     def median_mad(
         self, window: Quantity, count: Quantity, live: Quantity
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         median = np.zeros(self.size)
         mad = np.zeros(self.size)
+        reach = np.zeros(self.size)
         at = np.flatnonzero(live)
         if not at.size:
-            return median, mad
+            return median, mad, reach
         part = window[at]
         counts = count[at]
         full = part.shape[1]
@@ -383,7 +409,8 @@ class _Arrays(_Executor):
         median[at] = middle(ordered)
         dev = np.sort(np.abs(ordered - median[at][:, None]), axis=1)
         mad[at] = middle(dev)
-        return median, mad
+        reach[at] = np.maximum(-ordered[:, 0], ordered[index, counts - 1])
+        return median, mad, reach
 
 
 # :class:`_Floats` or :class:`_Arrays`: the same primitives by name, whose
@@ -497,6 +524,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     last_ts: Quantity,
     counter: Quantity,
     zero_normal: Quantity,
+    floor: Quantity,
     value: Quantity,
     ts_ns: Quantity,
 ) -> tuple[Any, Any, dict[int, list[Finding]]]:
@@ -516,11 +544,20 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     # robust_z ---------------------------------------------------------------
     count = xp.int_(xp.minimum(n, WINDOW))
-    live = xp.not_(learning) & (count > 0)
-    median, mad = xp.median_mad(s.window, count, live)
+    seen = count > 0
+    median, mad, reach = xp.median_mad(s.window, count, seen)
+    live = xp.not_(learning) & seen
+    far = seen & (xp.abs(value - median) > FAR_RATIO * xp.fmax(reach, FAR_FLOOR))
+    # What a far reading must not change, as it was (the profiles: below).
+    kept = {name: getattr(s, name) for name in _MODEL} if xp.any(far) else None
+
+    def unless_far(old: Quantity, new: Quantity) -> Quantity:
+        return new if kept is None else xp.where(far, old, new)
+
     # A flat window has MAD 0; keep a floor so a tiny wiggle after a calm
     # spell is not an infinite z.
     sigma = xp.maximum(xp.maximum(MAD_TO_SIGMA * mad, 1e-3 * xp.abs(median)), 1e-6)
+    sigma = xp.maximum(sigma, floor)
     z_robust = xp.where(live, xp.abs(value - median) / sigma, 0.0)
     band_low = xp.where(live, median - Z_QUIET * sigma, value)
     band_high = xp.where(live, median + Z_QUIET * sigma, value)
@@ -580,7 +617,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     # ewma -------------------------------------------------------------------
     em = s.em
-    sd = xp.sqrt(s.ev)
+    sd = xp.maximum(xp.sqrt(s.ev), floor)
     z_ewma, score = _far(xp, value - em, sd, warm)
     ewma_fired = score > 0
     explain.add(
@@ -618,7 +655,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     expected = xp.where(daily, season_expected, s.lv)
     resid = value - expected
     step_s = xp.where(dt_s > 0, dt_s, 0.0)
-    step_sd = ABS_TO_SIGMA * s.dm
+    step_sd = xp.maximum(ABS_TO_SIGMA * s.dm, floor)
     diff = xp.where(has_last, xp.where(daily, resid - s.lr, value - last), 0.0)
     z_step, score = _far(xp, diff, step_sd, warm)
     live = warm & (step_sd > _TINY)
@@ -641,6 +678,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # overall one so a bin that happened to be calm is not hair-trigger.
     had_near = xp.take(s.had, near)
     seas_sd = xp.fmax(ABS_TO_SIGMA * had_near, BIN_SD_FLOOR * xp.sqrt(s.sv))
+    seas_sd = xp.maximum(seas_sd, floor)
     seasonal = daily & warm & (seas_sd > _TINY)
     safe_sd = xp.where(seasonal, seas_sd, 1.0)
     z_seasonal = xp.where(seasonal, xp.abs(resid) / safe_sd, 0.0)
@@ -661,7 +699,10 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         seasonal,
         (resid - s.ca) / safe_sd,
         xp.where(
-            plain, (value - s.lv - s.ca) / xp.sqrt(xp.where(plain, s.lvv, 1.0)), 0.0
+            plain,
+            (value - s.lv - s.ca)
+            / xp.maximum(xp.sqrt(xp.where(plain, s.lvv, 1.0)), floor),
+            0.0,
         ),
     )
     # ``deviation`` is the same distance scored from a lower z, for rules
@@ -846,7 +887,10 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     )
     # A stuck sensor or frozen register says nothing about the process:
     # learning its value would teach the profile to expect it tomorrow, and
-    # the next normal day would read as a jump.
+    # the next normal day would read as a jump. Nor does it say anything
+    # about the spread (below): its residuals of 0 would shrink the spread of
+    # the hours it froze through, and the next day's ordinary readings there
+    # would read as a jump all the same.
     x = xp.where(stuck_fired, em, x)
     xs = xp.where(stuck_fired, season_expected, xs)
     s.t0 = xp.where(xp.isnan(s.t0), ts_s, s.t0)
@@ -877,16 +921,17 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     s.ca = xp.where(later, s.ca - al * s.ca, s.ca)
     s.ca = xp.where(reanchor, value - expected, s.ca)
     s.em = xp.where(reanchor, value, s.em)
+    xp.put(s.hn, near, unless_far(hn_near, xp.minimum(hn_near + 1, 99)))
     hn_near = xp.minimum(hn_near + 1, 99)
-    xp.put(s.hn, near, hn_near)
     ap = xp.maximum(1.0 / hn_near, PROFILE_ALPHA)
     err = xs - s.lv - profile
     # The residual statistics are learned from the first reading, so that
     # the profile's spread is known by the time the profile is used.
     r = xs - season_expected
     av = xp.maximum(1.0 / (n + 1), SEASON_VAR_ALPHA)
-    s.sv = (1 - av) * s.sv + av * r * r
+    s.sv = xp.where(stuck_fired, s.sv, (1 - av) * s.sv + av * r * r)
     dev = xp.where(daily, xp.fmin(xp.abs(r), 4.0 * seas_sd), xp.abs(r))
+    dev = xp.where(stuck_fired, had_near, dev)
     r_day = r + xp.where(weekly, dow_day, 0.0)
     az = xp.maximum(1.0 / hn_near, SAME_ALPHA)
     # Everything stored to 7 significant digits (to bound the state), in one
@@ -902,11 +947,11 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
             value,
         ]
     )
-    xp.put(s.hod, k0, new_k0)
-    xp.put(s.hod, k1, new_k1)
-    xp.put(s.had, near, new_had)
-    xp.put(s.dow, day, xp.where(daily, new_dow, dow_day))
-    xp.put(s.pz, near, xp.where(counter, new_pz, zero_share))
+    xp.put(s.hod, k0, unless_far(hod_k0, new_k0))
+    xp.put(s.hod, k1, unless_far(hod_k1, new_k1))
+    xp.put(s.had, near, unless_far(had_near, new_had))
+    xp.put(s.dow, day, xp.where(daily & xp.not_(far), new_dow, dow_day))
+    xp.put(s.pz, near, xp.where(counter & xp.not_(far), new_pz, zero_share))
     smallest = counter & (value > 0) & (xp.isnan(s.rq) | (value < s.rq))
     s.rq = xp.where(smallest, value_q, s.rq)
     xp.put(s.window, xp.int_(n % WINDOW), value_q)
@@ -918,6 +963,9 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # measured against the profile must not compare it with a residual from
     # the plain level (a jump of the whole daily swing).
     s.lr = value - season_expected
+    if kept is not None:
+        for name, old in kept.items():
+            setattr(s, name, xp.where(far, old, getattr(s, name)))
     return combined, learning, explain.findings
 
 
@@ -947,7 +995,14 @@ def _one(
     s.hn = list(fields[FLOATS:])
     xp = _Floats(1)
     combined, learning, findings = _detect(
-        xp, s, last_ts, metric in COUNTERS, metric in ZERO_IS_NORMAL, value, ts_ns
+        xp,
+        s,
+        last_ts,
+        metric in COUNTERS,
+        metric in ZERO_IS_NORMAL,
+        _FLOOR[metric],
+        value,
+        ts_ns,
     )
     packed = _RECORD.pack(
         *(getattr(s, name) for name in SCALARS),
@@ -965,9 +1020,10 @@ def _one(
 _KIND = {m: (m in COUNTERS) + 2 * (m in ZERO_IS_NORMAL) for m in Metric}
 
 
-def _kinds(metrics: Sequence[Metric]) -> tuple[Any, Any]:
+def _kinds(metrics: Sequence[Metric]) -> tuple[Any, Any, Any]:
     kinds = np.fromiter(map(_KIND.__getitem__, metrics), np.int8, len(metrics))
-    return (kinds & 1) != 0, (kinds & 2) != 0
+    floors = np.fromiter(map(_FLOOR.__getitem__, metrics), np.float64, len(metrics))
+    return (kinds & 1) != 0, (kinds & 2) != 0, floors
 
 
 def _wave(

@@ -128,4 +128,10 @@ def test_without_a_lateness_the_same_disorder_loses_readings(fleet, engine):
         fleet, engine, max_delay_s=150, lateness_s=0, seed=1
     )
     assert late >= overtaken > 100
-    assert warnings != in_order
+    # The readings lost are counted, not evaluated. (Whether the warnings
+    # change depends on which ones were lost: here none does, as the gas
+    # detector's spreads are floored at its resolution; the gas warning needs
+    # a single reading over 25 %LEL and still opens within a sample.)
+    crosses_25, _ = _crossings(fleet)
+    assert abs(_gas(warnings)[0].start_time - crosses_25) <= timedelta(seconds=STEP_S)
+    assert _gas(warnings)[0].start_time == _gas(in_order)[0].start_time

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from riskwatch.contracts import Metric
+from riskwatch.contracts import METRICS, Metric
 from stream_jobs.detection import engine
 from stream_jobs.detectors import new_state, score_value, state_fields
 
@@ -308,3 +308,113 @@ def test_ewma_mean_and_variance_match_numpy_at_every_step():
     assert math.sqrt(state_fields(state)["ev"]) == pytest.approx(
         float(np.std(tail)), rel=0.35
     )
+
+
+# A reading far beyond anything plausible (defect D7) ------------------------------
+
+
+@pytest.mark.parametrize("at", [45, 300])  # in the warm-up, and warmed up
+def test_a_far_reading_is_scored_but_a_later_spike_still_scores_high(at):
+    # Power at 100 +- 1 kW; one corrupted 1.7e308 kW at ``at``, then a real
+    # spike to 130 kW (30 standard deviations) after the refractory period:
+    # the spike must score as it does without the corrupted reading.
+    values = calm(at + 400, seed=3, level=100.0, spread=1.0)
+    spike = at + 1 + engine.REFRACTORY_READINGS + 50
+    values[spike] = 130.0
+    clean_state, clean = run(values, interval_s=300, metric=Metric.POWER_KW)
+    values[at] = 1.7e308
+    state, results = run(values, interval_s=300, metric=Metric.POWER_KW)
+    assert clean[spike].score == 1.0
+    assert results[spike].score == 1.0
+    # The far reading itself is reported once the series is out of learning.
+    assert at in flagged(results, "robust_z")
+    # Nothing but the window learned it: the statistics stay finite and near
+    # the clean run's (the window differs in one slot until it rolls out).
+    fields, clean_fields = state_fields(state), state_fields(clean_state)
+    for name in ("em", "ev", "dm", "lv", "lvv", "sv"):
+        assert math.isfinite(fields[name]), name
+        assert fields[name] == pytest.approx(clean_fields[name], rel=0.2), name
+
+
+def test_far_readings_that_last_are_learned_through_the_window():
+    # The series moves to a scale 10,000 times larger (a unit error that
+    # stays): once the new values are half the window, they are no longer
+    # far, and the EWMA learns them.
+    values = np.concatenate(
+        [calm(200, level=1.0, spread=0.01), calm(200, level=1e4, spread=100.0)]
+    )
+    state, _ = run(values, interval_s=300, metric=Metric.POWER_KW)
+    assert state_fields(state)["em"] == pytest.approx(1e4, rel=0.05)
+
+
+def test_a_reading_within_a_thousand_times_the_window_is_learned_winsorised():
+    # 500 times the level (the window's largest magnitude is about 10.3, so
+    # 5,000 is within FAR_RATIO of it): not far, so it is learned as any
+    # flagged reading is, clipped to the band: the EWMA mean moves, a little.
+    values = calm(251, level=10.0, spread=0.1)
+    state_before, _ = run(values[:250], interval_s=300, metric=Metric.POWER_KW)
+    values[250] = 5000.0
+    state, results = run(values, interval_s=300, metric=Metric.POWER_KW)
+    moved = state_fields(state)["em"] - state_fields(state_before)["em"]
+    assert 0 < moved < 0.1
+    assert results[250].score > 0
+
+
+# A metric's declared resolution floors the spreads --------------------------------
+
+
+def quiet_gas(n, seed=5):
+    # A toxic-gas detector near zero: 0.2 ppm plus the absolute value of
+    # normal noise of 0.3 ppm, as the fleet simulator makes it.
+    return 0.2 + np.abs(np.random.default_rng(seed).normal(0.0, 0.3, n))
+
+
+def test_a_wiggle_under_the_sensor_resolution_is_no_spike():
+    # 1.2 ppm where the readings' robust spread is about 0.25 ppm: some 4
+    # to 5 spreads up, but within the 1 ppm a toxic-gas detector resolves.
+    values = quiet_gas(400)
+    values[300] = np.median(values[204:300]) + 1.0
+    assert METRICS[Metric.TOXIC_GAS_PPM].resolution == 1.0
+    _, as_gas = run(values, interval_s=300, metric=Metric.TOXIC_GAS_PPM)
+    _, undeclared = run(values, interval_s=300, metric=Metric.TEMPERATURE_C)
+    assert 300 not in flagged(as_gas, "robust_z")
+    assert as_gas[300].score == 0.0
+    # Temperature declares no resolution: there the spread is the readings'.
+    assert 300 in flagged(undeclared, "robust_z")
+
+
+def test_a_gas_spike_well_past_the_resolution_still_scores_in_full():
+    # 15 ppm over the median: 15 resolutions, past Z_FULL (12).
+    values = quiet_gas(400)
+    values[300] = np.median(values[204:300]) + 15.0
+    _, results = run(values, interval_s=300, metric=Metric.TOXIC_GAS_PPM)
+    finding = next(f for f in results[300].findings if f.detector == "robust_z")
+    assert finding.score == 1.0
+    assert results[300].score > 0.5
+
+
+# A frozen register teaches the spread nothing -------------------------------------
+
+
+def test_a_frozen_register_leaves_the_spread_of_the_hours_it_froze_through():
+    # A water meter's rate, 5-minute readings: 10 m3/h +- 15 % from 08:00 to
+    # 18:00, 1 m3/h otherwise. On day 4 the register freezes from 10:00 to
+    # 13:00 (rate 0). From the 12th frozen reading (10:55) on, the stuck
+    # detector reports it, and those readings must not be learned: the
+    # spreads of the half-hour knots from 11:00 to 12:30 stay as they were.
+    t = np.arange(5 * 288) * 300
+    hour = (t % DAY_S) / 3600
+    rng = np.random.default_rng(8)
+    busy = (hour >= 8) & (hour < 18)
+    values = np.where(busy, 10.0 * (1 + 0.15 * rng.standard_normal(t.size)), 1.0)
+    day4 = 3 * DAY_S
+    frozen = (t >= day4 + 10 * 3600) & (t < day4 + 13 * 3600)
+    values[frozen] = 0.0
+    before, _ = run(values[t < day4 + 10 * 3600], 300, Metric.WATER_M3)
+    after, results = run(values[t < day4 + 13 * 3600], 300, Metric.WATER_M3)
+    stuck_from = int(np.flatnonzero(frozen)[0]) + engine.STUCK_MIN_READINGS - 1
+    assert stuck_from in flagged(results, "stuck")
+    knots = range(22, 26)  # the knots at 11:15, 11:45, 12:15, 12:45
+    assert [state_fields(after)["had"][k] for k in knots] == [
+        state_fields(before)["had"][k] for k in knots
+    ]
