@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 DEFAULTS_DIR = Path(__file__).with_name("defaults")
 """The default rules shipped with riskwatch (package data)."""
 
+RULE_FILE_SUFFIXES = (".yaml", ".yml")
+"""The endings of rule files; both are common for YAML."""
+
 
 @dataclass
 class RuleCheck:
@@ -40,7 +43,8 @@ class RuleCheck:
 def check_rules(
     directory: Path | None = None, *, silent_after_s: float | None = None
 ) -> RuleCheck:
-    """Read and validate every ``*.yaml`` file under a directory (recursively).
+    """Read and validate every ``*.yaml`` and ``*.yml`` file under a directory
+    (recursively).
 
     Args:
         directory: where the rule files are; None reads the shipped defaults.
@@ -59,9 +63,9 @@ def check_rules(
         problem = RuleProblem(directory, None, None, "no such directory")
         check.problems.append(problem)
         return check
-    check.files = sorted(directory.rglob("*.yaml"))
+    check.files = rule_files(directory)
     if not check.files:
-        message = "no *.yaml rule files in this directory"
+        message = "no *.yaml or *.yml rule files in this directory"
         check.problems.append(RuleProblem(directory, None, None, message))
     seen: dict[str, Path] = {}
     for path in check.files:
@@ -82,6 +86,15 @@ def check_rules(
                     for field_path, message in _never_silent(rule, silent_after_s)
                 )
     return check
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files under ``directory`` (recursively), in path order: every
+    entry whose name ends in one of :data:`RULE_FILE_SUFFIXES`. The worker
+    and ``rules check`` both read this list, so they judge the same files."""
+    return sorted(
+        path for path in directory.rglob("*") if path.suffix in RULE_FILE_SUFFIXES
+    )
 
 
 def _never_silent(rule: Rule, silent_after_s: float) -> Iterator[tuple[str, str]]:

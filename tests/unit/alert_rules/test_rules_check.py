@@ -153,6 +153,17 @@ def test_files_are_read_recursively_and_ids_are_unique_across_them(tmp_path):
     assert "already used in" in check.problems[0].message
 
 
+def test_yml_files_are_read_like_yaml_files(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    broken = _write(tmp_path, "extra.yml", BROKEN.replace("gas-orange", "other"))
+    check = check_rules(tmp_path)
+    assert [path.name for path in check.files] == ["extra.yml", "good.yaml"]
+    assert {problem.file for problem in check.problems} == {broken}
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert f"{broken}: rule #0 (other) field level: " in result.output
+
+
 @pytest.mark.parametrize(
     ("text", "rule", "field", "fragment"),
     [
@@ -236,7 +247,7 @@ def test_error_cases(tmp_path, text, rule, field, fragment):
 
 
 def test_an_empty_or_missing_directory_is_a_problem(tmp_path):
-    assert "no *.yaml rule files" in check_rules(tmp_path).problems[0].message
+    assert "no *.yaml or *.yml rule files" in check_rules(tmp_path).problems[0].message
     missing = tmp_path / "none"
     assert check_rules(missing).problems[0].message == "no such directory"
 
