@@ -273,17 +273,39 @@ def _twice_problem(path: Path, data: Any, twice: _TwiceGiven) -> RuleProblem:  #
     return RuleProblem(path, None, ".".join(str(k) for k in keys), message)
 
 
-def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why a listed rule file cannot be read, in words: not the YAML reader's
+    complaint, since nothing was parsed."""
+    if path.is_dir():
+        return "is a directory, not a rule file"
+    if path.is_symlink() and not path.exists():
+        return (
+            f"cannot be read: a symbolic link to {path.readlink()}, "
+            "which does not exist"
+        )
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def _compose(path: Path) -> _Composed | str:
+    """A rule file's document, or why it cannot be read or is not YAML."""
     try:
-        composed = _load_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return _unreadable(path, exc)
+    try:
+        return _load_yaml(text)
     except _AliasBomb as exc:
-        return [], [RuleProblem(path, None, None, str(exc))]
+        return str(exc)
     except RecursionError:
-        message = "not valid YAML: nested too deeply to read"
-        return [], [RuleProblem(path, None, None, message)]
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        message = "not valid YAML: " + " ".join(str(exc).split())
-        return [], [RuleProblem(path, None, None, message)]
+        return "not valid YAML: nested too deeply to read"
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return "not valid YAML: " + " ".join(str(exc).split())
+
+
+def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
+    composed = _compose(path)
+    if isinstance(composed, str):
+        return [], [RuleProblem(path, None, None, composed)]
     data = composed.data
     twice = [_twice_problem(path, data, given) for given in composed.twice]
     if not isinstance(data, dict) or "rules" not in data:

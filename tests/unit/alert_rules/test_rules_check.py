@@ -164,6 +164,43 @@ def test_yml_files_are_read_like_yaml_files(tmp_path):
     assert f"{broken}: rule #0 (other) field level: " in result.output
 
 
+def test_a_directory_named_like_a_rule_file_is_said_to_be_one(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    folder = tmp_path / "x.yaml"
+    folder.mkdir()
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.rule, p.field, p.message) for p in problems] == [
+        (folder, None, None, "is a directory, not a rule file")
+    ]
+
+
+def test_a_dangling_symlink_cannot_be_read(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    link = tmp_path / "gone.yml"
+    link.symlink_to(tmp_path / "missing.yaml")
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.message) for p in problems] == [
+        (
+            link,
+            f"cannot be read: a symbolic link to {tmp_path / 'missing.yaml'}, "
+            "which does not exist",
+        )
+    ]
+
+
+def test_an_unreadable_file_says_why(tmp_path, monkeypatch):
+    path = _write(tmp_path, "good.yaml", GOOD)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "read_text", refuse)
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.message) for p in problems] == [
+        (path, "cannot be read: Permission denied")
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "rule", "field", "fragment"),
     [
