@@ -114,6 +114,20 @@ def cap_time(moment: datetime) -> str:
     return text.removesuffix("+00:00") + "-00:00"
 
 
+def cap_expires(record: WarningRecord) -> datetime:
+    """The version's ``expires``: the warning's ``valid_until``, but never
+    before the version was sent.
+
+    A version issued after the warning stopped being valid (an officer
+    acknowledges or closes it hours after it resolved) keeps its
+    ``valid_until`` (the resolution), which is earlier than its ``issue_time``
+    (the officer's action). Such a version announces nothing still in force:
+    it expires the moment it is sent (``expires`` = ``effective``), rather
+    than claiming a validity the warning no longer has.
+    """
+    return max(record.valid_until, record.issue_time)
+
+
 def msg_type(record: WarningRecord) -> str:
     """``Alert``, ``Update`` or ``Cancel`` for this version."""
     if record.version == 1:
@@ -184,7 +198,7 @@ def _info(alert: etree._Element, record: WarningRecord) -> None:
     _add(info, "certainty", grade.certainty)
     _add(info, "effective", cap_time(record.issue_time))
     _add(info, "onset", cap_time(record.start_time))
-    _add(info, "expires", cap_time(record.valid_until))
+    _add(info, "expires", cap_time(cap_expires(record)))
     _add(info, "senderName", record.authority)
     _add(info, "headline", _headline(record))
     _add(info, "description", "\n".join(_item_lines(record)))

@@ -26,7 +26,7 @@ def rules() -> None:
 )
 @click.pass_context
 def check(ctx: click.Context, directory: Path | None) -> None:
-    """Validate every *.yaml rule file under DIRECTORY (default: shipped rules).
+    """Validate every *.yaml/*.yml rule file under DIRECTORY (default: shipped rules).
 
     Prints a summary of the rules when all are valid; otherwise lists every
     problem with its file, rule and field and exits with 1. Rules are checked

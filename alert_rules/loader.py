@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 DEFAULTS_DIR = Path(__file__).with_name("defaults")
 """The default rules shipped with riskwatch (package data)."""
 
+RULE_FILE_SUFFIXES = (".yaml", ".yml")
+"""The endings of rule files; both are common for YAML."""
+
 
 @dataclass
 class RuleCheck:
@@ -40,7 +43,8 @@ class RuleCheck:
 def check_rules(
     directory: Path | None = None, *, silent_after_s: float | None = None
 ) -> RuleCheck:
-    """Read and validate every ``*.yaml`` file under a directory (recursively).
+    """Read and validate every ``*.yaml`` and ``*.yml`` file under a directory
+    (recursively).
 
     Args:
         directory: where the rule files are; None reads the shipped defaults.
@@ -59,9 +63,9 @@ def check_rules(
         problem = RuleProblem(directory, None, None, "no such directory")
         check.problems.append(problem)
         return check
-    check.files = sorted(directory.rglob("*.yaml"))
+    check.files = rule_files(directory)
     if not check.files:
-        message = "no *.yaml rule files in this directory"
+        message = "no *.yaml or *.yml rule files in this directory"
         check.problems.append(RuleProblem(directory, None, None, message))
     seen: dict[str, Path] = {}
     for path in check.files:
@@ -82,6 +86,15 @@ def check_rules(
                     for field_path, message in _never_silent(rule, silent_after_s)
                 )
     return check
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files under ``directory`` (recursively), in path order: every
+    entry whose name ends in one of :data:`RULE_FILE_SUFFIXES`. The worker
+    and ``rules check`` both read this list, so they judge the same files."""
+    return sorted(
+        path for path in directory.rglob("*") if path.suffix in RULE_FILE_SUFFIXES
+    )
 
 
 def _never_silent(rule: Rule, silent_after_s: float) -> Iterator[tuple[str, str]]:
@@ -260,17 +273,39 @@ def _twice_problem(path: Path, data: Any, twice: _TwiceGiven) -> RuleProblem:  #
     return RuleProblem(path, None, ".".join(str(k) for k in keys), message)
 
 
-def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
+def _unreadable(path: Path, exc: OSError) -> str:
+    """Why a listed rule file cannot be read, in words: not the YAML reader's
+    complaint, since nothing was parsed."""
+    if path.is_dir():
+        return "is a directory, not a rule file"
+    if path.is_symlink() and not path.exists():
+        return (
+            f"cannot be read: a symbolic link to {path.readlink()}, "
+            "which does not exist"
+        )
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def _compose(path: Path) -> _Composed | str:
+    """A rule file's document, or why it cannot be read or is not YAML."""
     try:
-        composed = _load_yaml(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return _unreadable(path, exc)
+    try:
+        return _load_yaml(text)
     except _AliasBomb as exc:
-        return [], [RuleProblem(path, None, None, str(exc))]
+        return str(exc)
     except RecursionError:
-        message = "not valid YAML: nested too deeply to read"
-        return [], [RuleProblem(path, None, None, message)]
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        message = "not valid YAML: " + " ".join(str(exc).split())
-        return [], [RuleProblem(path, None, None, message)]
+        return "not valid YAML: nested too deeply to read"
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return "not valid YAML: " + " ".join(str(exc).split())
+
+
+def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
+    composed = _compose(path)
+    if isinstance(composed, str):
+        return [], [RuleProblem(path, None, None, composed)]
     data = composed.data
     twice = [_twice_problem(path, data, given) for given in composed.twice]
     if not isinstance(data, dict) or "rules" not in data:

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from alert_rules._base import Duration, StrictModel, format_duration
+from alert_rules._hysteresis import hysteresis_problems
 from alert_rules.conditions import AnyCondition, Condition, walk
 from alert_rules.errors import FieldError
 from riskwatch.contracts import ID_PATTERN, METRICS, Metric, Observation
@@ -404,6 +405,7 @@ class Rule(StrictModel):
                 "scope is one of device, enterprise, grid, district",
             )
         self._check_group()
+        self._check_hysteresis()
         for risk_class, factor in self.risk_factors.items():
             if not 0 < factor <= MAX_RISK_FACTOR:
                 raise FieldError(
@@ -451,6 +453,17 @@ class Rule(StrictModel):
                     f"got {', '.join(sorted(units))}",
                 )
         return self
+
+    def _check_hysteresis(self) -> None:
+        """A clear that can hold while its condition fires is refused."""
+        pairs = [(self.when, self.clear, "clear")]
+        pairs += [
+            (step.condition(self.when), step.clear, f"escalate.{index}.clear")
+            for index, step in enumerate(self.escalate)
+        ]
+        for when, clear, path in pairs:
+            for field_path, message in hysteresis_problems(when, clear, path):
+                raise FieldError(field_path, message)
 
     def _check_group(self) -> None:
         if self.scope == ScopeKind.DEVICE and self.group is not None:

@@ -42,6 +42,8 @@ from alert_rules.api.models import (
     ActionBody,
     DisposeBody,
     ListQuery,
+    NoQuery,
+    ShowQuery,
     Silence,
     SilenceBody,
     SilenceKind,
@@ -329,6 +331,25 @@ def _invalid(exc: ValidationError, prefix: str = "") -> _Problem:
     return _Problem(422, "InvalidInput", f"{field}: {message}", field)
 
 
+def _query(request: web.Request, model: type[_M]) -> _M:
+    """The query parameters as ``model`` (which forbids unknown ones): an
+    unknown, repeated or bad parameter is a 422 naming it."""
+    # A parameter takes one value; a repeated one (level=I&level=IV) would
+    # otherwise silently keep only its first and answer the wrong question.
+    for name in request.query:
+        if len(request.query.getall(name)) > 1:
+            raise _Problem(
+                422,
+                "InvalidInput",
+                f"{name}: given more than once; each parameter takes one value",
+                name,
+            )
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+
+
 async def _body(request: web.Request, model: type[_M]) -> _M:
     raw = await request.read()
     try:
@@ -397,20 +418,7 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _list(request: web.Request) -> web.Response:
     _account(request, acting=False)
-    # A filter takes one value; a repeated one (level=I&level=IV) would
-    # otherwise silently keep only its first and list the wrong warnings.
-    for name in request.query:
-        if len(request.query.getall(name)) > 1:
-            raise _Problem(
-                422,
-                "InvalidInput",
-                f"{name}: given more than once; each filter takes one value",
-                name,
-            )
-    try:
-        query = ListQuery.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise _invalid(exc) from exc
+    query = _query(request, ListQuery)
     found = [r for r in _ready_view(request).records() if _matches(r, query)]
     found.sort(key=lambda r: (r.issue_time, r.id), reverse=True)
     return _json(
@@ -435,9 +443,10 @@ def _matches(record: WarningRecord, query: ListQuery) -> bool:
 
 async def _show(request: web.Request) -> web.Response:
     _account(request, acting=False)
+    query = _query(request, ShowQuery)
     record = _warning(request)
     data = _dump(record)
-    if request.query.get("evidence", "true").lower() not in ("false", "0", "no"):
+    if query.evidence:
         # A feed warning's items have no evidence: no one device's readings.
         data["evidence"] = [
             await _series(request, record, item.evidence)
@@ -451,6 +460,7 @@ async def _cap(request: web.Request) -> web.Response:
     """The latest version as a CAP 1.2 ``alert``: what a public warning
     system takes (its ``references`` name the earlier versions)."""
     _account(request, acting=False)
+    _query(request, NoQuery)
     record = _warning(request)
     body = render_cap(record, sender=request.app[OPTIONS]["cap_sender"])
     return web.Response(body=body, content_type=CAP_MEDIA_TYPE, charset="utf-8")
@@ -580,6 +590,7 @@ def _action(action: Action) -> Handler:
 
 async def _list_silences(request: web.Request) -> web.Response:
     _account(request, acting=False)
+    _query(request, NoQuery)
     silences = request.app[SILENCE_VIEW].silences()
     return _json({"silences": [s.model_dump(mode="json") for s in silences]})
 

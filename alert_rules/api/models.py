@@ -132,6 +132,18 @@ class ListQuery(_Input):
         return until
 
 
+class ShowQuery(_Input):
+    """Parameters of ``GET /warnings/{id}``: ``evidence`` (default true) reads
+    the evidence series from InfluxDB; false, 0, no or off skip it."""
+
+    evidence: bool = True
+
+
+class NoQuery(_Input):
+    """Parameters of a route that takes none (``GET /warnings/{id}/cap``,
+    ``GET /silences``): any given is a 422 naming it."""
+
+
 class SilenceBody(_Input):
     """Body of ``POST /silences``: ``starts`` (optional, default now) plans a
     maintenance window ahead; ``until`` is its end."""
@@ -148,6 +160,8 @@ __all__ = [
     "DisposeBody",
     "IsoTime",
     "ListQuery",
+    "NoQuery",
+    "ShowQuery",
     "Silence",
     "SilenceBody",
     "SilenceKind",

