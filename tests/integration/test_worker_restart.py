@@ -45,7 +45,7 @@ def _wait_for(pipeline, device: str, count: int) -> list[tuple[str, str, int]]:
     return _versions(pipeline, device)
 
 
-# Known defect, left open in issue 5's note (session 9): in 2 of 4 runs on
+# Known defect, left open in issue 5's note (session 9): in 3 of 5 runs on
 # this machine the restarted worker rejoined its group (about 58 s, the
 # killed member's session timeout), finished recovery ("Worker ready") and
 # then consumed none of the readings published while it was down (committed
