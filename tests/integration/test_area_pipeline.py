@@ -14,10 +14,13 @@ from importlib import resources
 
 import pytest
 
-from riskwatch.contracts import telemetry_topic
 from stream_jobs.cloudevent import TYPE_PREFIX
 from tests.integration.conftest import until
-from tests.integration.test_pipeline import _device, _reading, running_pipeline
+from tests.integration.test_pipeline import (
+    _device,
+    publish_minutely,
+    running_pipeline,
+)
 
 GRID_RULE = "toxic-gas-several-enterprises"
 DISTRICT_RULE = "toxic-gas-several-grids"
@@ -57,14 +60,9 @@ def pipeline(settings, stack, tmp_path_factory):
 
 
 def _toxic(pipeline, enterprise, device, start, values):
-    topic = telemetry_topic("riskwatch/v1", enterprise, device)
-    payloads = [
-        _reading(start + timedelta(minutes=i), "toxic_gas_ppm", v, "ppm")
-        for i, v in enumerate(values)
-    ]
-    baselines = pipeline.baselines()
-    pipeline.publish(topic, payloads)
-    pipeline.wait_processed(baselines)
+    publish_minutely(
+        pipeline, enterprise, device, "toxic_gas_ppm", "ppm", start, values
+    )
 
 
 def _versions(pipeline, rule, subject):

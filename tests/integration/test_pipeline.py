@@ -230,6 +230,19 @@ def _device(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def publish_minutely(pipeline, enterprise, device, metric, unit, start, values):
+    """Publish one reading a minute from ``start`` for ``device`` and wait until
+    the worker has processed them."""
+    topic = telemetry_topic("riskwatch/v1", enterprise, device)
+    payloads = [
+        _reading(start + timedelta(minutes=i), metric, v, unit)
+        for i, v in enumerate(values)
+    ]
+    baselines = pipeline.baselines()
+    pipeline.publish(topic, payloads)
+    pipeline.wait_processed(baselines)
+
+
 def _reading(ts: datetime, metric: str, value: float, unit: str, **extra) -> bytes:
     return json.dumps(
         {

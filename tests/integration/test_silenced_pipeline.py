@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from riskwatch.contracts import Metric, telemetry_topic
+from riskwatch.contracts import Metric
 from riskwatch.registry import Device, Registry, load_registry
 from riskwatch.registry_cli import publish_registry, sample_registry_path
 from riskwatch.timeouts import Deadline
@@ -25,7 +25,7 @@ from tests.integration.test_officer import api_env  # noqa: F401 - a fixture
 from tests.integration.test_pipeline import (
     ENTERPRISE,
     _device,
-    _reading,
+    publish_minutely,
     running_pipeline,
 )
 
@@ -57,14 +57,9 @@ def _api(env, method, path, body=None):
 
 
 def _gas(pipeline, device, start, values):
-    topic = telemetry_topic("riskwatch/v1", ENTERPRISE, device)
-    payloads = [
-        _reading(start + timedelta(minutes=i), "combustible_gas_lel", v, "%LEL")
-        for i, v in enumerate(values)
-    ]
-    baselines = pipeline.baselines()
-    pipeline.publish(topic, payloads)
-    pipeline.wait_processed(baselines)
+    publish_minutely(
+        pipeline, ENTERPRISE, device, "combustible_gas_lel", "%LEL", start, values
+    )
 
 
 def _received(pipeline, device, status="open"):
