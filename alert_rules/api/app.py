@@ -158,6 +158,11 @@ def build_app(
 
 PUBLIC = frozenset({"/openapi.json", "/health"})
 
+# The longest request line and header line (name and value) taken, in bytes:
+# aiohttp's default for headers, one more for the request line (ApiRunner).
+MAX_HEADER_FIELD = 8190
+MAX_REQUEST_LINE = MAX_HEADER_FIELD + 1
+
 
 class ApiRunner(web.AppRunner):
     """An :class:`aiohttp.web.AppRunner` whose connections answer a request
@@ -169,6 +174,11 @@ class ApiRunner(web.AppRunner):
     """
 
     async def _make_server(self) -> web.Server:
+        # Two limits that differ by a byte, so that aiohttp's LineTooLong,
+        # which carries the limit it broke but not the part, tells an
+        # over-long request line from an over-long header (see _malformed).
+        self._kwargs.setdefault("max_line_size", MAX_REQUEST_LINE)
+        self._kwargs.setdefault("max_field_size", MAX_HEADER_FIELD)
         server = await super()._make_server()
         # aiohttp has no setting for the protocol class its Server makes per
         # connection; the subclass only changes that factory, so every other
@@ -242,15 +252,17 @@ def _malformed(exc: http_exceptions.HttpProcessingError) -> tuple[str, str]:
     >>> _malformed(http_exceptions.BadHttpMessage(
     ...     "Invalid header value char:\\n\\n  b'X-A: <b>'\\n  ^"))
     ('headers', 'not valid HTTP (invalid header value char)')
-    >>> _malformed(http_exceptions.LineTooLong("<script>" * 9000, "8190"))
-    ('headers', 'a request line or header is longer than the server takes')
+    >>> _malformed(http_exceptions.LineTooLong("<script>" * 9000, MAX_HEADER_FIELD))
+    ('headers', 'a header is longer than 8190 bytes')
+    >>> _malformed(http_exceptions.LineTooLong("/warnings?" * 900, MAX_REQUEST_LINE))
+    ('request line', 'the request line is longer than 8191 bytes')
     """
+    if isinstance(exc, http_exceptions.LineTooLong):
+        if str(exc.args[1]) == str(MAX_REQUEST_LINE):
+            limit = MAX_REQUEST_LINE
+            return "request line", f"the request line is longer than {limit} bytes"
+        return "headers", f"a header is longer than {MAX_HEADER_FIELD} bytes"
     fixed: list[tuple[type[Exception], str, str]] = [
-        (
-            http_exceptions.LineTooLong,
-            "headers",
-            "a request line or header is longer than the server takes",
-        ),
         (http_exceptions.BadHttpMethod, "method", "not a valid HTTP method"),
         (http_exceptions.InvalidURLError, "path", "not a valid request target"),
         (http_exceptions.BadStatusLine, "request line", "not an HTTP/1.x request line"),

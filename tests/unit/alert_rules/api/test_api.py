@@ -582,7 +582,12 @@ _SCRIPT = b"<script>alert(1)</script>"
         (
             b"GET /health HTTP/1.1\r\nX-A: " + _SCRIPT * 400 + b"\r\n\r\n",
             "headers",
-            "longer than the server takes",
+            "a header is longer than 8190 bytes",
+        ),
+        (
+            b"GET /warnings?x=" + _SCRIPT * 400 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+            "request line",
+            "the request line is longer than 8191 bytes",
         ),
         (b"G" + _SCRIPT + b"T /health HTTP/1.1\r\n\r\n", "method", "method"),
         (
