@@ -48,6 +48,15 @@ class FieldError(ValueError):
         self.field = field
 
 
+class FieldErrors(ValueError):
+    """Several :class:`FieldError` of one model, raised together so that the
+    loader reports each of them, not only the first."""
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e}" for e in self.errors))
+
+
 class RuleError(ConfigError):
     """Rule files that cannot be loaded; lists every problem found.
 

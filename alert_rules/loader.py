@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from alert_rules._base import format_duration
 from alert_rules.conditions import Silent
-from alert_rules.errors import FieldError, RuleError, RuleProblem
+from alert_rules.errors import FieldError, FieldErrors, RuleError, RuleProblem
 from alert_rules.rule import Rule, RuleFile
 
 logger = logging.getLogger(__name__)
@@ -315,7 +315,11 @@ def _read_file(path: Path) -> tuple[list[tuple[int, Rule]], list[RuleProblem]]:
     try:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem(path, data, err) for err in exc.errors(include_url=False)]
+        problems = [
+            problem
+            for err in exc.errors(include_url=False)
+            for problem in _problems(path, data, err)
+        ]
         return _valid_rules(data), [*twice, *problems]
     return list(enumerate(parsed.rules)), twice
 
@@ -337,12 +341,26 @@ def _valid_rules(data: dict[str, Any]) -> list[tuple[int, Rule]]:
     return valid
 
 
-def _problem(path: Path, data: dict[str, Any], err: Any) -> RuleProblem:  # noqa: ANN401
-    loc = list(err["loc"])
+def _problems(path: Path, data: dict[str, Any], err: Any) -> list[RuleProblem]:  # noqa: ANN401
+    """The problems one pydantic error stands for: each field a rule's
+    model-level check named (:class:`FieldErrors`), else the error itself."""
     cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldErrors):
+        return [_problem(path, data, err, each) for each in cause.errors]
+    return [_problem(path, data, err, cause)]
+
+
+def _problem(
+    path: Path,
+    data: dict[str, Any],
+    err: Any,  # noqa: ANN401
+    cause: object,
+) -> RuleProblem:
+    loc = list(err["loc"])
+    message = str(err["msg"]).removeprefix("Value error, ")
     if isinstance(cause, FieldError):
         loc.extend(cause.field.split("."))
-    message = str(err["msg"]).removeprefix("Value error, ")
+        message = str(cause)
     received = err.get("input")
     if err["type"] not in ("value_error", "missing") and not isinstance(
         received, dict | list

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from alert_rules._base import Duration, StrictModel, format_duration
 from alert_rules._hysteresis import hysteresis_problems
 from alert_rules.conditions import AnyCondition, Condition, walk
-from alert_rules.errors import FieldError
+from alert_rules.errors import FieldError, FieldErrors
 from riskwatch.contracts import ID_PATTERN, METRICS, Metric, Observation
 from riskwatch.registry import Enterprise, Industry
 
@@ -398,38 +398,46 @@ class Rule(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        problems = [*self._problems()]
+        if problems:
+            raise FieldErrors(problems)
+        return self
+
+    def _problems(self) -> Iterator[FieldError]:
+        """Every model-level problem of the rule, so that one check lists
+        them all instead of the author fixing one per run."""
         if self.scope == ScopeKind.FEED:
-            raise FieldError(
+            yield FieldError(
                 "scope",
                 "feed warnings are the worker's own (worker.outage_*); a rule "
                 "scope is one of device, enterprise, grid, district",
             )
-        self._check_group()
-        self._check_hysteresis()
+        yield from self._group_problems()
+        yield from self._hysteresis_problems()
         for risk_class, factor in self.risk_factors.items():
             if not 0 < factor <= MAX_RISK_FACTOR:
-                raise FieldError(
+                yield FieldError(
                     f"risk_factors.{risk_class}",
                     f"a risk factor must be above 0 and at most "
                     f"{MAX_RISK_FACTOR:g}, got {factor:g}",
                 )
-            if (
+            elif (
                 factor != 1
                 and not self.for_
                 and not any(step.after for step in self.escalate)
             ):
-                raise FieldError(
+                yield FieldError(
                     f"risk_factors.{risk_class}",
                     "risk factors scale `for` and the escalation steps' "
                     "`after`, which this rule does not set",
                 )
         if self.max_gap <= timedelta(0):
-            raise FieldError("max_gap", "max_gap must be longer than 0s")
+            yield FieldError("max_gap", "max_gap must be longer than 0s")
         if self.valid_for <= timedelta(0):
-            raise FieldError("valid_for", "valid_for must be longer than 0s")
+            yield FieldError("valid_for", "valid_for must be longer than 0s")
         for index, step in enumerate(self.escalate):
             if step.to.severity <= self.level.severity:
-                raise FieldError(
+                yield FieldError(
                     f"escalate.{index}.to",
                     f"a step must raise the level above the rule's "
                     f"{self.level.value} (I is the most severe), got "
@@ -437,24 +445,22 @@ class Rule(StrictModel):
                 )
         conditions = [self.when, self.clear]
         conditions += [c for step in self.escalate for c in (step.when, step.clear)]
-        uses_value = any(c is not None and c.uses_value() for c in conditions)
-        if uses_value:
+        if any(c is not None and c.uses_value() for c in conditions):
             if not self.select.metrics:
-                raise FieldError(
+                yield FieldError(
                     "select.metrics",
                     "a rule comparing values (above/below) must list its "
                     "metrics, since thresholds have units",
                 )
             units = {value_unit(m) for m in self.select.metrics}
             if len({_SAME_UNIT.get(u, u) for u in units}) > 1:
-                raise FieldError(
+                yield FieldError(
                     "select.metrics",
                     "a rule comparing values must select metrics of one unit, "
                     f"got {', '.join(sorted(units))}",
                 )
-        return self
 
-    def _check_hysteresis(self) -> None:
+    def _hysteresis_problems(self) -> Iterator[FieldError]:
         """A clear that can hold while its condition fires is refused."""
         pairs = [(self.when, self.clear, "clear")]
         pairs += [
@@ -463,25 +469,25 @@ class Rule(StrictModel):
         ]
         for when, clear, path in pairs:
             for field_path, message in hysteresis_problems(when, clear, path):
-                raise FieldError(field_path, message)
+                yield FieldError(field_path, message)
 
-    def _check_group(self) -> None:
+    def _group_problems(self) -> Iterator[FieldError]:
         if self.scope == ScopeKind.DEVICE and self.group is not None:
-            raise FieldError(
+            yield FieldError(
                 "group",
                 "a device rule warns about one device and has no members to "
                 "group; use scope enterprise, grid or district",
             )
         if self.scope in (ScopeKind.GRID, ScopeKind.DISTRICT):
             if self.group is None:
-                raise FieldError(
+                yield FieldError(
                     "group",
                     f"a {self.scope.value} rule needs group.min_members: at how "
                     f"many enterprises of one {self.scope.value} the finding "
                     "makes one warning (at least 2)",
                 )
-            if self.group.min_members < 2:
-                raise FieldError(
+            elif self.group.min_members < 2:
+                yield FieldError(
                     "group.min_members",
                     f"a {self.scope.value} rule groups at least 2 enterprises, "
                     f"got {self.group.min_members}; one enterprise's finding is "

@@ -105,6 +105,43 @@ def test_bad_risk_factors_are_named_with_their_class(
     assert f"{path}: rule #0 (graded) field risk_factors.D: {message}" in result.output
 
 
+def test_every_model_level_problem_of_a_rule_is_listed_at_once(tmp_path):
+    path = _write(
+        tmp_path,
+        "many.yaml",
+        """\
+        rules:
+          - id: many
+            title: Gas
+            level: II
+            select: {metrics: [combustible_gas_lel]}
+            when: {above: 25}
+            for: 5m
+            clear: {below: 30}
+            escalate: [{after: 30m, to: III}]
+            risk_factors: {A: -1, B: .nan}
+            valid_for: 0s
+            action: ventilate
+            expected: below 25 %LEL
+        """,
+    )
+    with pytest.raises(RuleError) as caught:
+        load_rules(tmp_path)
+    fields = [problem.field for problem in caught.value.problems]
+    assert fields == [
+        "clear.below",
+        "risk_factors.A",
+        "risk_factors.B",
+        "valid_for",
+        "escalate.0.to",
+    ]
+    assert {problem.rule for problem in caught.value.problems} == {"#0 (many)"}
+    assert {problem.file for problem in caught.value.problems} == {path}
+    by_field = {problem.field: problem.message for problem in caught.value.problems}
+    assert by_field["risk_factors.B"].endswith("got nan")
+    assert by_field["escalate.0.to"].endswith("got III")
+
+
 def test_check_prints_a_summary_when_fine(tmp_path):
     _write(tmp_path, "gas.yaml", GOOD)
     result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
