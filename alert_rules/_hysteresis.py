@@ -4,8 +4,9 @@ A ``clear`` that can hold while ``when`` still holds never keeps a warning
 open between two thresholds: the warning resolves while the rule still
 fires and opens again at the next reading, so it flaps. This finds the
 one-sided bounds (``above``/``below``, their ``_idle`` forms, ``score``,
-``clock_skew_above`` and ``not`` of each) that firing implies and checks
-each bound the clear offers against them.
+``clock_skew_above`` and ``not`` of each) that each way of firing implies
+(every member of an ``any`` fires alone) and checks each way the clear can
+hold (a bound, a member of an ``any``, an ``all`` of bounds) against them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import combinations
 
 from alert_rules._base import format_duration
 from alert_rules.conditions import (
@@ -92,15 +94,44 @@ def _implied(when: AnyCondition) -> list[_Bound]:
     return [] if bound is None else [bound]
 
 
-def _offered(clear: AnyCondition, path: str) -> Iterator[tuple[str, _Bound]]:
-    """The bounds each of which resolves on its own, with their field path."""
+def _ways_to_fire(when: AnyCondition) -> list[list[_Bound]]:
+    """The bounds implied by each way ``when`` can hold: one list for each
+    member of an ``any`` (the rule fires on each alone), else one."""
+    if isinstance(when, AnyOf):
+        return [way for member in when.any_ for way in _ways_to_fire(member)]
+    return [_implied(when)]
+
+
+@dataclass(frozen=True)
+class _Clearing:
+    """One way ``clear`` can hold: every bound in ``bounds`` together.
+
+    ``path`` is its field (``clear``, ``clear.any.1``), ``condition`` the
+    condition as written.
+    """
+
+    path: str
+    condition: AnyCondition
+    bounds: tuple[_Bound, ...]
+
+
+def _offered(clear: AnyCondition, path: str) -> Iterator[_Clearing]:
+    """Each way ``clear`` resolves on its own: a member of an ``any``, a
+    bound, or an ``all`` made only of bounds (any other member cannot be
+    judged, so such an ``all`` is passed over)."""
     if isinstance(clear, AnyOf):
         for index, member in enumerate(clear.any_):
             yield from _offered(member, f"{path}.any.{index}")
         return
+    if isinstance(clear, AllOf):
+        members = [_bound(member) for member in clear.all_]
+        bounds = [bound for bound in members if bound is not None]
+        if len(bounds) == len(members):
+            yield _Clearing(f"{path}.all", clear, tuple(bounds))
+        return
     bound = _bound(clear)
     if bound is not None:
-        yield path, bound
+        yield _Clearing(f"{path}.{bound.key}", clear, (bound,))
 
 
 def _overlap(firing: _Bound, clearing: _Bound) -> str | None:
@@ -119,6 +150,22 @@ def _overlap(firing: _Bound, clearing: _Bound) -> str | None:
     return None
 
 
+def _all_hold_together(firing: list[_Bound], clearing: _Clearing) -> bool:
+    """Whether every bound of an ``all`` clear can hold while ``firing`` does.
+
+    Each bound is a half-line of its quantity, and half-lines that meet
+    pairwise have a point in common (Helly's theorem on a line), so checking
+    pairs is exact. A bound on a quantity the firing does not bound cannot be
+    judged, and makes the answer no.
+    """
+    for bound in clearing.bounds:
+        same = [f for f in firing if f.quantity == bound.quantity]
+        if not same or any(_overlap(f, bound) is None for f in same):
+            return False
+    pairs = combinations(clearing.bounds, 2)
+    return all(a.quantity != b.quantity or _overlap(a, b) for a, b in pairs)
+
+
 def hysteresis_problems(
     when: AnyCondition, clear: AnyCondition | None, path: str
 ) -> Iterator[tuple[str, str]]:
@@ -134,13 +181,25 @@ def hysteresis_problems(
             "leave clear out or put it on the safe side of when",
         )
         return
-    for firing in _implied(when):
-        for clear_path, clearing in _offered(clear, path):
-            why = _overlap(firing, clearing)
-            if why is not None:
-                yield (
-                    f"{clear_path}.{clearing.key}",
-                    f"clear {clearing.condition.describe()} can hold while the "
-                    f"rule fires on {firing.condition.describe()} ({why}), so it "
-                    "gives no hysteresis and the warning flaps",
-                )
+    for firing in _ways_to_fire(when):
+        for clearing in _offered(clear, path):
+            if len(clearing.bounds) > 1:
+                if _all_hold_together(firing, clearing):
+                    yield (
+                        clearing.path,
+                        f"clear {clearing.condition.describe()} can hold while "
+                        "the rule fires on "
+                        f"{' and '.join(f.condition.describe() for f in firing)}"
+                        ", so it gives no hysteresis and the warning flaps",
+                    )
+                continue
+            (bound,) = clearing.bounds
+            for fired in firing:
+                why = _overlap(fired, bound)
+                if why is not None:
+                    yield (
+                        clearing.path,
+                        f"clear {bound.condition.describe()} can hold while the "
+                        f"rule fires on {fired.condition.describe()} ({why}), so "
+                        "it gives no hysteresis and the warning flaps",
+                    )

@@ -555,6 +555,24 @@ rules:
             "a clear bound must be at most 1.5",
         ),
         (
+            "{any: [{below: 5}, {above: 25}]}",
+            "{all: [{above: 3}, {below: 23}]}",
+            "clear.all",
+            "can hold while the rule fires on value below 5, so it gives no",
+        ),
+        (
+            "{any: [{below: 5}, {above: 25}]}",
+            "{all: [{above: 7}, {below: 27}]}",
+            "clear.all",
+            "can hold while the rule fires on value above 25, so it gives no",
+        ),
+        (
+            "{any: [{above: 25}, {context: shutdown_order}]}",
+            "{below: 30}",
+            "clear.below",
+            "fires on value above 25 (a clear bound must be at most 25)",
+        ),
+        (
             "{clock_skew_above: 5m}",
             "{not: {clock_skew_above: 10m}}",
             "clear.not.clock_skew_above",
@@ -582,6 +600,12 @@ def test_a_clear_that_holds_while_the_rule_fires_is_a_problem(
         ("{above: 25}", "{not: {above: 25}}"),
         ("{score: {at_least: 0.5}}", "{not: {score: {at_least: 0.25}}}"),
         ("{above: 25}", "{any: [{below: 20}, {stale: 10m}]}"),
+        ("{any: [{below: 5}, {above: 25}]}", "{all: [{above: 7}, {below: 23}]}"),
+        ("{any: [{below: 5}, {above: 25}]}", "{all: [{above: 5}, {below: 25}]}"),
+        # A member the check cannot judge (stale) leaves the all unjudged.
+        ("{above: 25}", "{all: [{below: 30}, {stale: 10m}]}"),
+        # Never both: the clear's own bounds do not meet.
+        ("{above: 25}", "{all: [{below: 30}, {above: 40}]}"),
     ],
 )
 def test_a_clear_on_the_safe_side_is_accepted(tmp_path, when, clear):
