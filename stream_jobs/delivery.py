@@ -298,6 +298,11 @@ async def resend_fallback(
     worker appending to it meanwhile starts a new one rather than racing
     this rewrite; leftovers of an interrupted resend are taken up too, and
     each is removed once every line of it was posted or written back.
+    Beside it, ``<aside>.done`` holds how many of its lines are finished, so
+    a resend killed mid-file takes up at the next line instead of writing
+    the finished ones back again; a kill between a line's write-back and
+    that count can repeat that one line (an event, which the platform
+    deduplicates, or a kept line).
 
     Raises:
         ConfigError: ``settings.webhook_url`` is not set.
@@ -311,39 +316,35 @@ async def resend_fallback(
         await client.close()
 
 
+def _finished(file: Path) -> Path:
+    """Where the count of ``file``'s finished lines is kept."""
+    return file.with_name(file.name + ".done")
+
+
 async def _resend(path: Path, client: WebhookClient) -> ResendResult:
-    taken = sorted(path.parent.glob(f"{path.name}.resending-*"))
+    taken = sorted(
+        aside
+        for aside in path.parent.glob(f"{path.name}.resending-*")
+        if aside.name.rsplit("-", 1)[1].isdigit()
+    )
     if path.exists():
         aside = path.with_name(f"{path.name}.resending-{time.time_ns()}")
         path.rename(aside)
         taken.append(aside)
     counts = {"delivered": 0, "undelivered": 0, "kept": 0}
     for file in taken:
+        progress = _finished(file)
+        done = int(progress.read_text()) if progress.exists() else 0
         # surrogateescape: a line kept goes back byte for byte, even one
         # that is not UTF-8.
         with file.open(encoding="utf-8", errors="surrogateescape") as lines:
             for number, line in enumerate(lines, start=1):
-                if not line.strip():
+                if number <= done or not line.strip():
                     continue
-                try:
-                    event = json.loads(line)["event"]
-                    record = WarningRecord.model_validate(event["data"])
-                except (ValueError, TypeError, KeyError) as exc:
-                    log.warning(
-                        "fallback line kept: no warning event file=%s line=%d: %s",
-                        file,
-                        number,
-                        str(exc).splitlines()[0],
-                    )
-                    with path.open(
-                        "a", encoding="utf-8", errors="surrogateescape"
-                    ) as keep:
-                        keep.write(line.rstrip("\n") + "\n")
-                    counts["kept"] += 1
-                    continue
-                taken_now = await client.post(record) is not None
-                counts["delivered" if taken_now else "undelivered"] += 1
+                counts[await _resend_line(path, client, file, number, line)] += 1
+                progress.write_text(str(number))
         file.unlink()
+        progress.unlink(missing_ok=True)
     log.info(
         "fallback resent file=%s delivered=%d undelivered=%d kept=%d",
         path,
@@ -352,6 +353,27 @@ async def _resend(path: Path, client: WebhookClient) -> ResendResult:
         counts["kept"],
     )
     return ResendResult(**counts)
+
+
+async def _resend_line(
+    path: Path, client: WebhookClient, file: Path, number: int, line: str
+) -> str:
+    """Post one fallback line's event again, or write the line back to
+    ``path`` when it holds none; which of the counts it adds to."""
+    try:
+        event = json.loads(line)["event"]
+        record = WarningRecord.model_validate(event["data"])
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning(
+            "fallback line kept: no warning event file=%s line=%d: %s",
+            file,
+            number,
+            str(exc).splitlines()[0],
+        )
+        with path.open("a", encoding="utf-8", errors="surrogateescape") as keep:
+            keep.write(line.rstrip("\n") + "\n")
+        return "kept"
+    return "delivered" if await client.post(record) is not None else "undelivered"
 
 
 def _reference(body: bytes) -> str | None:

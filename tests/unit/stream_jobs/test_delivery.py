@@ -445,6 +445,42 @@ def test_a_file_left_by_an_interrupted_resend_is_taken_up(
     assert list(tmp_path.glob("*.resending-*")) == []
 
 
+class _Killed(BaseException):
+    """Stands for the resend being killed (SIGKILL, a closed terminal)."""
+
+
+def test_a_resend_killed_mid_file_takes_up_at_the_next_line(
+    make_warning, waits, tmp_path, monkeypatch
+):
+    first, second = make_warning(), make_warning(device="GD-102")
+    fallback = _undelivered(tmp_path, first, second)
+    junk = "not json at all"
+    lines = fallback.read_text().splitlines()
+    fallback.write_text("\n".join([junk, *lines]) + "\n")
+    post = WebhookClient.post
+    posted = []
+
+    async def killed_at_the_second(self, record):
+        if posted:
+            raise _Killed
+        posted.append(record.id)
+        return await post(self, record)
+
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    monkeypatch.setattr(WebhookClient, "post", killed_at_the_second)
+    with pytest.raises(_Killed):
+        _resend(receiver, fallback)
+    monkeypatch.setattr(WebhookClient, "post", post)
+    result = _resend(receiver, fallback)
+    # Of the interrupted file only the second event was left; the junk line,
+    # written back by the first run, is taken up and kept once more.
+    assert (result.delivered, result.undelivered, result.kept) == (1, 0, 1)
+    assert [w["id"] for w in receiver.warnings] == [first.id, second.id]
+    assert receiver.duplicates == 0
+    assert fallback.read_text() == junk + "\n"
+    assert list(tmp_path.glob("*.resending-*")) == []
+
+
 def test_resend_without_a_webhook_url_is_a_config_error(tmp_path):
     with pytest.raises(delivery.ConfigError, match=r"platform\.webhook_url"):
         asyncio.run(
