@@ -38,8 +38,9 @@ category memory grows without bound; here it holds at most
 :attr:`~ResonanceParams.categories`, the least used (then oldest) replaced.
 Weights are kept as uint8 (1/255 steps) so the state is small and exact.
 
-The score is 0 for the first :attr:`~ResonanceParams.learning` readings
-(750: 62.5 h of 5-minute readings). At the end of the learning period its
+The score is 0 through the learning period: the whole points within the
+first :attr:`~ResonanceParams.learning` readings (107 points of 7, 749
+readings with the defaults: 62 h 25 min of 5-minute readings). At the end of the learning period its
 points are replayed once (O(learning^2 / step^2) work, once per series);
 afterwards each step costs O(categories * window) and the readings between
 steps O(1). The state is a record of at most :func:`state_bytes` bytes
@@ -111,8 +112,9 @@ class ResonanceParams:
     """The detector's parameters, one set for every series.
 
     Attributes:
-        learning: readings scored 0 while the detector learns (default 750,
-            NAB's longest probationary period); also sets the step.
+        learning: readings the learning period spans at most (default 750,
+            NAB's longest probationary period); it ends with the last whole
+            point within them (749 readings by default). Also sets the step.
         window: points per feature window, a power of two (default 8).
         windows_per_learning: learning-period points per window: the step
             is ``learning // (window * windows_per_learning)`` readings
