@@ -40,11 +40,12 @@ Weights are kept as uint8 (1/255 steps) so the state is small and exact.
 
 The score is 0 through the learning period: the whole points within the
 first :attr:`~ResonanceParams.learning` readings (107 points of 7, 749
-readings with the defaults: 62 h 25 min of 5-minute readings). At the end of the learning period its
-points are replayed once (O(learning^2 / step^2) work, once per series);
-afterwards each step costs O(categories * window) and the readings between
-steps O(1). The state is a record of at most :func:`state_bytes` bytes
-(2,368 with the defaults), restored exactly by :meth:`Resonance.from_bytes`.
+readings with the defaults: 62 h 25 min of 5-minute readings). At its end
+the learning points are replayed once (O(learning^2 / step^2) work, once
+per series); afterwards each point costs O(categories * window) and the
+readings between points O(1). The state is a record of at most
+:func:`state_bytes` bytes (2,356 with the defaults), restored exactly by
+:meth:`Resonance.from_bytes`.
 Deterministic: weights are integers, other arithmetic float64 numpy in a
 fixed order.
 
