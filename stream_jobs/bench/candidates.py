@@ -26,9 +26,10 @@ Names contain no underscore: NAB's scorer takes everything before the first
 * ``resonance``: :mod:`stream_jobs.detection.resonance`, adaptive-resonance
   categories of downsampled window shapes (the ARTime idea with causal
   normalisation and bounded memory), its default parameters.
-* ``resonanceDaylong``: the larger of ``daylong`` and 0.3 times
-  ``resonance`` per reading (0.3 chosen on half A of the NAB subset,
-  docs/nab.md).
+* ``resonanceDaylong``: :mod:`stream_jobs.detection.ensemble`, the larger
+  of 0.3 times ``resonance`` (a quick resonance detector while the main one
+  learns) and ``daylong``'s records calibrated against the series' own
+  recent records (chosen on half A of the NAB subset, docs/nab.md).
 * ``null``: NAB's null detector, a constant 0.5; it scores 0 by definition.
 
 River is a development dependency (the ``dev`` extra); it is imported only
@@ -43,6 +44,7 @@ from typing import Protocol
 from riskwatch.contracts import Metric
 from riskwatch.errors import RiskwatchError
 from stream_jobs import detectors
+from stream_jobs.detection.ensemble import Ensemble
 from stream_jobs.detection.novelty import DAYLONG, NoveltyParams, WindowNovelty
 from stream_jobs.detection.resonance import Resonance, ResonanceParams
 
@@ -115,16 +117,15 @@ class ResonanceDetector:
         return self._resonance.score(value)
 
 
-# resonanceDaylong's weight of a resonance report against daylong's record.
-# Resonance reports are rarer and its scores sit higher than daylong's; at
-# full weight its reports decide the corpus threshold alone.
-RESONANCE_WEIGHT = 0.3
+class EnsembleDetector:
+    """``stream_jobs.detection.ensemble``: resonance (a quick one while the
+    main one learns) beside daylong's calibrated records."""
 
+    def __init__(self) -> None:
+        self._ensemble = Ensemble()
 
-def resonance_with_daylong() -> LargerOf:
-    """The larger of ``daylong`` and :data:`RESONANCE_WEIGHT` times
-    ``resonance``."""
-    return LargerOf(ResonanceDetector(), NoveltyDetector(DAYLONG), RESONANCE_WEIGHT)
+    def score(self, value: float, ts_ns: int) -> float:
+        return self._ensemble.score(value)
 
 
 class RiverHalfSpaceTrees:
@@ -175,7 +176,7 @@ CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "daylong": lambda: NoveltyDetector(DAYLONG),
     "riskwatchDaylong": lambda: riskwatch_with_novelty(DAYLONG),
     "resonance": ResonanceDetector,
-    "resonanceDaylong": resonance_with_daylong,
+    "resonanceDaylong": EnsembleDetector,
     "riverHST": RiverHalfSpaceTrees,
     "riverZscore": RiverZScore,
     "null": NullDetector,

@@ -39,8 +39,8 @@ category memory grows without bound; here it holds at most
 Weights are kept as uint8 (1/255 steps) so the state is small and exact.
 
 The score is 0 through the learning period: the whole points within the
-first :attr:`~ResonanceParams.learning` readings (107 points of 7, 749
-readings with the defaults: 62 h 25 min of 5-minute readings). At its end
+first :attr:`~ResonanceParams.learning` readings (86 points of 7, 602
+readings with the defaults: 50 h 10 min of 5-minute readings). At its end
 the learning points are replayed once (O(learning^2 / step^2) work, once
 per series); afterwards each point costs O(categories * window) and the
 readings between points O(1). The state is a record of at most
@@ -75,7 +75,13 @@ import numpy.typing as npt
 
 from riskwatch.errors import ConfigError
 
-__all__ = ["Resonance", "ResonanceParams", "ResonanceParamsError", "state_bytes"]
+__all__ = [
+    "Resonance",
+    "ResonanceParams",
+    "ResonanceParamsError",
+    "learning_state_bytes",
+    "state_bytes",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -113,12 +119,16 @@ class ResonanceParams:
     """The detector's parameters, one set for every series.
 
     Attributes:
-        learning: readings the learning period spans at most (default 750,
-            NAB's longest probationary period); it ends with the last whole
-            point within them (749 readings by default). Also sets the step.
+        learning: readings the learning period spans at most (default 602,
+            about NAB's probationary period of a 4,032-reading file); it
+            ends with the last whole point within them (86 points of 7, 602
+            readings, by default).
+        horizon: readings that set the step and the trend window (default
+            750, NAB's longest probationary period): the vigilances adapt
+            every half trend window, from the matches of the last one.
         window: points per feature window, a power of two (default 8).
-        windows_per_learning: learning-period points per window: the step
-            is ``learning // (window * windows_per_learning)`` readings
+        windows_per_learning: horizon points per window: the step
+            is ``horizon // (window * windows_per_learning)`` readings
             (default 13: 7 readings, 35 min at 5-minute readings, so a
             window spans 4 h 40 min).
         levels: quantisation levels of the normalised range (default 80).
@@ -134,7 +144,8 @@ class ResonanceParams:
         ResonanceParamsError: a value out of range, naming the field.
     """
 
-    learning: int = 750
+    learning: int = 602
+    horizon: int = 750
     window: int = 8
     windows_per_learning: int = 13
     levels: int = 80
@@ -159,6 +170,10 @@ class ResonanceParams:
                     f"resonance.{name}: {value!r} is out of range; allowed "
                     f"{low}..{high}"
                 )
+        if self.horizon < 2:
+            raise ResonanceParamsError(
+                f"resonance.horizon: {self.horizon!r} must be at least 2 readings"
+            )
         if self.learning // self.step < 2 * self.window:
             raise ResonanceParamsError(
                 f"resonance.learning: {self.learning!r} readings make "
@@ -175,7 +190,7 @@ class ResonanceParams:
     @property
     def step(self) -> int:
         """Readings per point."""
-        return max(1, (self.learning - self.learning % 2) // self.points_per_step)
+        return max(1, (self.horizon - self.horizon % 2) // self.points_per_step)
 
     @property
     def points_per_step(self) -> int:
@@ -184,7 +199,12 @@ class ResonanceParams:
     @property
     def learning_points(self) -> int:
         """Points of the learning period."""
-        return (self.learning - self.learning % 2) // self.step
+        return self.learning // self.step
+
+    @property
+    def trend_points(self) -> int:
+        """Points of the trend window (107 by default)."""
+        return (self.horizon - self.horizon % 2) // self.step
 
     @property
     def mask(self) -> int:
@@ -195,15 +215,16 @@ class ResonanceParams:
 def state_bytes(params: ResonanceParams) -> int:
     """The largest state record for ``params`` (after the learning period;
     while learning it holds the learning points instead of categories)."""
-    return max(_running_bytes(params), _learning_bytes(params))
+    return max(_running_bytes(params), learning_state_bytes(params))
 
 
 def _common_bytes(params: ResonanceParams) -> int:
     return _HEADER.size + 8 * params.step  # the current block, float64
 
 
-def _learning_bytes(params: ResonanceParams) -> int:
-    return _common_bytes(params) + 8 * params.learning_points
+def learning_state_bytes(params: ResonanceParams) -> int:
+    """The state record's length while learning."""
+    return _common_bytes(params) + 4 * params.learning_points  # float32
 
 
 def _running_bytes(params: ResonanceParams) -> int:
@@ -212,8 +233,8 @@ def _running_bytes(params: ResonanceParams) -> int:
         _common_bytes(params)
         + params.window  # the window's levels, uint8
         + 4 * (params.levels + 1)  # level counts, uint32
-        + 2 * (params.learning_points // 2 + 1)  # recent matches, float16
-        + 2 * (params.learning_points + 1)  # recent mismatches, float16
+        + 2 * (params.trend_points // 2 + 1)  # recent matches, float16
+        + 2 * (params.trend_points + 1)  # recent mismatches, float16
         # per category: weights (uint8, complement coded), uses (uint16),
         # last use (uint32)
         + params.categories * (2 * features + 2 + 4)
@@ -339,7 +360,9 @@ class Resonance:
         p = self.params
         self._readings = 0
         self._block = np.zeros(p.step, dtype=np.float64)
-        self._learnt = np.zeros(p.learning_points, dtype=np.float64)
+        # float32: the learning points are the largest part of the state
+        # while learning, beside a detector past its learning period.
+        self._learnt = np.zeros(p.learning_points, dtype=np.float32)
         self._points = 0
         self._mean = 0.0
         self._low = 0.0
@@ -347,8 +370,8 @@ class Resonance:
         self._levels = np.zeros(p.window, dtype=np.uint8)
         self._counts = np.zeros(p.levels + 1, dtype=np.uint32)
         self._median = self._below = self._above = 0
-        self._matches = np.ones(p.learning_points // 2 + 1, dtype=np.float16)
-        self._mismatches = np.zeros(p.learning_points + 1, dtype=np.float16)
+        self._matches = np.ones(p.trend_points // 2 + 1, dtype=np.float16)
+        self._mismatches = np.zeros(p.trend_points + 1, dtype=np.float16)
         self._art = _Art(2 * p.window, p.categories)
         self._last_report = 0
         self._report_match = 0.0
@@ -400,11 +423,12 @@ class Resonance:
 
     def _end_learning(self) -> None:
         p = self.params
-        low, high = float(self._learnt.min()), float(self._learnt.max())
+        learnt = self._learnt.astype(np.float64)
+        low, high = float(learnt.min()), float(learnt.max())
         span = high - low
         self._low, self._high = low - p.margin * span, high + p.margin * span
         features = np.array(
-            [self._feature(point, k) for k, point in enumerate(self._learnt, 1)]
+            [self._feature(float(point), k) for k, point in enumerate(learnt, 1)]
         )
         vigilance = self._starting_vigilance(features[p.window - 1 :])
         self._art.lower = self._art.upper = vigilance
@@ -481,7 +505,7 @@ class Resonance:
         p, art = self.params, self._art
         since = k - self._last_report
         update_after_report = since == p.mask
-        update_for_trend = k - self._last_update >= p.learning_points // 2
+        update_for_trend = k - self._last_update >= p.trend_points // 2
         after_report = since <= p.mask
         if k > p.learning_points + p.mask and self._masked and self._fresh >= p.mask:
             self._masked = False
@@ -561,7 +585,7 @@ class Resonance:
         )
         parts = [header, self._block.tobytes()]
         if self.learning:
-            parts.append(self._learnt.tobytes())
+            parts.append(self._learnt.astype("<f4").tobytes())
             return b"".join(parts)
         spare = self.params.categories - art.weights.shape[0]
         parts += [
@@ -618,7 +642,7 @@ class Resonance:
             detector._high,
         ) = fields[12:]
         detector._masked = bool(masked)
-        expected = _learning_bytes(p) if detector.learning else _running_bytes(p)
+        expected = learning_state_bytes(p) if detector.learning else _running_bytes(p)
         if len(data) != expected or not 0 <= held <= p.categories:
             raise ValueError(
                 f"resonance state: {len(data)} bytes holding {held} categories, "
@@ -627,17 +651,15 @@ class Resonance:
         reader = _Reader(data, _HEADER.size)
         detector._block = reader.take("<f8", p.step).astype(np.float64)
         if detector.learning:
-            detector._learnt = reader.take("<f8", p.learning_points).astype(np.float64)
+            detector._learnt = reader.take("<f4", p.learning_points).astype(np.float32)
             return detector
         features = 4 * p.window
         detector._levels = reader.take("u1", p.window).astype(np.uint8)
         detector._counts = reader.take("<u4", p.levels + 1).astype(np.uint32)
-        detector._matches = reader.take("<f2", p.learning_points // 2 + 1).astype(
+        detector._matches = reader.take("<f2", p.trend_points // 2 + 1).astype(
             np.float16
         )
-        detector._mismatches = reader.take("<f2", p.learning_points + 1).astype(
-            np.float16
-        )
+        detector._mismatches = reader.take("<f2", p.trend_points + 1).astype(np.float16)
         weights = reader.take("u1", p.categories * features).reshape(-1, features)
         art.weights = weights[:held].astype(np.uint8)
         art.uses = reader.take("<u2", p.categories)[:held].astype(np.uint16)

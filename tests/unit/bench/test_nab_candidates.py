@@ -3,12 +3,8 @@ larger of its two parts."""
 
 import numpy as np
 
-from stream_jobs.bench.candidates import (
-    CANDIDATES,
-    DEFAULT_CANDIDATES,
-    RESONANCE_WEIGHT,
-    build,
-)
+from stream_jobs.bench.candidates import CANDIDATES, DEFAULT_CANDIDATES, build
+from stream_jobs.detection.ensemble import Ensemble
 
 T0_NS = 1_396_310_400 * 10**9
 STEP_NS = 300 * 10**9
@@ -68,16 +64,13 @@ def test_riskwatch_daylong_scores_the_larger_of_riskwatch_and_daylong():
     assert daylong[2200] > 0.0  # the spike, at its reading
 
 
-def test_resonance_daylong_scores_the_larger_of_daylong_and_weighted_resonance():
+def test_resonance_daylong_is_the_ensemble_detector_and_resonance_sees_the_spike():
     values = series(4000)
-    combined = scores("resonanceDaylong", values)
+    ensemble = Ensemble()
+    assert scores("resonanceDaylong", values) == [ensemble.score(v) for v in values]
     resonance = scores("resonance", values)
-    daylong = scores("daylong", values)
-    assert combined == [
-        max(RESONANCE_WEIGHT * a, b) for a, b in zip(resonance, daylong, strict=True)
-    ]
-    assert all(0.0 <= s <= 1.0 for s in combined)
-    # The spike ends a 7-reading point at 2200 (2201 % 7 == 3): resonance
-    # reports it at the end of that point, reading 2204.
-    assert max(resonance[:2200]) == 0.0
+    assert all(0.0 <= s <= 1.0 for s in resonance)
+    # The spike at 2200 lies in the 7-reading point 2198..2204 (2205 % 7 ==
+    # 0): resonance reports it at the end of that point.
+    assert max(resonance[:2204]) == 0.0
     assert resonance[2204] > 0.0

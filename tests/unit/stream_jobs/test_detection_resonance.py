@@ -22,7 +22,7 @@ STEP = 7
 
 # Small enough that hypothesis reaches reports: 96 readings of learning in
 # points of 96 // (4 * 3) = 8 readings.
-SMALL = ResonanceParams(learning=96, window=4, windows_per_learning=3)
+SMALL = ResonanceParams(learning=96, horizon=96, window=4, windows_per_learning=3)
 
 
 def cycle(n, period=50.0, noise=0.0, seed=0):
@@ -50,7 +50,8 @@ def test_haar_coefficients_worked_by_hand():
 def test_the_step_and_learning_points_follow_from_the_learning_period():
     params = ResonanceParams()
     assert params.step == STEP  # 750 // 104
-    assert params.learning_points == 107  # 750 // 7
+    assert params.trend_points == 107  # 750 // 7
+    assert params.learning_points == 86  # 602 // 7
     assert params.mask == 12
 
 
@@ -94,10 +95,10 @@ def test_nothing_scores_during_the_learning_readings():
     values = cycle(1200, noise=0.02)
     values[400] = 30.0
     detector = Resonance()
-    scores = scores_of(values[:748], detector=detector)
+    scores = scores_of(values[:601], detector=detector)
     assert detector.learning
     assert max(scores) == 0.0
-    detector.score(values[748])  # the 749th reading ends the 107th point
+    detector.score(values[601])  # the 602nd reading ends the 86th point
     assert not detector.learning
 
 
