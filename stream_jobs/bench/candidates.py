@@ -26,10 +26,10 @@ Names contain no underscore: NAB's scorer takes everything before the first
 * ``resonance``: :mod:`stream_jobs.detection.resonance`, adaptive-resonance
   categories of downsampled window shapes (the ARTime idea with causal
   normalisation and bounded memory), its default parameters.
-* ``resonanceDaylong``: :mod:`stream_jobs.detection.ensemble`, the larger
-  of 0.3 times ``resonance`` (a quick resonance detector while the main one
-  learns) and ``daylong``'s records calibrated against the series' own
-  recent records (chosen on half A of the NAB subset, docs/nab.md).
+* ``resonanceDaylong``: :mod:`stream_jobs.detection.ensemble`, 0.5 times
+  ``resonance`` (a quick resonance detector while the main one learns) plus
+  ``daylong``'s records calibrated against the series' own recent records,
+  capped at 1 (chosen on half A of the NAB subset, docs/nab.md).
 * ``null``: NAB's null detector, a constant 0.5; it scores 0 by definition.
 
 River is a development dependency (the ``dev`` extra); it is imported only
@@ -83,21 +83,15 @@ class NoveltyDetector:
 
 
 class LargerOf:
-    """Per reading, the larger of two detectors' scores, the first weighted
-    by ``weight`` (each detector learns every reading)."""
+    """Per reading, the larger of two detectors' scores (each detector
+    learns every reading)."""
 
-    def __init__(
-        self, first: Candidate, second: Candidate, weight: float = 1.0
-    ) -> None:
+    def __init__(self, first: Candidate, second: Candidate) -> None:
         self._first = first
         self._second = second
-        self._weight = weight
 
     def score(self, value: float, ts_ns: int) -> float:
-        return max(
-            self._weight * self._first.score(value, ts_ns),
-            self._second.score(value, ts_ns),
-        )
+        return max(self._first.score(value, ts_ns), self._second.score(value, ts_ns))
 
 
 def riskwatch_with_novelty(params: NoveltyParams | None = None) -> LargerOf:

@@ -1,7 +1,7 @@
 """Resonance and window novelty in one detector, with the novelty records
 calibrated against the series' own reports.
 
-Per reading the score is the larger of
+Per reading the score is the sum, capped at 1, of
 
 * :data:`RESONANCE_WEIGHT` times the resonance score
   (:mod:`stream_jobs.detection.resonance`): while its 602-reading learning
@@ -16,8 +16,9 @@ Per reading the score is the larger of
   (a noisy machine, two months of chance records) reports each with less
   weight, so that one corpus threshold serves quiet and busy series alike.
 
-Resonance reports are rarer than novelty records and score higher; at full
-weight they would set the corpus threshold alone. The weight, the quick
+A sum rather than the larger of the two: an onset both detectors see scores
+above one only one of them sees. Resonance reports are rarer than novelty
+records and score higher, hence their weight below 1. The weight, the quick
 detector and the calibration were chosen on half of the NAB subset
 (docs/nab.md).
 
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 # The resonance score's weight against the novelty record.
-RESONANCE_WEIGHT = 0.3
+RESONANCE_WEIGHT = 0.5
 
 # The quick resonance detector that covers the main one's learning period.
 QUICK = ResonanceParams(learning=186, horizon=186, categories=16)
@@ -73,7 +74,7 @@ class Calibration:
     records at least ``share`` of it (kept as float32)."""
 
     size = 16
-    weight = 1.0
+    weight = 2.0
     share = 0.5
     _HEADER = struct.Struct("<BB")  # records held, next slot
 
@@ -158,7 +159,7 @@ class Ensemble:
             if not self._main.learning:
                 self._quick = None
         record = self._calibration.score(self._novelty.score(value))
-        return max(RESONANCE_WEIGHT * shape, record)
+        return min(1.0, RESONANCE_WEIGHT * shape + record)
 
     def to_bytes(self) -> bytes:
         main = self._main.to_bytes()

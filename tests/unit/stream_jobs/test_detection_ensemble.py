@@ -33,11 +33,12 @@ def scores_of(values, ensemble=None):
 
 def test_calibration_divides_a_record_by_one_plus_the_similar_records_before_it():
     calibration = Calibration()
+    # record / (1 + 2 n)
     assert calibration.score(0.0) == 0.0  # no record: nothing remembered
     assert calibration.score(0.4) == 0.4  # nothing before it
-    assert calibration.score(0.3) == pytest.approx(0.3 / 2)  # 0.4 >= 0.15
+    assert calibration.score(0.3) == pytest.approx(0.3 / 3)  # 0.4 >= 0.15
     assert calibration.score(0.9) == 0.9  # neither 0.4 nor 0.3 is >= 0.45
-    assert calibration.score(0.2) == pytest.approx(0.2 / 4)  # all three >= 0.1
+    assert calibration.score(0.2) == pytest.approx(0.2 / 7)  # all three >= 0.1
 
 
 def test_calibration_remembers_the_last_sixteen_records_only():
@@ -48,11 +49,11 @@ def test_calibration_remembers_the_last_sixteen_records_only():
     for _ in range(15):
         calibration.score(0.05)
     # The 1.0 is still among the last 16; one more record pushes it out.
-    assert calibration.score(0.8) == pytest.approx(0.8 / 2)
-    assert calibration.score(0.8) == pytest.approx(0.8 / 2)
+    assert calibration.score(0.8) == pytest.approx(0.8 / 3)
+    assert calibration.score(0.8) == pytest.approx(0.8 / 3)
 
 
-def test_the_score_is_the_larger_of_weighted_resonance_and_calibrated_novelty():
+def test_the_score_is_weighted_resonance_plus_calibrated_novelty_capped_at_one():
     values = cycle(2000, period=50.0, noise=0.05, seed=2)
     values[1500] = 30.0
     main, quick = Resonance(), Resonance(QUICK)
@@ -61,9 +62,8 @@ def test_the_score_is_the_larger_of_weighted_resonance_and_calibrated_novelty():
     for k, value in enumerate(values):
         shape, early = main.score(value), quick.score(value)
         shape = early if k < 602 else shape  # the quick one while main learns
-        expected.append(
-            max(RESONANCE_WEIGHT * shape, calibration.score(records.score(value)))
-        )
+        record = calibration.score(records.score(value))
+        expected.append(min(1.0, RESONANCE_WEIGHT * shape + record))
     assert scores_of(values) == expected
     assert expected[1500] == 1.0
 
