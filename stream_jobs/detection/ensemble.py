@@ -48,7 +48,7 @@ import struct
 import numpy as np
 
 from stream_jobs.detection import novelty, resonance
-from stream_jobs.detection.resonance import Resonance, ResonanceParams
+from stream_jobs.detection.resonance import Resonance, ResonanceParams, bounded
 
 __all__ = [
     "QUICK",
@@ -153,6 +153,8 @@ class Ensemble:
         Raises:
             ValueError: ``value`` is not finite.
         """
+        # Novelty keeps float32 windows, which a reading of 1.7e308 overflows.
+        value = bounded(value)
         shape = self._main.score(value)
         if self._quick is not None:
             shape = self._quick.score(value)

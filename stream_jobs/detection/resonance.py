@@ -49,6 +49,8 @@ readings between points O(1). The state is a record of at most
 Deterministic: weights are integers, other arithmetic float64 numpy in a
 fixed order.
 
+Readings beyond :data:`FAR` (1e30) in magnitude count as that far.
+
 Known limits: a series flat through the whole learning period has no range,
 so later changes are measured in its own units, clipped to one unit; a
 change smaller than the chomp band (7.5 % of the widened range) is not seen;
@@ -76,15 +78,22 @@ import numpy.typing as npt
 from riskwatch.errors import ConfigError
 
 __all__ = [
+    "FAR",
     "Resonance",
     "ResonanceParams",
     "ResonanceParamsError",
+    "bounded",
     "learning_state_bytes",
     "state_bytes",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+# Readings beyond this magnitude count as this far (a corrupted 1.7e308
+# still scores as far), so that sums, spans and float32 learning points stay
+# finite.
+FAR = 1e30
 
 # Weights and features in 1/255 steps.
 _FULL = 255
@@ -241,6 +250,17 @@ def _running_bytes(params: ResonanceParams) -> int:
     )
 
 
+def bounded(value: float) -> float:
+    """``value`` clipped to [-FAR, FAR].
+
+    Raises:
+        ValueError: ``value`` is not finite.
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"value: {value!r} is not a finite number")
+    return min(max(value, -FAR), FAR)
+
+
 def _haar(window: FloatArray) -> FloatArray:
     """Orthonormal Haar coefficients of a power-of-two-long window: the
     overall average, then the details from coarsest to finest (each the
@@ -394,10 +414,8 @@ class Resonance:
         Raises:
             ValueError: ``value`` is not finite.
         """
-        if not math.isfinite(value):
-            raise ValueError(f"value: {value!r} is not a finite number")
         p = self.params
-        self._block[self._readings % p.step] = value
+        self._block[self._readings % p.step] = bounded(value)
         self._readings += 1
         if self._readings % p.step:
             return 0.0

@@ -122,6 +122,15 @@ def test_a_truncated_state_is_refused():
         Ensemble.from_bytes(ensemble.to_bytes()[:-3])
 
 
+def test_corrupted_far_readings_score_within_zero_one_and_are_flagged():
+    values = cycle(1500, period=40.0, noise=0.02)
+    values[1200] = 1.7e308
+    values[1300] = -1.7e308
+    scores = scores_of(values)
+    assert scores[1200] == 1.0
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
 def test_a_non_finite_reading_is_refused():
     with pytest.raises(ValueError, match="not a finite number"):
         Ensemble().score(math.inf)

@@ -170,6 +170,14 @@ def test_a_state_record_of_the_wrong_length_is_refused():
         Resonance.from_bytes(detector.to_bytes()[:-1])
 
 
+def test_a_corrupted_far_reading_counts_as_far_and_is_flagged():
+    values = cycle(1500, noise=0.02)
+    values[1203] = 1.7e308  # (1203 + 1) % 7 == 0: the end of a point
+    scores = scores_of(values)
+    assert scores[1203] > 0.0
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
 def test_a_non_finite_reading_is_refused():
     with pytest.raises(ValueError, match="not a finite number"):
         Resonance().score(math.nan)
