@@ -23,6 +23,13 @@ Names contain no underscore: NAB's scorer takes everything before the first
 * ``daylong``: window novelty with :data:`~stream_jobs.detection.novelty.DAYLONG`,
   a third scale whose windows span 21 h of 5-minute readings.
 * ``riskwatchDaylong``: the larger of ``riskwatch`` and ``daylong``.
+* ``resonance``: :mod:`stream_jobs.detection.resonance`, adaptive-resonance
+  categories of downsampled window shapes (the ARTime idea with causal
+  normalisation and bounded memory), its default parameters.
+* ``resonanceDaylong``: :mod:`stream_jobs.detection.ensemble`, 0.5 times
+  ``resonance`` (a quick resonance detector while the main one learns) plus
+  ``daylong``'s records calibrated against the series' own recent records,
+  capped at 1 (chosen on half A of the NAB subset, docs/nab.md).
 * ``null``: NAB's null detector, a constant 0.5; it scores 0 by definition.
 
 River is a development dependency (the ``dev`` extra); it is imported only
@@ -37,7 +44,9 @@ from typing import Protocol
 from riskwatch.contracts import Metric
 from riskwatch.errors import RiskwatchError
 from stream_jobs import detectors
+from stream_jobs.detection.ensemble import Ensemble
 from stream_jobs.detection.novelty import DAYLONG, NoveltyParams, WindowNovelty
+from stream_jobs.detection.resonance import Resonance, ResonanceParams
 
 __all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "Candidate", "build"]
 
@@ -73,19 +82,44 @@ class NoveltyDetector:
         return self._novelty.score(value)
 
 
-class RiskwatchWithNovelty:
-    """Per reading, the larger of the ``riskwatch`` and ``novelty`` scores
-    (each learns every reading); novelty with ``params``, by default its
-    default ones."""
+class LargerOf:
+    """Per reading, the larger of two detectors' scores (each detector
+    learns every reading)."""
 
-    def __init__(self, params: NoveltyParams | None = None) -> None:
-        self._riskwatch = RiskwatchDetector()
-        self._novelty = NoveltyDetector(params)
+    def __init__(self, first: Candidate, second: Candidate) -> None:
+        self._first = first
+        self._second = second
 
     def score(self, value: float, ts_ns: int) -> float:
-        return max(
-            self._riskwatch.score(value, ts_ns), self._novelty.score(value, ts_ns)
-        )
+        return max(self._first.score(value, ts_ns), self._second.score(value, ts_ns))
+
+
+def riskwatch_with_novelty(params: NoveltyParams | None = None) -> LargerOf:
+    """The larger of ``riskwatch`` and novelty with ``params`` (by default
+    its default ones)."""
+    return LargerOf(RiskwatchDetector(), NoveltyDetector(params))
+
+
+class ResonanceDetector:
+    """``stream_jobs.detection.resonance``, by default with its default
+    parameters."""
+
+    def __init__(self, params: ResonanceParams | None = None) -> None:
+        self._resonance = Resonance(params)
+
+    def score(self, value: float, ts_ns: int) -> float:
+        return self._resonance.score(value)
+
+
+class EnsembleDetector:
+    """``stream_jobs.detection.ensemble``: resonance (a quick one while the
+    main one learns) beside daylong's calibrated records."""
+
+    def __init__(self) -> None:
+        self._ensemble = Ensemble()
+
+    def score(self, value: float, ts_ns: int) -> float:
+        return self._ensemble.score(value)
 
 
 class RiverHalfSpaceTrees:
@@ -132,9 +166,11 @@ class NullDetector:
 CANDIDATES: dict[str, Callable[[], Candidate]] = {
     "riskwatch": RiskwatchDetector,
     "novelty": NoveltyDetector,
-    "riskwatchNovelty": RiskwatchWithNovelty,
+    "riskwatchNovelty": riskwatch_with_novelty,
     "daylong": lambda: NoveltyDetector(DAYLONG),
-    "riskwatchDaylong": lambda: RiskwatchWithNovelty(DAYLONG),
+    "riskwatchDaylong": lambda: riskwatch_with_novelty(DAYLONG),
+    "resonance": ResonanceDetector,
+    "resonanceDaylong": EnsembleDetector,
     "riverHST": RiverHalfSpaceTrees,
     "riverZscore": RiverZScore,
     "null": NullDetector,
@@ -145,6 +181,8 @@ DEFAULT_CANDIDATES = (
     "riskwatchNovelty",
     "daylong",
     "riskwatchDaylong",
+    "resonance",
+    "resonanceDaylong",
     "riverHST",
     "riverZscore",
 )

@@ -4,6 +4,7 @@ larger of its two parts."""
 import numpy as np
 
 from stream_jobs.bench.candidates import CANDIDATES, DEFAULT_CANDIDATES, build
+from stream_jobs.detection.ensemble import Ensemble
 
 T0_NS = 1_396_310_400 * 10**9
 STEP_NS = 300 * 10**9
@@ -61,3 +62,15 @@ def test_riskwatch_daylong_scores_the_larger_of_riskwatch_and_daylong():
     assert combined == [max(a, b) for a, b in zip(riskwatch, daylong, strict=True)]
     assert all(0.0 <= s <= 1.0 for s in combined)
     assert daylong[2200] > 0.0  # the spike, at its reading
+
+
+def test_resonance_daylong_is_the_ensemble_detector_and_resonance_sees_the_spike():
+    values = series(4000)
+    ensemble = Ensemble()
+    assert scores("resonanceDaylong", values) == [ensemble.score(v) for v in values]
+    resonance = scores("resonance", values)
+    assert all(0.0 <= s <= 1.0 for s in resonance)
+    # The spike at 2200 lies in the 7-reading point 2198..2204 (2205 % 7 ==
+    # 0): resonance reports it at the end of that point.
+    assert max(resonance[:2204]) == 0.0
+    assert resonance[2204] > 0.0
