@@ -410,6 +410,8 @@ class StreamWorker:
         # faust types its receivers with a keyword-only `signal` argument that
         # it passes in **kwargs; ours takes it there.
         app.on_before_shutdown.connect(self._close)  # type: ignore[arg-type]
+        # Until faust has sought back after a recovery (faust-streaming #596).
+        app.on_rebalance_complete.connect(hold_streams_for_seek)  # type: ignore[arg-type]
         return app
 
     async def _close(self, app: faust.App, **kwargs: object) -> None:
@@ -1102,6 +1104,35 @@ class StreamWorker:
         for note in notes:
             self.counters["members"] += 1
             await self.groups.send(key=note.key, value=to_json_bytes(note))
+
+
+async def hold_streams_for_seek(app: faust.App, **kwargs: object) -> None:
+    """Stop the consumer's flow when a rebalance's recovery completes, until
+    faust has sought the agents' partitions back to their committed offsets.
+
+    Works around a race in faust-streaming 0.15 (its issue #596, still open;
+    #216/#217 fixed the same ordering only for apps without tables). When a
+    worker has table state to recover, the recovery turns the consumer's flow
+    on to read the changelogs. ``Recovery.on_recovery_completed`` then
+    resumes the agents' partitions, awaits the seek to the committed offsets
+    and only then calls ``flow_control.resume()``, which empties every
+    agent's queue. A fetch that returns during that seek delivers records
+    that the clear then discards: they are never processed or acked, and
+    never fetched again, because their partition was sought before the fetch
+    returned and the consumer's position is past them. A worker restarted
+    with a backlog lost the readings that had arrived while it was down, and
+    its committed offset stopped there for good: nothing at all was acked, or
+    only records after the lost ones, a gap faust never commits past (issue
+    5's restart defect, seen in about half the restarts). This receiver runs
+    first in ``on_recovery_completed`` (faust sends ``on_rebalance_complete``
+    there, and in ``_resume_streams`` before its seek). With the flow
+    stopped, a fetch that returns during the seek is sought back to the
+    committed offsets rather than delivered (``Consumer.getmany``), and
+    faust's own ``resume_flow()`` after the clear lets the agents read from
+    there.
+    """
+    app.consumer.stop_flow()
+    log.debug("consumer flow held until the seek to the committed offsets")
 
 
 def silence_note(
