@@ -86,6 +86,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.types.transports import ConsumerT
 from pydantic import BaseModel, ValidationError
 
 from alert_rules import Level, Rule, RuleEngine, WarningRecord, load_rules
@@ -150,6 +152,7 @@ from stream_jobs.processing import (
     process_batch,
     silence,
 )
+from stream_jobs.progress import Offsets, ProgressWatch
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.reorder import ReorderPolicy, due, held
 from stream_jobs.storage import (
@@ -245,6 +248,8 @@ class StreamWorker:
         )
         # Held warnings whose release was sent and not yet seen applied.
         self._releasing: set[str] = set()
+        # Readings partitions whose committed offset stays put (stats timer).
+        self.progress = ProgressWatch()
         self.store = ReadingStore(
             bootstrap=settings.kafka.bootstrap,
             topic=READINGS,
@@ -972,6 +977,7 @@ class StreamWorker:
             del self.derived[: len(batch)]
 
     async def _stats(self) -> None:
+        self.progress.check(readings_offsets(self.app.consumer), time.monotonic())
         log.info(
             "worker stats %s stored_points=%s refused_points=%s registry=%s",
             " ".join(f"{k}={v}" for k, v in self.counters.items()),
@@ -1133,6 +1139,24 @@ async def hold_streams_for_seek(app: faust.App, **kwargs: object) -> None:
     """
     app.consumer.stop_flow()
     log.debug("consumer flow held until the seek to the committed offsets")
+
+
+def readings_offsets(consumer: ConsumerT) -> dict[int, Offsets]:
+    """The committed and end offsets of the readings partitions assigned to
+    ``consumer`` (faust's), as it knows them: no request to Kafka. Empty
+    before the consumer has started."""
+    try:
+        assigned = consumer.assignment()
+    except ConsumerNotStarted:
+        return {}
+    # faust keeps the offsets it sought to at assignment, and each it
+    # committed since, in this mapping; it has no public accessor for them.
+    committed = getattr(consumer, "_committed_offset", {})
+    return {
+        tp.partition: Offsets(committed.get(tp), consumer.highwater(tp))
+        for tp in assigned
+        if tp.topic == READINGS
+    }
 
 
 def silence_note(
