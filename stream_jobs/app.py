@@ -86,6 +86,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.types.transports import ConsumerT
 from pydantic import BaseModel, ValidationError
 
 from alert_rules import Level, Rule, RuleEngine, WarningRecord, load_rules
@@ -150,6 +152,7 @@ from stream_jobs.processing import (
     process_batch,
     silence,
 )
+from stream_jobs.progress import Offsets, ProgressWatch
 from stream_jobs.registry_view import RegistryView
 from stream_jobs.reorder import ReorderPolicy, due, held
 from stream_jobs.storage import (
@@ -245,6 +248,8 @@ class StreamWorker:
         )
         # Held warnings whose release was sent and not yet seen applied.
         self._releasing: set[str] = set()
+        # Readings partitions whose committed offset stays put (stats timer).
+        self.progress = ProgressWatch()
         self.store = ReadingStore(
             bootstrap=settings.kafka.bootstrap,
             topic=READINGS,
@@ -410,6 +415,8 @@ class StreamWorker:
         # faust types its receivers with a keyword-only `signal` argument that
         # it passes in **kwargs; ours takes it there.
         app.on_before_shutdown.connect(self._close)  # type: ignore[arg-type]
+        # Until faust has sought back after a recovery (faust-streaming #596).
+        app.on_rebalance_complete.connect(hold_streams_for_seek)  # type: ignore[arg-type]
         return app
 
     async def _close(self, app: faust.App, **kwargs: object) -> None:
@@ -970,6 +977,7 @@ class StreamWorker:
             del self.derived[: len(batch)]
 
     async def _stats(self) -> None:
+        self.progress.check(readings_offsets(self.app.consumer), time.monotonic())
         log.info(
             "worker stats %s stored_points=%s refused_points=%s registry=%s",
             " ".join(f"{k}={v}" for k, v in self.counters.items()),
@@ -1102,6 +1110,53 @@ class StreamWorker:
         for note in notes:
             self.counters["members"] += 1
             await self.groups.send(key=note.key, value=to_json_bytes(note))
+
+
+async def hold_streams_for_seek(app: faust.App, **kwargs: object) -> None:
+    """Stop the consumer's flow when a rebalance's recovery completes, until
+    faust has sought the agents' partitions back to their committed offsets.
+
+    Works around a race in faust-streaming 0.15 (its issue #596, still open;
+    #216/#217 fixed the same ordering only for apps without tables). When a
+    worker has table state to recover, the recovery turns the consumer's flow
+    on to read the changelogs. ``Recovery.on_recovery_completed`` then
+    resumes the agents' partitions, awaits the seek to the committed offsets
+    and only then calls ``flow_control.resume()``, which empties every
+    agent's queue. A fetch that returns during that seek delivers records
+    that the clear then discards: they are never processed or acked, and
+    never fetched again, because their partition was sought before the fetch
+    returned and the consumer's position is past them. A worker restarted
+    with a backlog lost the readings that had arrived while it was down, and
+    its committed offset stopped there for good: nothing at all was acked, or
+    only records after the lost ones, a gap faust never commits past (issue
+    5's restart defect, seen in about half the restarts). This receiver runs
+    first in ``on_recovery_completed`` (faust sends ``on_rebalance_complete``
+    there, and in ``_resume_streams`` before its seek). With the flow
+    stopped, a fetch that returns during the seek is sought back to the
+    committed offsets rather than delivered (``Consumer.getmany``), and
+    faust's own ``resume_flow()`` after the clear lets the agents read from
+    there.
+    """
+    app.consumer.stop_flow()
+    log.debug("consumer flow held until the seek to the committed offsets")
+
+
+def readings_offsets(consumer: ConsumerT) -> dict[int, Offsets]:
+    """The committed and end offsets of the readings partitions assigned to
+    ``consumer`` (faust's), as it knows them: no request to Kafka. Empty
+    before the consumer has started."""
+    try:
+        assigned = consumer.assignment()
+    except ConsumerNotStarted:
+        return {}
+    # faust keeps the offsets it sought to at assignment, and each it
+    # committed since, in this mapping; it has no public accessor for them.
+    committed = getattr(consumer, "_committed_offset", {})
+    return {
+        tp.partition: Offsets(committed.get(tp), consumer.highwater(tp))
+        for tp in assigned
+        if tp.topic == READINGS
+    }
 
 
 def silence_note(
