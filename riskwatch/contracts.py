@@ -23,7 +23,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -295,6 +295,14 @@ class MetricValue(BaseModel):
         return METRICS[metric].unit
 
 
+# The largest integer the records carry (a signed 64-bit one): what Kafka
+# consumers in other languages, InfluxDB and the device-state codec
+# (msgpack) all hold. A device's seq of 2**64 once passed validation and
+# crashed the score agent when its state was written.
+INT64_MAX: Final = 2**63 - 1
+Int64 = Annotated[int, Field(ge=-(2**63), le=INT64_MAX)]
+
+
 class TelemetryPayload(BaseModel):
     """The JSON body of a telemetry message.
 
@@ -307,7 +315,7 @@ class TelemetryPayload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ts: Annotated[int, BeforeValidator(parse_timestamp)]
-    seq: int | None = Field(default=None, ge=0)
+    seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
     metrics: list[MetricValue] = Field(min_length=1, max_length=64)
 
     @field_validator("metrics")
@@ -494,10 +502,10 @@ class ReadingRecord(BaseModel):
     v: Literal[1] = 1
     enterprise: str
     device: str
-    ts_ns: int
-    seq: int | None = None
+    ts_ns: Int64
+    seq: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
     metrics: list[Measurement]
-    received_ns: int
+    received_ns: Int64
     retained: bool = False
 
     @property

@@ -252,6 +252,9 @@ REJECTED = [
      "metrics.0.q", "Extra inputs are not permitted"),
     ("negative seq", _body(ts=T_S, seq=-1), "seq", "greater than or equal to 0"),
     ("fractional seq", _body(ts=T_S, seq=1.5), "seq", "integer"),
+    ("seq beyond 64 bits", _body(ts=T_S, seq=2**64), "seq",
+     "less than or equal to 9223372036854775807"),
+    ("seq of 24 digits", _body(ts=T_S, seq=10**23), "seq", "less than or equal"),
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import logging
 from alert_rules import RuleEngine, load_rules
 from riskwatch.contracts import Measurement, Metric, ReadingRecord, to_json_bytes
 from riskwatch.settings import Settings
+from stream_jobs import state_codec
 from stream_jobs.app import StreamWorker
 from stream_jobs.processing import process_arrival
 from stream_jobs.storage import MemoryWriter
@@ -118,6 +119,35 @@ def test_a_bad_record_is_dead_lettered_and_the_batch_scored(tmp_path, caplog):
     assert opened
     assert {c["record"]["device_id"] for c in opened} == {"GT-2"}
     assert worker.counters["batches"] == 1
+
+
+class EncodingTable(RecordingTable):
+    """The table encoding each state as the device-state table's codec does
+    when it writes the changelog."""
+
+    def __setitem__(self, key, value):
+        state_codec.dumps(value)
+        super().__setitem__(key, value)
+
+
+def test_a_record_with_a_seq_beyond_64_bits_is_dead_lettered_naming_it(tmp_path):
+    # A seq of 2**64 once passed and crashed the agent when the state was
+    # written, costing the batch's other readings.
+    worker = _worker(tmp_path)
+    worker.device_state = EncodingTable()
+    records = _fleet()
+    forged = json.loads(to_json_bytes(records[0]))
+    forged["seq"] = 2**64
+    values = [to_json_bytes(r) for r in records]
+    values.insert(3, json.dumps(forged).encode())
+    asyncio.run(worker.score_batch(values))
+    assert worker.counters["rejected"] == 1
+    assert worker.counters["scored"] == len(records)
+    [(_, letter)] = worker.dead_letter.sent
+    assert json.loads(letter)["field"] == "seq"
+    assert {json.loads(v)["record"]["device_id"] for _, v in worker.commands.sent} == {
+        "GT-2"
+    }
 
 
 def test_a_batch_that_fails_is_scored_one_by_one_losing_only_the_failing(
