@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -241,9 +242,7 @@ class WebhookClient:
             # time and has just spent seconds retrying, so blocking for a
             # local write costs nothing worth a thread.
             try:
-                self._fallback.parent.mkdir(parents=True, exist_ok=True)
-                with self._fallback.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                append_line(self._fallback, json.dumps(line, ensure_ascii=False))
             except OSError as exc:
                 log.error(  # noqa: TRY400 - the cause is in the message
                     "undelivered warning not written to fallback warning=%s "
@@ -265,6 +264,30 @@ class WebhookClient:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` and a line break to ``path``, made owner-only (0600)
+    when new: it holds officers' names and phone numbers.
+
+    A file that does not end in a line break (a write torn by a crash or a
+    full disk, a hand edit) gets one first, so that the new line is never
+    glued to the torn one, which would hide it from a resend.
+    ``surrogateescape``: a kept line that is not UTF-8 goes back byte for
+    byte.
+
+    Raises:
+        OSError: the folder or file cannot be made or written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        text = ("\n" if torn else "") + line.rstrip("\n") + "\n"
+        os.write(fd, text.encode("utf-8", "surrogateescape"))
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -360,20 +383,37 @@ async def _resend_line(
 ) -> str:
     """Post one fallback line's event again, or write the line back to
     ``path`` when it holds none; which of the counts it adds to."""
-    try:
-        event = json.loads(line)["event"]
-        record = WarningRecord.model_validate(event["data"])
-    except (ValueError, TypeError, KeyError) as exc:
+    record = _fallback_record(line)
+    if isinstance(record, str):
         log.warning(
             "fallback line kept: no warning event file=%s line=%d: %s",
             file,
             number,
-            str(exc).splitlines()[0],
+            record,
         )
-        with path.open("a", encoding="utf-8", errors="surrogateescape") as keep:
-            keep.write(line.rstrip("\n") + "\n")
+        append_line(path, line)
         return "kept"
     return "delivered" if await client.post(record) is not None else "undelivered"
+
+
+def _fallback_record(line: str) -> WarningRecord | str:
+    """The warning of a fallback line, or why the line holds none."""
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:
+        return f"not JSON ({str(exc).splitlines()[0]})"
+    event = entry.get("event") if isinstance(entry, dict) else None
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(data, dict):
+        return (
+            "no event.data object (a fallback line is {failed_at, reason, url, event})"
+        )
+    try:
+        return WarningRecord.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(map(str, err["loc"])) or "data"
+        return f"event.data.{field}: {err['msg']} ({exc.error_count()} problem(s))"
 
 
 def _reference(body: bytes) -> str | None:

@@ -246,6 +246,8 @@ def resend(ctx: click.Context, path: Path | None) -> None:
     event, stay in the file. Exits 1 while any event is still undelivered.
     """
     settings = settings_of(ctx)
+    if path is not None and not path.exists():
+        raise click.BadParameter(f"{path} does not exist", param_hint="'--file'")
     path = path or settings.run_dir / settings.platform.fallback_file
     result = _run(resend_fallback(settings.platform, signing_secret(settings), path))
     click.echo(

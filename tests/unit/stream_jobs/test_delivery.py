@@ -509,3 +509,57 @@ def test_riskwatch_warnings_resend_exits_1_while_events_stay_undelivered(
     assert "delivered 0, still undelivered 1, kept 0" in result.output
     assert "StillUndelivered: 1 events failed again" in result.output
     assert len((run / "undelivered-warnings.jsonl").read_text().splitlines()) == 1
+
+
+def test_an_undelivered_warning_is_not_glued_to_a_torn_last_line(
+    make_warning, waits, tmp_path
+):
+    fallback = tmp_path / "undelivered.jsonl"
+    torn = '{"failed_at": "x", "event": {"id": "rw-half'
+    fallback.write_text(torn)  # a write cut off by a crash: no line break
+    warning = make_warning()
+    _undelivered(tmp_path, warning)
+    assert fallback.read_text().splitlines()[0] == torn
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    result = _resend(receiver, fallback)
+    assert (result.delivered, result.undelivered, result.kept) == (1, 0, 1)
+    assert [w["id"] for w in receiver.warnings] == [warning.id]
+    assert fallback.read_text() == torn + "\n"
+
+
+def test_a_new_fallback_file_is_readable_by_its_owner_only(make_warning, tmp_path):
+    # It holds the officers' names and phone numbers of the warnings.
+    fallback = _undelivered(tmp_path, make_warning())
+    assert fallback.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("[1, 2]", "no event.data object"),
+        ('{"event": 3}', "no event.data object"),
+        ("not json", "not JSON (Expecting value"),
+        (
+            '{"event": {"data": {"id": "rw-1"}}}',
+            "event.data.rule_id: Field required (20 problem(s))",
+        ),
+    ],
+)
+def test_a_kept_line_says_why_it_holds_no_warning(tmp_path, caplog, line, reason):
+    fallback = tmp_path / "undelivered.jsonl"
+    fallback.write_text(line + "\n")
+    receiver = WarningReceiver("127.0.0.1", 0, secret=SECRET)
+    with caplog.at_level(logging.WARNING, logger="stream_jobs.delivery"):
+        result = _resend(receiver, fallback)
+    assert result.kept == 1
+    assert f"line=1: {reason}" in caplog.text
+
+
+def test_riskwatch_warnings_resend_of_a_missing_file_is_an_error(tmp_path):
+    env = {"RISKWATCH_RUN_DIR": str(tmp_path / "run")}
+    missing = tmp_path / "nowhere.jsonl"
+    result = CliRunner().invoke(
+        cli, ["warnings", "resend", "--file", str(missing)], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '--file': {missing} does not exist" in result.output
