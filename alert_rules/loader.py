@@ -292,13 +292,15 @@ def _compose(path: Path) -> _Composed | str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return _unreadable(path, exc)
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start]:#04x})"
     try:
         return _load_yaml(text)
     except _AliasBomb as exc:
         return str(exc)
     except RecursionError:
         return "not valid YAML: nested too deeply to read"
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except yaml.YAMLError as exc:
         return "not valid YAML: " + " ".join(str(exc).split())
 
 

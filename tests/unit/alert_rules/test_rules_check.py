@@ -211,6 +211,14 @@ def test_a_directory_named_like_a_rule_file_is_said_to_be_one(tmp_path):
     ]
 
 
+def test_a_file_that_is_not_utf8_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "x.yaml").write_bytes(b"rules: []\n# caf\xe9\n")
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f"{tmp_path / 'x.yaml'}: not UTF-8 text (byte 15: 0xe9)" in result.output
+
+
 def test_a_dangling_symlink_cannot_be_read(tmp_path):
     _write(tmp_path, "good.yaml", GOOD)
     link = tmp_path / "gone.yml"
