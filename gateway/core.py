@@ -61,6 +61,8 @@ class Counters:
     produced: int = 0
     dead_lettered: int = 0
     status_messages: int = 0
+    # Empty telemetry bodies: MQTT's way of clearing a retained message.
+    cleared_retained: int = 0
     redelivered: int = 0
     retained: int = 0
     produce_retries: int = 0
@@ -170,8 +172,12 @@ class Gateway:
             produces = self._convert(message)
         except PayloadError as error:
             produces = [self._rejection(message, error)]
-        except _StatusMessage:
-            self.counters.status_messages += 1
+        except _NothingToForward as nothing:
+            setattr(
+                self.counters,
+                nothing.counter,
+                getattr(self.counters, nothing.counter) + 1,
+            )
             return [_Pending(message, "", b"", b"", _done(), dead_letter=False)]
         pending = [
             _Pending(
@@ -203,7 +209,12 @@ class Gateway:
         address = parse_topic(message.topic, self.topic_root)
         if address.kind == "status":
             parse_status(message.payload)
-            raise _StatusMessage
+            raise _NothingToForward("status_messages")
+        if not message.payload:
+            # A retained telemetry message being cleared (mosquitto_pub -r
+            # -n): it carries no reading and says nothing about the device.
+            log.debug("retained message cleared topic=%s", message.topic)
+            raise _NothingToForward("cleared_retained")
         payload = parse_payload(
             message.payload,
             now_ns=self._clock_ns(),
@@ -326,8 +337,13 @@ class Gateway:
         pending.result = await self._send(pending.topic, pending.key, pending.value)
 
 
-class _StatusMessage(Exception):
-    """A device status (online/offline) message: acknowledged, not forwarded."""
+class _NothingToForward(Exception):
+    """A message acknowledged and not forwarded (a device status, an empty
+    body clearing a retained message); ``counter`` is the count it adds to."""
+
+    def __init__(self, counter: str) -> None:
+        super().__init__(counter)
+        self.counter = counter
 
 
 async def _done() -> None:

@@ -250,6 +250,15 @@ def test_status_messages_are_acked_and_not_forwarded():
     assert h.gateway.counters.status_messages == 1
 
 
+def test_an_empty_telemetry_body_clears_a_retained_message_and_is_not_refused():
+    h = Harness()
+    h.run([_msg(b"", topic=f"{ROOT}/E001/PT-101/telemetry", mid=6)])
+    assert h.sink.records == []
+    assert h.dead_letters() == []
+    assert h.acked == [6]
+    assert h.gateway.counters.cleared_retained == 1
+
+
 def test_transient_produce_failure_is_retried_with_backoff():
     sink = MemorySink()
     sink.fail_next = [SinkError("broker away"), SinkError("broker away")]
