@@ -246,14 +246,22 @@ def _text_to_ns(value: str) -> int:
     return (parsed - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+# A number as a string is written as a JSON number would be; Python's own
+# float() also takes "1_000", " 0x" forms aside, which no device means. The
+# words for not-a-number and infinity pass here to be refused as not finite.
+_NUMBER_TEXT = re.compile(
+    r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+    re.IGNORECASE,
+)
+
+
 def _finite_number(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {value!r}") from None
+        if not _NUMBER_TEXT.fullmatch(value.strip()):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value.strip())
     if not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {type(value).__name__}")
     try:
