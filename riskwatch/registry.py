@@ -3,7 +3,8 @@
 A registry file (YAML) lists enterprises; ``riskwatch registry load FILE``
 validates it and publishes one record per enterprise, keyed by its id, to the
 compacted registry topic. Stream jobs read that topic as a global table, so an
-edited registry takes effect without a restart.
+edited registry takes effect without a restart. Names, descriptions and the
+other free text refuse control characters (:mod:`riskwatch.text`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import (
 
 from riskwatch.contracts import ID_PATTERN, Metric, require_unique
 from riskwatch.errors import ConfigError
+from riskwatch.text import FreeText, OneLine
 from riskwatch.workdays import Calendar, counts_as
 
 
@@ -44,8 +46,8 @@ class _Model(BaseModel):
 
 class GridOfficer(_Model):
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
-    phone: str | None = None
+    name: OneLine = Field(min_length=1)
+    phone: OneLine | None = None
 
 
 class WorkingHours(_Model):
@@ -87,8 +89,8 @@ class ShutdownOrder(_Model):
     order_id: str = Field(pattern=ID_PATTERN)
     start: AwareDatetime
     end: AwareDatetime | None = None
-    reason: str = Field(min_length=1)
-    authority: str = Field(min_length=1)
+    reason: FreeText = Field(min_length=1)
+    authority: OneLine = Field(min_length=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> ShutdownOrder:
@@ -109,7 +111,7 @@ device or an enterprise beyond its fields, e.g. ``major-hazard-source``,
 class Device(_Model):
     id: str = Field(pattern=ID_PATTERN)
     metrics: list[Metric] = Field(min_length=1)
-    description: str = ""
+    description: FreeText = ""
     tags: list[Tag] = Field(default_factory=list)
 
     @field_validator("metrics")
@@ -121,7 +123,7 @@ class Device(_Model):
 
 class Enterprise(_Model):
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
+    name: OneLine = Field(min_length=1)
     industry: Industry
     district: str = Field(pattern=ID_PATTERN)
     grid: str = Field(pattern=ID_PATTERN)

@@ -868,10 +868,10 @@ class StreamWorker:
         items = list(self.device_state.items())
         plan = self.feed.scan(items, wall_ns)
         notes = [(key, silence_note(wall_ns)) for key in plan.silent]
-        if plan.outage is not None:
-            notes += [
-                (key, silence_note(wall_ns, plan.outage)) for key in plan.explained
-            ]
+        notes += [
+            (key, silence_note(wall_ns, outage))
+            for key, outage in plan.explained.items()
+        ]
         notes += [(key, silence_note(wall_ns, resume=True)) for key in plan.resume]
         # A quiet device's held readings: nothing is coming to go before them.
         judged = {*plan.silent, *plan.explained}
@@ -883,7 +883,8 @@ class StreamWorker:
         for key, note in notes:
             await self.silences.send(key=key, value=note)
         now = datetime.fromtimestamp(wall_ns / 1e9, tz=UTC)
-        for outage, resolved in ((plan.opened, False), (plan.resolved, True)):
+        ends = [(outage, True) for outage in plan.resolved]
+        for outage, resolved in [(plan.opened, False), *ends]:
             if outage is None:
                 continue
             self.counters["outages"] += not resolved

@@ -13,15 +13,23 @@ them, and at least ``share`` of the devices heard from in the last
 warning (level II, orange) opens, and the devices are marked as explained by
 it instead of being reported. A device due alone is reported ``settle_s``
 later than ``silent_after_s``, so that devices reporting at different moments
-of their interval are all due when the outage is judged. Devices falling due
-while it lasts are marked too. When the devices still silent are no longer
-an outage by the same test, the warning resolves once; the devices still
-silent then have their silence clock restarted from the recovery, so each is
-reported as usual if it stays silent for ``silent_after_s`` (and
-``settle_s``) more.
+of their interval are all due when the outage is judged.
+
+An outage explains only the devices that fell silent with it: those due at
+once when it was found, and those falling due later whose last reading came
+no more than ``settle_s`` after its start (the rest of its reporting
+interval). A device that kept reporting after that and then goes quiet is
+judged as if there were no outage: alone, or with the others quiet at the
+same moment as a new outage, counted against the devices still heard (the
+devices an open outage explains left out). So an outage whose devices never
+return hides no later silence. When the devices still silent of an outage
+are no longer an outage by the same test, its warning resolves once; the
+devices still silent then have their silence clock restarted from the
+recovery, so each is reported as usual if it stays silent for
+``silent_after_s`` (and ``settle_s``) more.
 
 Nothing here touches Kafka or Faust: the worker applies the :class:`ScanPlan`
-(stream_jobs/app.py). The only memory is the open outage, and it can be
+(stream_jobs/app.py). The only memory is the open outages, and they can be
 rebuilt from the marks in the device table after a restart.
 
 A feed warning names no device: ``enterprise_id`` and ``device_id`` are
@@ -33,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,20 +141,26 @@ class ScanPlan:
 
     Attributes:
         silent: devices to report silent one by one, as before.
-        explained: devices to mark as explained by ``outage``, not reported.
+        explained: devices to mark as explained by an outage, and by which.
         resume: devices marked by a resolved outage and still silent: their
             silence counts again from the scan.
         opened: an outage found in this scan.
-        resolved: the outage that ended in this scan.
-        outage: the outage in force after the scan, if any.
+        resolved: the outages that ended in this scan.
+        outages: the outages in force after the scan, oldest first.
     """
 
     silent: list[bytes] = field(default_factory=list)
-    explained: list[bytes] = field(default_factory=list)
+    explained: dict[bytes, Outage] = field(default_factory=dict)
     resume: list[bytes] = field(default_factory=list)
     opened: Outage | None = None
-    resolved: Outage | None = None
-    outage: Outage | None = None
+    resolved: list[Outage] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)
+
+
+def silent_since(state: DeviceState) -> int:
+    """Wall time (ns) the device's silence counts from: its last reading's
+    arrival, or a resumed silence clock if that is later."""
+    return int(max(state["last_seen_ns"], state.get(SILENCE_FROM_KEY) or 0))
 
 
 def due_for_silence(state: DeviceState | None, wall_ns: int, limit_s: float) -> bool:
@@ -155,15 +169,19 @@ def due_for_silence(state: DeviceState | None, wall_ns: int, limit_s: float) -> 
     resumed silence clock, if that is later)."""
     if not state or state["silent"] or state["last_ts"] is None:
         return False
-    seen = state.get("last_seen_ns")
-    if seen is None:
+    if state.get("last_seen_ns") is None:
         return False
-    since = max(seen, state.get(SILENCE_FROM_KEY) or 0)
-    return bool((wall_ns - since) / 1e9 >= limit_s)
+    return bool((wall_ns - silent_since(state)) / 1e9 >= limit_s)
 
 
 class FeedWatch:
     """The outage state of one worker, over the devices of its partitions.
+
+    An outage explains only the devices that fell silent with it: those
+    whose silence counts from no later than ``settle_s`` after its start.
+    A device still reporting after that is no part of it, whatever it does
+    next: once quiet it is judged alone, or with others quiet at the same
+    moment as a new outage, by the same test.
 
     Args:
         policy: when silent devices are an outage.
@@ -174,7 +192,7 @@ class FeedWatch:
     def __init__(self, policy: OutagePolicy, feed: str) -> None:
         self.policy = policy
         self.feed = feed
-        self.outage: Outage | None = None
+        self.outages: dict[str, Outage] = {}  # open ones, by id
         # Resolved here: marks of theirs still in the table (the resume sent,
         # not yet applied) must not rebuild them.
         self._resolved: set[str] = set()
@@ -184,34 +202,78 @@ class FeedWatch:
     ) -> ScanPlan:
         """Decide about the devices of one scan of the device table."""
         items = [(key, state) for key, state in states if state]
-        if self.outage is None:
-            self.outage = self._rebuilt(items)
-        if self.outage is None:
-            return self._find(items, wall_ns)
-        return self._follow(self.outage, items, wall_ns)
+        self._rebuild(items)
+        plan = ScanPlan()
+        by_key = dict(items)
+        loose: list[bytes] = []
+        for key in self._due(items, wall_ns):
+            outage = self._member_of(by_key[key])
+            if outage is None:
+                loose.append(key)
+            else:
+                plan.explained[key] = outage
+        # Each device explained by an open outage: marked, or due with it now.
+        explaining = {
+            key: self.outages[s[OUTAGE_KEY]]
+            for key, s in items
+            if s["silent"] and s.get(OUTAGE_KEY) in self.outages
+        } | plan.explained
+        for outage in sorted(self.outages.values(), key=lambda o: o.start_ns):
+            self._follow(outage, explaining, plan, wall_ns)
+        self._find(items, loose, explaining, plan, wall_ns)
+        plan.outages = sorted(self.outages.values(), key=lambda o: o.start_ns)
+        return plan
 
-    def _heard(self, items: list[tuple[bytes, DeviceState]], ref_ns: int) -> int:
+    def _member_of(self, state: DeviceState) -> Outage | None:
+        """The open outage the device fell silent with, if any."""
+        since = silent_since(state)
+        settle_ns = self.policy.settle_s * 1e9
+        return min(
+            (o for o in self.outages.values() if since <= o.start_ns + settle_ns),
+            key=lambda o: o.start_ns,
+            default=None,
+        )
+
+    def _heard(
+        self,
+        items: list[tuple[bytes, DeviceState]],
+        ref_ns: int,
+        skip: Container[bytes] = (),
+    ) -> int:
         since = ref_ns - self.policy.window_s * 1e9
         return sum(
             1
-            for _, s in items
-            if s.get("last_seen_ns") is not None and s["last_seen_ns"] >= since
+            for key, s in items
+            if s.get("last_seen_ns") is not None
+            and s["last_seen_ns"] >= since
+            and key not in skip
         )
 
     def _due(self, items: list[tuple[bytes, DeviceState]], wall_ns: int) -> list[bytes]:
         limit = self.policy.silent_after_s
         return [key for key, s in items if due_for_silence(s, wall_ns, limit)]
 
-    def _find(self, items: list[tuple[bytes, DeviceState]], wall_ns: int) -> ScanPlan:
-        due = self._due(items, wall_ns)
-        heard = self._heard(items, wall_ns)
+    def _find(
+        self,
+        items: list[tuple[bytes, DeviceState]],
+        due: list[bytes],
+        explaining: dict[bytes, Outage],
+        plan: ScanPlan,
+        wall_ns: int,
+    ) -> None:
+        """Judge the devices due that no open outage explains: one by one, or
+        together as a new outage. The feed they are a share of leaves out the
+        devices an open outage explains: those were not heard when these fell
+        silent."""
+        heard = self._heard(items, wall_ns, explaining)
+        states = dict(items)
         if not self.policy.is_outage(len(due), heard):
             # Held for settle_s: the rest of an outage falls due meanwhile.
             settled = self.policy.silent_after_s + self.policy.settle_s
-            return ScanPlan(
-                silent=[k for k, s in items if due_for_silence(s, wall_ns, settled)]
-            )
-        states = dict(items)
+            plan.silent = [
+                key for key in due if due_for_silence(states[key], wall_ns, settled)
+            ]
+            return
         start_ns = max(states[key]["last_seen_ns"] for key in due)
         scan_ns = int(self.policy.scan_s * 1e9)
         # Rounded to the scan: the same outage found again (after a restart
@@ -220,7 +282,7 @@ class FeedWatch:
         outage = Outage(
             id=ident, start_ns=start_ns, devices=len(due), heard=heard, found_ns=wall_ns
         )
-        self.outage = outage
+        self.outages[ident] = outage
         log.warning(
             "feed outage warning=%s feed=%s devices=%d heard=%d silent_s=%.0f",
             ident,
@@ -229,54 +291,83 @@ class FeedWatch:
             heard,
             (wall_ns - start_ns) / 1e9,
         )
-        return ScanPlan(explained=due, opened=outage, outage=outage)
+        plan.explained |= dict.fromkeys(due, outage)
+        plan.opened = outage
 
     def _follow(
-        self, outage: Outage, items: list[tuple[bytes, DeviceState]], wall_ns: int
-    ) -> ScanPlan:
-        marked = [
-            key for key, s in items if s["silent"] and s.get(OUTAGE_KEY) == outage.id
-        ]
-        due = self._due(items, wall_ns)
-        heard = self._heard(items, outage.start_ns)
-        if self.policy.is_outage(len(marked) + len(due), heard):
-            # Falling silent while the feed is down: explained by it too.
-            return ScanPlan(explained=due, outage=outage)
-        self.outage = None
+        self,
+        outage: Outage,
+        explaining: dict[bytes, Outage],
+        plan: ScanPlan,
+        wall_ns: int,
+    ) -> None:
+        """Keep ``outage`` open while its devices still silent are an outage
+        of the feed it was found in (``outage.heard``), or resolve it."""
+        silent = [key for key, o in explaining.items() if o.id == outage.id]
+        heard = outage.heard
+        if self.policy.is_outage(len(silent), heard):
+            return
+        del self.outages[outage.id]
         self._resolved.add(outage.id)
+        for key in silent:
+            plan.explained.pop(key, None)
         log.info(
-            "feed outage over warning=%s feed=%s still_silent=%d heard=%d",
+            "feed outage over warning=%s feed=%s still_silent=%d heard=%d "
+            "silent_s=%.0f",
             outage.id,
             self.feed,
-            len(marked) + len(due),
+            len(silent),
             heard,
+            (wall_ns - outage.start_ns) / 1e9,
         )
-        return ScanPlan(resume=[*marked, *due], resolved=outage)
+        plan.resume += silent
+        plan.resolved.append(outage)
 
-    def _rebuilt(self, items: list[tuple[bytes, DeviceState]]) -> Outage | None:
-        """The outage whose marks the table holds, after a restart."""
+    def _rebuild(self, items: list[tuple[bytes, DeviceState]]) -> None:
+        """The outages whose marks the table holds, after a restart."""
         marks = Counter(
             (s[OUTAGE_KEY], s.get(OUTAGE_START_KEY))
             for _, s in items
-            if s["silent"] and s.get(OUTAGE_KEY) and s[OUTAGE_KEY] not in self._resolved
+            if s["silent"]
+            and s.get(OUTAGE_KEY)
+            and s[OUTAGE_KEY] not in self.outages
+            and s[OUTAGE_KEY] not in self._resolved
         )
-        if not marks:
-            return None
-        (ident, start_ns), devices = marks.most_common(1)[0]
-        if start_ns is None:
-            return None
-        log.info("feed outage resumed warning=%s devices=%d", ident, devices)
-        return Outage(
-            id=ident,
-            start_ns=start_ns,
-            devices=devices,
-            heard=devices,
-            found_ns=start_ns,
-        )
+        for (ident, start_ns), devices in sorted(marks.items(), key=_start):
+            if start_ns is None:
+                continue
+            # The feed it was found in, as near as the table tells: the
+            # devices heard in the window before its start but those an
+            # earlier outage explains.
+            earlier = {
+                key
+                for key, s in items
+                if s["silent"]
+                and s.get(OUTAGE_KEY) != ident
+                and (s.get(OUTAGE_START_KEY) or start_ns) < start_ns
+            }
+            heard = self._heard(items, start_ns, earlier)
+            log.info(
+                "feed outage resumed warning=%s devices=%d heard=%d",
+                ident,
+                devices,
+                heard,
+            )
+            self.outages[ident] = Outage(
+                id=ident,
+                start_ns=start_ns,
+                devices=devices,
+                heard=heard,
+                found_ns=start_ns,
+            )
 
     @property
     def subject(self) -> str:
         return f"feed/{self.feed}"
+
+
+def _start(mark: tuple[tuple[str, int | None], int]) -> int:
+    return mark[0][1] or 0
 
 
 def explained(state: DeviceState, outage: Outage) -> DeviceState:

@@ -8,7 +8,6 @@ rather than silently ignored.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -27,6 +26,7 @@ from alert_rules.lifecycle import COMMAND_ID_PATTERN, COMMENT_CHARS
 from alert_rules.rule import Level, ScopeKind
 from alert_rules.silences import Silence, SilenceKind, SilenceSubject
 from alert_rules.warning import WarningStatus
+from riskwatch.text import FreeText, free_text
 
 LIST_LIMIT = 1000
 
@@ -46,23 +46,10 @@ def _has_text(text: str) -> str:
 
 
 # Line breaks and tabs are text; every other control character (ESC, NUL,
-# BEL, ...) is refused: it would go into the audit trail as is and reach the
-# next officer's terminal through `riskwatch warnings show`.
-_TEXT_CONTROLS = frozenset("\n\r\t")
-
-
-def _no_controls(text: str) -> str:
-    for position, ch in enumerate(text):
-        if unicodedata.category(ch) == "Cc" and ch not in _TEXT_CONTROLS:
-            raise ValueError(
-                f"contains the control character U+{ord(ch):04X} at position "
-                f"{position}; only printable text, tabs and line breaks"
-            )
-    return text
-
-
-Text = Annotated[str, AfterValidator(_has_text), AfterValidator(_no_controls)]
-Comment = Annotated[str, AfterValidator(_no_controls)]
+# BEL, ...) is refused (riskwatch.text): it would go into the audit trail as
+# is and reach the next officer's terminal through `riskwatch warnings show`.
+Text = Annotated[str, AfterValidator(_has_text), AfterValidator(free_text)]
+Comment = FreeText
 
 # A time of day in ISO 8601 starts with a four-digit year and a dash; pydantic
 # alone also takes a number (or a string of digits) as seconds or milliseconds

@@ -1,7 +1,9 @@
 """A feed outage on the real pipeline: 8 devices that stop arriving at once
 (the gateway killed) give the platform receiver one feed warning and no
 device-silent warning; when data returns through a new gateway the warning
-resolves once, and no warning opens for those devices."""
+resolves once, and no warning opens for those devices. Then 7 of them stop
+for good (a second outage) while the eighth reports on: when it stops too it
+gets its own warning, not absorbed by the outage still open."""
 
 from __future__ import annotations
 
@@ -95,3 +97,29 @@ def test_an_outage_is_one_feed_warning_resolved_once_without_a_storm(pipeline):
         time.sleep(3)
     assert len(feed()) == 2
     assert about_devices() == []
+
+    # 7 stop for good: a second outage, open while they stay silent.
+    gone, last = devices[:7], devices[7]
+    deadline = Deadline(120)
+    while len(feed()) < 3:
+        assert not deadline.expired(), f"no second outage: {feed()}"
+        _send(pipeline, [last], datetime.now(UTC).replace(microsecond=0), 1)
+        time.sleep(2)
+    second = feed()[2]
+    assert (second["status"], second["id"] != opened["id"]) == ("open", True)
+    # The eighth reports past the second outage's settling, then stops.
+    for _ in range(5):
+        _send(pipeline, [last], datetime.now(UTC).replace(microsecond=0), 1)
+        time.sleep(2)
+    deadline = Deadline(120)
+    while not about_devices():
+        assert not deadline.expired(), "the device quiet after the outage began"
+        time.sleep(0.5)
+    time.sleep(5)  # anything else the scan that found it sent
+    # HC002 is a hazardous-chemicals site: a pressure sensor's silence is
+    # safety-sensor-silent (its device-silent is inhibited, not delivered).
+    assert [(w["device_id"], w["rule_id"], w["status"]) for w in about_devices()] == [
+        (last, "safety-sensor-silent", "open")
+    ]
+    assert not any(w["device_id"] in gone for w in about_devices())
+    assert len(feed()) == 3  # the second outage neither resolved nor new

@@ -83,3 +83,69 @@ def test_a_bad_registry_is_refused_naming_enterprise_field_and_reason(
 def test_a_refused_value_is_echoed(tmp_path):
     with pytest.raises(ConfigError, match=r"field industry: .*\(got 'mining'\)"):
         _load(tmp_path, {"enterprises": [_enterprise(industry="mining")]})
+
+
+# Every free-text field of the registry, as (where in the entry, the field
+# path the error names, one line only).
+FREE_TEXT = [
+    ("name", "name", True),
+    ("officer.name", "officer.name", True),
+    ("officer.phone", "officer.phone", True),
+    ("devices.0.description", "devices.0.description", False),
+    ("shutdown_orders.0.reason", "shutdown_orders.0.reason", False),
+    ("shutdown_orders.0.authority", "shutdown_orders.0.authority", True),
+]
+CONTROLS = ["\x1b]0;pwned\x07", "\x07", "\x00", "\x9b2J", "\x7f"]
+
+
+def _with_text(where, text):
+    entry = _enterprise(
+        devices=[{"id": "EM-01", "metrics": ["power_kw"], "description": "meter"}],
+        shutdown_orders=[
+            {
+                "order_id": "SO-1",
+                "start": "2026-12-01T00:00:00+08:00",
+                "reason": "fire inspection",
+                "authority": "District Safety Office",
+            }
+        ],
+    )
+    *path, last = [int(p) if p.isdigit() else p for p in where.split(".")]
+    node = entry
+    for part in path:
+        node = node[part]
+    node[last] = f"ok {text} ok"
+    return {"enterprises": [entry]}
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[repr(c)[1:-1] for c in CONTROLS])
+@pytest.mark.parametrize(("where", "field", "one_line"), FREE_TEXT)
+def test_control_characters_in_free_text_are_refused_naming_the_field(
+    tmp_path, where, field, one_line, control
+):
+    with pytest.raises(ConfigError) as refused:
+        _load(tmp_path, _with_text(where, control))
+    text = str(refused.value)
+    code = f"U+{ord(control[0]):04X}"
+    assert f"enterprise #0 (E001) field {field}: contains the control" in text
+    assert f"character {code} at position 3" in text
+    assert ("on one line" in text) is one_line
+    # The message itself is safe to print: the value is shown escaped.
+    assert control[0] not in text
+
+
+@pytest.mark.parametrize(("where", "field", "one_line"), FREE_TEXT)
+def test_tabs_and_line_breaks_are_text_except_in_one_line_fields(
+    tmp_path, where, field, one_line
+):
+    document = _with_text(where, "two\tlines\r\n")
+    if not one_line:
+        _load(tmp_path, document)  # a folded YAML scalar ends with a line break
+        return
+    with pytest.raises(ConfigError, match=rf"field {field}: .* U\+0009 at position 6"):
+        _load(tmp_path, document)
+
+
+def test_printable_unicode_is_text(tmp_path):
+    document = _with_text("name", "化工有限公司 Ünïcødé — №1")
+    assert _load(tmp_path, document).enterprises[0].name.startswith("ok 化工")

@@ -10,12 +10,13 @@ from lxml import etree
 
 from alert_rules import ScopeKind, WarningRecord, WarningStatus
 from alert_rules.cap import render_cap
+from riskwatch.registry import load_registry
 from stream_jobs.cloudevent import from_request, to_http
 from stream_jobs.processing import process_reading
 from stream_jobs.storage import warning_point
 from tests.capschema import validated
 from tests.unit.conftest import fake_worker
-from tests.unit.stream_jobs.test_processing import reading
+from tests.unit.stream_jobs.test_processing import SAMPLE_REGISTRY, reading
 from tests.unit.stream_jobs.test_worker_silences import (
     _deliver_all,
     _run_commands,
@@ -39,7 +40,9 @@ def _worker(tmp_path, **worker):
 def _read(worker, device, ts_ns):
     key = b"HC001/" + device
     record = reading(ts_ns, device=device.decode(), combustible_gas_lel=1.0)
-    outcome = process_reading(record, worker.device_state.get(key), None, worker.rules)
+    outcome = process_reading(
+        record, worker.device_state.get(key), worker.registry.get("HC001"), worker.rules
+    )
     worker.device_state[key] = outcome.state
 
 
@@ -54,6 +57,15 @@ def _scan(worker, wall_ns):
     commands = _sent_commands(worker)[before:]
     _run_commands(worker, commands)
     return commands
+
+
+def _assert_feed_then_device_opens(commands, feed_action):
+    """The commands are ``feed_action`` on the feed warning, then at least
+    one device warning opening, nothing else."""
+    actions = [(c.action.value, c.record and c.record.rule_id) for c in commands]
+    assert actions[0] == (feed_action, "feed-silent")
+    assert actions[1:], "a device warning opens"
+    assert all(a == "open" and r != "feed-silent" for a, r in actions[1:])
 
 
 def _posted(worker):
@@ -94,11 +106,8 @@ def test_an_outage_is_one_feed_warning_resolved_once(tmp_path, caplog):
         for device in DEVICES[:7]:  # the eighth stays quiet
             _read(worker, device, back + t * S)
         commands += _scan(worker, back + t * S)
-    actions = [(c.action.value, c.record and c.record.rule_id) for c in commands]
-    assert actions[0] == ("resolve", "feed-silent")
     # After silent_after_s counted from the recovery, the eighth is reported.
-    assert actions[1:], "the device still silent is reported"
-    assert all(a == "open" and r != "feed-silent" for a, r in actions[1:])
+    _assert_feed_then_device_opens(commands, "resolve")
     resolved, *device_warnings = _posted(worker)
     assert (resolved.id, resolved.status, resolved.version) == (
         opened.id,
@@ -107,6 +116,35 @@ def test_an_outage_is_one_feed_warning_resolved_once(tmp_path, caplog):
     )
     assert {w.device_id for w in device_warnings} == {"GD-7"}
     assert worker.counters["outages"] == 1
+
+
+def test_a_gas_detector_quiet_after_the_outage_began_is_reported(tmp_path, caplog):
+    # Issue 5: the 8 devices stop for good; GD-90 keeps reporting after the
+    # feed warning opened, then stops. It is not the outage's to explain.
+    worker = _worker(tmp_path)
+    worker.registry.ready.set()
+    for enterprise in load_registry(SAMPLE_REGISTRY).enterprises:
+        worker.registry.apply(enterprise.id.encode(), enterprise.model_dump_json())
+    late = b"GD-101"  # a gas detector of HC001, hazardous chemicals
+    for t in range(0, 600, 10):
+        for device in DEVICES:
+            _read(worker, device, T0 + t * S)
+    last = T0 + 590 * S
+    for t in range(0, 900, 10):
+        _read(worker, late, T0 + t * S)
+        if t == 640:
+            commands = _scan(worker, last + (SILENT_S + 1) * S)
+    assert [c.action.value for c in commands] == ["open"]
+    stop = T0 + 890 * S
+    with caplog.at_level(logging.INFO):
+        for t in range(SILENT_S + 1, 300, 10):
+            commands += _scan(worker, stop + t * S)
+    _assert_feed_then_device_opens(commands, "open")
+    _, *device_warnings = _posted(worker)
+    assert {w.device_id for w in device_warnings} == {"GD-101"}
+    assert "safety-sensor-silent" in {w.rule_id for w in device_warnings}
+    assert worker.counters["explained"] == 8
+    assert "feed outage over" not in caplog.text
 
 
 def test_a_feed_warning_is_valid_cap_a_cloudevent_and_an_influx_point(tmp_path):
