@@ -80,13 +80,14 @@ start-up no jump above the weekend's. Both sit on one level (the level under
 the profile, ``ls``), which learns what the profiles leave unexplained, but
 only on shift and from readings their own profile judges (a profile still
 forming or seen once a week would move it for all). A knot a profile has not
-seen yet takes no part (at the edge of the hours a profile covers, the one
-seen knot of the pair stands alone; a knot seen for the first time starts
-from the reading itself); where a profile has seen neither knot, the other
-profile judges. Off shift, a profile is used only once its nearest knot has
-``OFF_PROFILE_MIN`` readings (a day of 5-minute readings): a site's first rest
-day is learned, not judged, so the learning period of a site that rests is
-its first week. A series whose site registers no hours (and the NAB
+seen yet is judged by the other profile's knot there (the edge of the hours a
+profile covers: a start-up keeps its shape across the change of profile) but
+learns nothing from it: the profiles learn from their own knots only, and a
+knot seen for the first time starts from the reading itself. Spreads learn
+residuals clipped to 4 spreads. Off shift, a profile is used only once its
+nearest knot has ``OFF_PROFILE_MIN`` readings (a day of 5-minute readings):
+a site's first rest day is learned, not judged, so the learning period of a
+site that rests is its first week. A series whose site registers no hours (and the NAB
 benchmark, the offline replay) is always on shift: one profile, as before.
 
 Resolution: where a metric declares one (``MetricInfo.resolution`` in

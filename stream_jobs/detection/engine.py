@@ -658,11 +658,10 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # Two profiles: one learned from readings on shift, one from readings
     # off shift (``off``: no registered shift within an hour, said by the
     # caller), so a rest day is not judged by the profile of a workday. A
-    # reading is judged by its own profile, between the knots it has seen
-    # (by one alone at the edge of the hours it covers); where it has seen
-    # neither, by the other profile; and off shift only once its nearest
-    # knot has OFF_PROFILE_MIN readings (before that, as in the first two
-    # days: no profile).
+    # reading is judged by its own profile (a knot it has not seen taken
+    # from the other, below), and off shift only once its nearest knot has
+    # OFF_PROFILE_MIN readings (before that, as in the first two days: no
+    # profile).
     own = xp.where(off, DAY_BINS, 0)
     other = DAY_BINS - own
     far_k = xp.where(w1 >= 0.5, k0, k1)
@@ -681,10 +680,30 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     mine, seen_mine = between(s.hod, own)
     theirs, _ = between(s.hod, other)
-    borrowed = xp.not_(seen_mine)
-    profile = xp.where(borrowed, theirs, mine)
     own_k0 = xp.take(s.hod, k0 + own)
     own_k1 = xp.take(s.hod, k1 + own)
+    # Judged against: where this profile has not seen a knot of the pair,
+    # the other's knot there (at the first reading on shift, the last knot
+    # off shift and the first on shift: the start-up's shape, not the first
+    # on-shift knot's value held flat, which read as a step every morning).
+    # Learned from: this profile's own knots only (another profile's knot
+    # in the error taught a first rest day a workday's values).
+    other_k0 = xp.take(s.hod, k0 + other)
+    other_k1 = xp.take(s.hod, k1 + other)
+    seen_own0 = xp.take(s.hn, k0 + own) > 0
+    seen_own1 = xp.take(s.hn, k1 + own) > 0
+    lent0 = xp.not_(seen_own0) & (xp.take(s.hn, k0 + other) > 0)
+    lent1 = xp.not_(seen_own1) & (xp.take(s.hn, k1 + other) > 0)
+    judged0 = xp.where(lent0, other_k0, own_k0)
+    judged1 = xp.where(lent1, other_k1, own_k1)
+    has0 = seen_own0 | lent0
+    has1 = seen_own1 | lent1
+    profile = xp.where(
+        has0 & has1,
+        (1.0 - w1) * judged0 + w1 * judged1,
+        xp.where(has0, judged0, judged1),
+    )
+    learned_profile = xp.where(seen_mine, mine, theirs)
     used = daily & (xp.not_(off) | (hn_own >= OFF_PROFILE_MIN))
     dow_day = xp.take(s.dow, day)
     season_expected = s.ls + profile + xp.where(weekly, dow_day, 0.0)
@@ -975,7 +994,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # first Sunday moved a plant's level by a quarter of its load in
     # `riskwatch bench scenarios`). Off shift, the knots follow by learning.
     ls = xp.where(first, x, s.ls)
-    err = xs - ls - profile
+    err = xs - ls - learned_profile
     s.ls = xp.where(xp.not_(off) & used & (hn_own > 0), ls + al * err, ls)
     # A knot seen for the first time starts from the reading itself and the
     # spread it was judged by; its neighbour, if seen, learns nothing from
@@ -998,8 +1017,9 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     rate0 = xp.where(xp.not_(far_seen) & (w1 >= 0.5), 0.0, rate0)
     rate1 = xp.where(xp.not_(far_seen) & (w1 < 0.5), 0.0, rate1)
     # The residual statistics are learned from the first reading, so that
-    # the profile's spread is known by the time the profile is used.
-    r = xs - season_expected
+    # the profile's spread is known by the time the profile is used; from
+    # the residual of the profile's own knots, like the knots themselves.
+    r = xs - (season_expected - profile + learned_profile)
     av = xp.maximum(1.0 / (n + 1), SEASON_VAR_ALPHA)
     # Where the profile judges, the spreads (the knot's and the overall one)
     # learn each residual clipped to SPREAD_CLIP of them, so one shift of 30
