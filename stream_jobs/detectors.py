@@ -142,9 +142,13 @@ version 5 profile becomes the on-shift one; the off-shift one starts empty);
 :func:`state_fields` shows any state by name.
 
 Throughput (``riskwatch bench detectors``, one core, 10,000 devices, the
-table codec's round trip per reading): 100,000 to 190,000 readings/s in
+table codec's round trip per reading): 60,000 to 97,000 readings/s in
 batches of 1,000 on the shared development machine (depending on what else
-runs), 15,000 to 20,000 one reading at a time (issue 4 asks for 100,000).
+runs; version 5, one profile, gave 102,000 to 137,000 beside it), 11,000 to
+12,000 one reading at a time (issue 4 asks for 100,000). The bench's series
+are two days old when timed, so their profiles have just taken over and
+report three times as many findings (level_shift, deviation) as version 5's,
+whose explanations are most of the cost.
 """
 
 from __future__ import annotations

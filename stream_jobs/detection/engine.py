@@ -489,8 +489,12 @@ class _Explain:
             def pick(x: Quantity, i: int = i) -> Quantity:
                 return xp.at(x, i)
 
+            # Built without validation: every field is a number or text
+            # this code made, each score a ramp in [0, 1] (the contract
+            # tests check them on random series), and validating them cost
+            # an eighth of a wave's time.
             self.findings.setdefault(i, []).append(
-                Finding(
+                Finding.model_construct(
                     detector=detector,
                     score=numbers[0],
                     observed=numbers[1],
@@ -664,38 +668,31 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # profile).
     own = xp.where(off, DAY_BINS, 0)
     other = DAY_BINS - own
-    far_k = xp.where(w1 >= 0.5, k0, k1)
-    hn_own = xp.take(s.hn, near + own)
-    hn_other = xp.take(s.hn, near + other)
-    hn_far = xp.take(s.hn, far_k + own)
-
-    def between(values: Quantity, base: Quantity) -> tuple[Quantity, Quantity]:
-        """``values`` (a profile's knots) at this time of day in profile
-        ``base``, and whether it has seen either knot."""
-        v0, v1 = xp.take(values, k0 + base), xp.take(values, k1 + base)
-        seen0 = xp.take(s.hn, k0 + base) > 0
-        seen1 = xp.take(s.hn, k1 + base) > 0
-        both = (1.0 - w1) * v0 + w1 * v1
-        return xp.where(seen0 & seen1, both, xp.where(seen0, v0, v1)), seen0 | seen1
-
-    mine, seen_mine = between(s.hod, own)
-    theirs, _ = between(s.hod, other)
-    own_k0 = xp.take(s.hod, k0 + own)
-    own_k1 = xp.take(s.hod, k1 + own)
-    # Judged against: where this profile has not seen a knot of the pair,
-    # the other's knot there (at the first reading on shift, the last knot
-    # off shift and the first on shift: the start-up's shape, not the first
-    # on-shift knot's value held flat, which read as a step every morning).
-    # Learned from: this profile's own knots only (another profile's knot
-    # in the error taught a first rest day a workday's values).
-    other_k0 = xp.take(s.hod, k0 + other)
-    other_k1 = xp.take(s.hod, k1 + other)
-    seen_own0 = xp.take(s.hn, k0 + own) > 0
-    seen_own1 = xp.take(s.hn, k1 + own) > 0
-    lent0 = xp.not_(seen_own0) & (xp.take(s.hn, k0 + other) > 0)
-    lent1 = xp.not_(seen_own1) & (xp.take(s.hn, k1 + other) > 0)
-    judged0 = xp.where(lent0, other_k0, own_k0)
-    judged1 = xp.where(lent1, other_k1, own_k1)
+    at_k1 = w1 >= 0.5  # the nearest knot is k1
+    own0, own1, other0, other1 = k0 + own, k1 + own, k0 + other, k1 + other
+    count_own0, count_own1 = xp.take(s.hn, own0), xp.take(s.hn, own1)
+    count_other0, count_other1 = xp.take(s.hn, other0), xp.take(s.hn, other1)
+    hn_own = xp.where(at_k1, count_own1, count_own0)
+    hn_other = xp.where(at_k1, count_other1, count_other0)
+    hn_far = xp.where(at_k1, count_own0, count_own1)
+    own_k0, own_k1 = xp.take(s.hod, own0), xp.take(s.hod, own1)
+    seen_own0, seen_own1 = count_own0 > 0, count_own1 > 0
+    # Learned from: this profile's own knots only, the one seen alone where
+    # it has seen one (another profile's knot in the error taught a first
+    # rest day a workday's values). Judged against: where this profile has
+    # not seen a knot of the pair, the other's knot there (at the first
+    # reading on shift, the last knot off shift and the first on shift: the
+    # start-up's shape, not the first on-shift knot's value held flat, which
+    # read as a step every morning).
+    mine = xp.where(
+        seen_own0 & seen_own1,
+        (1.0 - w1) * own_k0 + w1 * own_k1,
+        xp.where(seen_own0, own_k0, own_k1),
+    )
+    lent0 = xp.not_(seen_own0) & (count_other0 > 0)
+    lent1 = xp.not_(seen_own1) & (count_other1 > 0)
+    judged0 = xp.where(lent0, xp.take(s.hod, other0), own_k0)
+    judged1 = xp.where(lent1, xp.take(s.hod, other1), own_k1)
     has0 = seen_own0 | lent0
     has1 = seen_own1 | lent1
     profile = xp.where(
@@ -703,7 +700,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         (1.0 - w1) * judged0 + w1 * judged1,
         xp.where(has0, judged0, judged1),
     )
-    learned_profile = xp.where(seen_mine, mine, theirs)
+    learned_profile = xp.where(seen_own0 | seen_own1, mine, profile)
     used = daily & (xp.not_(off) | (hn_own >= OFF_PROFILE_MIN))
     dow_day = xp.take(s.dow, day)
     season_expected = s.ls + profile + xp.where(weekly, dow_day, 0.0)
@@ -738,7 +735,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         own_had,
         xp.where(
             hn_far > 0,
-            xp.take(s.had, far_k + own),
+            xp.take(s.had, xp.where(at_k1, own0, own1)),
             xp.take(s.had, near + other),
         ),
     )
