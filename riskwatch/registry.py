@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +39,34 @@ class Industry(StrEnum):
     FOOD = "food"
     DRUG = "drug"
     MANUFACTURING = "manufacturing"
+
+
+# How near a registered shift a moment may lie and still count as on shift:
+# plants start up and run down over an hour or two (furnaces and vessels heat
+# and cool, lines are filled and emptied), so the readings around a shift
+# belong to the shift's pattern, not to the idle site's.
+SHIFT_MARGIN = timedelta(hours=1)
+
+# (ISO weekdays, start, end) of each shift: a hashable form of working hours.
+_Hours = tuple[tuple[tuple[int, ...], time, time], ...]
+
+
+@lru_cache(maxsize=8192)
+def _shift_spans(
+    hours: _Hours, zone: str, calendar: Calendar, day: date
+) -> tuple[tuple[float, float], ...]:
+    tz = ZoneInfo(zone)
+    weekday = counts_as(day, calendar)
+    spans = []
+    for days, start, end in hours:
+        if weekday not in days:
+            continue
+        begin = datetime.combine(day, start, tz).timestamp()
+        end_day = day if start <= end else day + timedelta(days=1)
+        finish = datetime.combine(end_day, end, tz).timestamp()
+        if finish > begin:
+            spans.append((begin, finish))
+    return tuple(spans)
 
 
 class _Model(BaseModel):
@@ -189,6 +218,31 @@ class Enterprise(_Model):
 
     def local_date(self, moment: datetime) -> date:
         return self.local(moment).date()
+
+    def shifts_starting(self, day: date) -> tuple[tuple[float, float], ...]:
+        """The shifts that start on local date ``day`` (weekdays counted
+        under the enterprise's calendar), as [begin, end) epoch seconds; an
+        overnight shift ends the next day. :meth:`working_at` in spans."""
+        hours = tuple((tuple(h.days), h.start, h.end) for h in self.working_hours)
+        return _shift_spans(hours, self.timezone, self.calendar, day)
+
+    def off_shift_at(self, moment: datetime, margin: timedelta = SHIFT_MARGIN) -> bool:
+        """Whether no registered shift runs within ``margin`` (at most a day)
+        of ``moment``: the site idles (a night, a rest day, a public holiday).
+        False for an enterprise that registers no working hours (its pattern
+        is unknown, so every moment counts as on shift)."""
+        if not self.working_hours:
+            return False
+        t = moment.timestamp()
+        reach = margin.total_seconds()
+        today = self.local_date(moment)
+        # Yesterday's overnight shift runs into today; the margin reaches
+        # into tomorrow's first shift.
+        for offset in (-1, 0, 1):
+            for begin, end in self.shifts_starting(today + timedelta(days=offset)):
+                if begin - reach <= t < end + reach:
+                    return False
+        return True
 
 
 class Registry(_Model):

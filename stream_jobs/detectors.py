@@ -1,6 +1,6 @@
 """Streaming anomaly detectors for one series, as pure functions of state.
 
-A series' state is a small dict (``{"v": 5, "last_ts": ..., "x": bytes}``,
+A series' state is a small dict (``{"v": 6, "last_ts": ..., "x": bytes}``,
 see "State" below) that the Faust worker keeps per (device, metric) in a
 changelog-backed table. Scoring a reading uses only that reading and earlier
 ones (causal), never a label, and the same input gives the same output (no
@@ -33,8 +33,11 @@ finding ``detector``      what it sees                                warm-up
                           the usual step (of the residual from the
                           daily profile once it is learned)
 ``seasonal``              distance from the daily profile (48 knots,  2 days and
-                          piecewise linear, per-knot spread) plus a   60 readings
-                          day-of-week offset after two weeks          (14 days)
+                          piecewise linear, per-knot spread; on and   60 readings
+                          off shift apart, see "Shifts") plus a       (14 days;
+                          day-of-week offset after two weeks          off shift:
+                                                                      a day per
+                                                                      knot)
 ``level_shift``           two-sided CUSUM of the standardised         60 readings
                           residual (k 0.5, h 20): a sustained shift
                           or drift; after an alarm it measures from
@@ -66,6 +69,26 @@ what is usual for the series: it can first move at reading 41. With a daily
 cycle, the profile takes about 3 days (5-minute readings) to a week (15-minute
 readings) to settle; until then the level detectors see the cycle as change.
 Timestamps are read as UTC for the profiles.
+
+Shifts: the caller says per reading whether the site is *off shift*
+(``off_shift``: no registered shift within an hour of it, a night, a rest
+day, a public holiday, :meth:`riskwatch.registry.Enterprise.off_shift_at`).
+There are two daily profiles (knots, spreads, counts): one learned from the
+readings on shift, one from those off shift, each judging its own readings,
+so a weekend is not a long drop below the workday's profile and Monday's
+start-up no jump above the weekend's. Both sit on one level (the level under
+the profile, ``ls``), which learns what the profiles leave unexplained, but
+only on shift and from readings their own profile judges (a profile still
+forming or seen once a week would move it for all). A knot a profile has not
+seen yet is judged by the other profile's knot there (the edge of the hours a
+profile covers: a start-up keeps its shape across the change of profile) but
+learns nothing from it: the profiles learn from their own knots only, and a
+knot seen for the first time starts from the reading itself. Spreads learn
+residuals clipped to 4 spreads. Off shift, a profile is used only once its
+nearest knot has ``OFF_PROFILE_MIN`` readings (a day of 5-minute readings):
+a site's first rest day is learned, not judged, so the learning period of a
+site that rests is its first week. A series whose site registers no hours (and the NAB
+benchmark, the offline replay) is always on shift: one profile, as before.
 
 Resolution: where a metric declares one (``MetricInfo.resolution`` in
 :mod:`riskwatch.contracts`: 1 %LEL for combustible gas, 1 ppm for toxic gas),
@@ -103,21 +126,29 @@ such value would otherwise leave the variances infinite and every later
 spike unscored. A change of scale that lasts is learned once it fills half
 the window.
 
-State (:mod:`stream_jobs.detection.state`): a fixed binary record of 2,200
-bytes (the scalar statistics, the rolling window as a ring and the three
-48-knot profiles as float64, the per-bin counts as bytes; the window and the
-profiles kept to 7 significant digits) with ``last_ts`` beside it, which the
-worker reads to drop redeliveries. A wave gathers its records into one array
-and scatters them back as bytes, so no state is parsed or formatted per
-reading. The table stores it with msgpack (:mod:`stream_jobs.state_codec`):
-2,234 bytes per series, exactly round-tripped (4 KB allowed). States stored
-by version 4 and earlier (a JSON dict of every statistic) are converted on
-their next reading; :func:`state_fields` shows any state by name.
+State (:mod:`stream_jobs.detection.state`): a fixed binary record of 3,024
+bytes (the scalar statistics, the rolling window as a ring, the on- and
+off-shift profiles and their spreads, 96 knots each, the weekday offsets and
+the 48-knot share of zero rates as float64, the per-knot counts as bytes;
+the window and the profiles kept to 7 significant digits) with ``last_ts``
+beside it, which the worker reads to drop redeliveries. A wave gathers its
+records into one array and scatters them back as bytes, so no state is
+parsed or formatted per reading. The table stores it with msgpack
+(:mod:`stream_jobs.state_codec`): about 3,060 bytes per series, exactly
+round-tripped (4 KB allowed). States
+stored by version 5 (2,200 bytes, one profile) and by version 4 and earlier
+(a JSON dict of every statistic) are converted on their next reading (a
+version 5 profile becomes the on-shift one; the off-shift one starts empty);
+:func:`state_fields` shows any state by name.
 
 Throughput (``riskwatch bench detectors``, one core, 10,000 devices, the
-table codec's round trip per reading): 100,000 to 190,000 readings/s in
+table codec's round trip per reading): 60,000 to 97,000 readings/s in
 batches of 1,000 on the shared development machine (depending on what else
-runs), 15,000 to 20,000 one reading at a time (issue 4 asks for 100,000).
+runs; version 5, one profile, gave 102,000 to 137,000 beside it), 11,000 to
+12,000 one reading at a time (issue 4 asks for 100,000). The bench's series
+are two days old when timed, so their profiles have just taken over and
+report three times as many findings (level_shift, deviation) as version 5's,
+whose explanations are most of the cost.
 """
 
 from __future__ import annotations
@@ -172,15 +203,19 @@ def state_fields(series: SeriesState) -> dict[str, Any]:
 
 
 def score_value(
-    series: SeriesState, metric: Metric, value: float, ts_ns: int
+    series: SeriesState,
+    metric: Metric,
+    value: float,
+    ts_ns: int,
+    off_shift: bool = False,
 ) -> tuple[SeriesState, Scored]:
-    """Score ``value`` (at ``ts_ns``, ns since the epoch) then learn it: a
-    batch of one (:func:`score_batch`).
+    """Score ``value`` (at ``ts_ns``, ns since the epoch; ``off_shift`` as
+    for :func:`score_batch`) then learn it: a batch of one.
 
     Returns:
         The new state (a new dict; the input is not changed) and the score.
     """
-    [new], [scored] = score_batch([series], [metric], [value], [ts_ns])
+    [new], [scored] = score_batch([series], [metric], [value], [ts_ns], [off_shift])
     return new, scored
 
 
@@ -189,10 +224,17 @@ def score_batch(
     metrics: Sequence[Metric],
     values: Sequence[float],
     ts_ns: Sequence[int],
+    off_shift: Sequence[bool] | None = None,
 ) -> tuple[list[SeriesState], list[Scored]]:
     """Score one reading of each of B *different* series at once (with numpy
     across the series), then learn them. Each result is what
     :func:`score_value` gives for that series alone.
+
+    ``off_shift`` says per reading whether its site is off shift (no
+    registered shift within an hour or two, :func:`riskwatch.registry.
+    Enterprise.off_shift_at`): such readings have a daily profile of their
+    own, so rest days and nights are not judged by the profile of the hours
+    worked. None: every reading on shift (a series of unknown schedule).
 
     States stored by an older version (the worker's changelog table) are
     converted first; a non-finite value is reported (``missing``) and not
@@ -202,21 +244,21 @@ def score_batch(
         ValueError: the sequences differ in length.
     """
     size = len(states)
-    if not len(metrics) == len(values) == len(ts_ns) == size:
+    off = [False] * size if off_shift is None else off_shift
+    if not len(metrics) == len(values) == len(ts_ns) == len(off) == size:
         raise ValueError(
-            f"states, metrics, values and ts_ns differ in length: {size}, "
-            f"{len(metrics)}, {len(values)}, {len(ts_ns)}"
+            f"states, metrics, values, ts_ns and off_shift differ in length: "
+            f"{size}, {len(metrics)}, {len(values)}, {len(ts_ns)}, {len(off)}"
         )
     if size == 0:
         return [], []
     records: list[bytes] = []
     seen: list[int | None] = []
     for series in states:
-        if series.get("v") != STATE_VERSION:
-            series = state.pack_legacy(series)  # noqa: PLW2901 - its current form
+        series = state.current(series)  # noqa: PLW2901 - its current form
         records.append(series["x"])
         seen.append(series["last_ts"])
-    learned, scored = engine.step(records, seen, metrics, values, ts_ns)
+    learned, scored = engine.step(records, seen, metrics, values, ts_ns, off)
     new = [
         {"v": STATE_VERSION, "last_ts": seen[i], "x": records[i]}
         if record is None
@@ -229,8 +271,10 @@ def score_batch(
 def score_series(
     states: MutableMapping[K, SeriesState],
     readings: Sequence[tuple[K, Metric, float, int]],
+    off_shift: Sequence[bool] | None = None,
 ) -> list[tuple[SeriesState, Scored]]:
-    """Score ``(series key, metric, value, ts_ns)`` readings in order,
+    """Score ``(series key, metric, value, ts_ns)`` readings in order
+    (``off_shift`` per reading as for :func:`score_batch`),
     several of a series included, updating ``states`` (a missing key is a new
     series): the readings are split into waves with at most one reading of
     each series (the k-th reading of a series goes to wave k), each scored by
@@ -257,6 +301,7 @@ def score_series(
             [metric for _, metric, _, _ in items],
             [value for _, _, value, _ in items],
             [ts for _, _, _, ts in items],
+            None if off_shift is None else [off_shift[i] for i in wave],
         )
         for i, key, series, result in zip(wave, keys, new, scored, strict=True):
             states[key] = series

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from influxdb_client.client.write.point import Point
@@ -97,7 +98,9 @@ DeviceState = dict[str, Any]
 
 # Where a device's processing needs a detector score: the series' state, the
 # metric, the value and its time; answered with the new state and the score.
-ScoreStep = tuple[SeriesState, Metric, float, int]
+# A series' state, the metric, the value, its time (ns) and whether the site
+# is off shift then (score_batch's off_shift).
+ScoreStep = tuple[SeriesState, Metric, float, int, bool]
 Steps = Generator[ScoreStep, tuple[SeriesState, Scored], "Outcome"]
 
 
@@ -264,6 +267,7 @@ def process_batch(
             [step[1] for step in wave],
             [step[2] for step in wave],
             [step[3] for step in wave],
+            [step[4] for step in wave],
         )
         for key, answer in zip(keys, zip(new, scored, strict=True), strict=True):
             steps = pending[key][0]
@@ -350,6 +354,10 @@ def _reading(
     outcome = Outcome(state=current)
     tags = reading_tags(record.enterprise, record.device, enterprise)
     clock_offset = _clock(current, record, ts)
+    # The registered shifts say which daily profile judges the readings.
+    off_shift = enterprise is not None and enterprise.off_shift_at(
+        datetime.fromtimestamp(ts / 1e9, UTC)
+    )
     late = False
     conflicts: list[Measurement] = []
     for measurement in record.metrics:
@@ -377,7 +385,7 @@ def _reading(
             fields["rate_per_h"] = value
         if value is None:
             continue
-        series, scored = yield series, metric, value, ts
+        series, scored = yield series, metric, value, ts, off_shift
         current["series"][metric.value] = series
         fields["score"] = scored.score
         # Stored at the reading's own time, beside its value in InfluxDB.

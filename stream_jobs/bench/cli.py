@@ -181,14 +181,15 @@ def replay(
 @click.option(
     "--days",
     type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    help="Scored days, after the warm-up.",
+    default=7.0,
+    help="Scored days, after the learning period (7: a whole week).",
 )
 @click.option(
     "--warmup-days",
     type=click.FloatRange(min=0),
-    default=2.0,
-    help="Days replayed before the score starts (the detectors' learning).",
+    default=7.0,
+    help="The learning period: days replayed before the score starts (the "
+    "fleet starts on a Monday; 7 lets the detectors see a weekend first).",
 )
 @click.option(
     "--step",

@@ -28,9 +28,15 @@ warning: the simulator's idle load under an order (17 to 59 kW) is above its
 5 kW, so it opens at the first readings and stays open through the event,
 which is then found by the consumption and spike rules.
 
-The first ``warmup_days`` of the window are left out of the score: the
-detectors' daily profile needs about three days of 5-minute readings to
-settle (see :mod:`stream_jobs.detectors`). Events starting in the warm-up,
+The first ``warmup_days`` of the window are the learning period, left out of
+the score: by default the fleet's first week (Monday 2026-11-02 to Sunday
+2026-11-08), so the detectors have seen each kind of day once (workdays, the
+rest days of sites that rest, their first start-up after a rest day) before
+the second week, Monday 2026-11-09 to Sunday 2026-11-15, is scored: 7 days of
+231 devices (the default 60 enterprises), 1,617 device-days, a weekend
+included. (The daily profile settles in about three days of 5-minute
+readings; a site's off-shift profile learns its first rest day, see
+:mod:`stream_jobs.detectors`.) Events starting in the learning period,
 warnings opened in it, and warnings matching only an event that started in
 it are not counted either way.
 """
@@ -376,8 +382,8 @@ class ScenarioConfig:
     """What fleet to generate; see ``riskwatch bench scenarios --help``."""
 
     enterprises: Sequence[Enterprise]
-    days: float = 2.0
-    warmup_days: float = 2.0
+    days: float = 7.0
+    warmup_days: float = 7.0
     step_s: float = 300.0
     seed: int = 0
     anomaly_rate: float = 1.0
@@ -475,7 +481,13 @@ def format_report(report: ScenarioReport) -> str:
     labelled = report.labelled.result
     clean = report.clean.result
     config = report.config
+    learn_end = config.start + timedelta(days=config.warmup_days)
+    score_end = learn_end + timedelta(days=config.days)
     lines = [
+        f"learning period: {config.warmup_days:g} days from "
+        f"{config.start:%a %Y-%m-%d %H:%M} UTC, not scored; scored: "
+        f"{config.days:g} days from {learn_end:%a %Y-%m-%d %H:%M} to "
+        f"{score_end:%a %Y-%m-%d %H:%M} UTC",
         f"fleet: enterprises={len(config.enterprises)} devices={report.devices} "
         f"step_s={config.step_s:g} seed={config.seed} "
         f"anomaly_rate={config.anomaly_rate:g} warmup_days={config.warmup_days:g} "

@@ -31,6 +31,7 @@ from stream_jobs.detection.state import (
     HAD0,
     HOD0,
     NO_TS,
+    PROFILE_KNOTS,
     PZ0,
     SCALARS,
     SLOT,
@@ -117,6 +118,11 @@ SEASON_VAR_ALPHA = 0.01
 DAILY_AFTER_S = 2 * DAY_S
 WEEKLY_AFTER_S = 14 * DAY_S
 WEEK_ALPHA = 0.01
+# Readings of a knot of the off-shift profile before it is used: a day of
+# 5-minute readings (a site's first rest day is learned, not judged).
+OFF_PROFILE_MIN = 6
+# Residuals the spreads learn are clipped to this many spreads (see learn).
+SPREAD_CLIP = 4.0
 
 # deviation -----------------------------------------------------------------------
 # A reading's distance from the daily profile, scored from a lower z than the
@@ -445,6 +451,7 @@ class _State:
     pa: Quantity
     lr: Quantity
     rq: Quantity
+    ls: Quantity
     window: Quantity
     hod: Quantity
     had: Quantity
@@ -482,8 +489,12 @@ class _Explain:
             def pick(x: Quantity, i: int = i) -> Quantity:
                 return xp.at(x, i)
 
+            # Built without validation: every field is a number or text
+            # this code made, each score a ramp in [0, 1] (the contract
+            # tests check them on random series), and validating them cost
+            # an eighth of a wave's time.
             self.findings.setdefault(i, []).append(
-                Finding(
+                Finding.model_construct(
                     detector=detector,
                     score=numbers[0],
                     observed=numbers[1],
@@ -527,6 +538,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     floor: Quantity,
     value: Quantity,
     ts_ns: Quantity,
+    off: Quantity,
 ) -> tuple[Any, Any, dict[int, list[Finding]]]:
     """Score then learn one reading of each series of the wave, on ``xp``'s
     quantities; ``s`` is updated. Returns (combined, learning, findings by
@@ -647,16 +659,56 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     hour = xp.int_(ts_s // 3600) % 24
     day = xp.int_(ts_s // DAY_S + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
     weekly = age >= WEEKLY_AFTER_S
-    hod_k0 = xp.take(s.hod, k0)
-    hod_k1 = xp.take(s.hod, k1)
-    profile = (1.0 - w1) * hod_k0 + w1 * hod_k1
+    # Two profiles: one learned from readings on shift, one from readings
+    # off shift (``off``: no registered shift within an hour, said by the
+    # caller), so a rest day is not judged by the profile of a workday. A
+    # reading is judged by its own profile (a knot it has not seen taken
+    # from the other, below), and off shift only once its nearest knot has
+    # OFF_PROFILE_MIN readings (before that, as in the first two days: no
+    # profile).
+    own = xp.where(off, DAY_BINS, 0)
+    other = DAY_BINS - own
+    at_k1 = w1 >= 0.5  # the nearest knot is k1
+    own0, own1, other0, other1 = k0 + own, k1 + own, k0 + other, k1 + other
+    count_own0, count_own1 = xp.take(s.hn, own0), xp.take(s.hn, own1)
+    count_other0, count_other1 = xp.take(s.hn, other0), xp.take(s.hn, other1)
+    hn_own = xp.where(at_k1, count_own1, count_own0)
+    hn_other = xp.where(at_k1, count_other1, count_other0)
+    hn_far = xp.where(at_k1, count_own0, count_own1)
+    own_k0, own_k1 = xp.take(s.hod, own0), xp.take(s.hod, own1)
+    seen_own0, seen_own1 = count_own0 > 0, count_own1 > 0
+    # Learned from: this profile's own knots only, the one seen alone where
+    # it has seen one (another profile's knot in the error taught a first
+    # rest day a workday's values). Judged against: where this profile has
+    # not seen a knot of the pair, the other's knot there (at the first
+    # reading on shift, the last knot off shift and the first on shift: the
+    # start-up's shape, not the first on-shift knot's value held flat, which
+    # read as a step every morning).
+    mine = xp.where(
+        seen_own0 & seen_own1,
+        (1.0 - w1) * own_k0 + w1 * own_k1,
+        xp.where(seen_own0, own_k0, own_k1),
+    )
+    lent0 = xp.not_(seen_own0) & (count_other0 > 0)
+    lent1 = xp.not_(seen_own1) & (count_other1 > 0)
+    judged0 = xp.where(lent0, xp.take(s.hod, other0), own_k0)
+    judged1 = xp.where(lent1, xp.take(s.hod, other1), own_k1)
+    has0 = seen_own0 | lent0
+    has1 = seen_own1 | lent1
+    profile = xp.where(
+        has0 & has1,
+        (1.0 - w1) * judged0 + w1 * judged1,
+        xp.where(has0, judged0, judged1),
+    )
+    learned_profile = xp.where(seen_own0 | seen_own1, mine, profile)
+    used = daily & (xp.not_(off) | (hn_own >= OFF_PROFILE_MIN))
     dow_day = xp.take(s.dow, day)
-    season_expected = s.lv + profile + xp.where(weekly, dow_day, 0.0)
-    expected = xp.where(daily, season_expected, s.lv)
+    season_expected = s.ls + profile + xp.where(weekly, dow_day, 0.0)
+    expected = xp.where(used, season_expected, s.lv)
     resid = value - expected
     step_s = xp.where(dt_s > 0, dt_s, 0.0)
     step_sd = xp.maximum(ABS_TO_SIGMA * s.dm, floor)
-    diff = xp.where(has_last, xp.where(daily, resid - s.lr, value - last), 0.0)
+    diff = xp.where(has_last, xp.where(used, resid - s.lr, value - last), 0.0)
     z_step, score = _far(xp, diff, step_sd, warm)
     live = warm & (step_sd > _TINY)
     evidence = xp.where(live, xp.fmax(evidence, z_step / (2 * Z_QUIET)), evidence)
@@ -676,10 +728,20 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # The spread differs by time of day (a busy hour is noisier than a quiet
     # one): a per-bin mean absolute residual, floored by a share of the
     # overall one so a bin that happened to be calm is not hair-trigger.
-    had_near = xp.take(s.had, near)
+    # The spread of the nearest knot seen: this profile's, else the other's.
+    own_had = xp.take(s.had, near + own)
+    had_near = xp.where(
+        hn_own > 0,
+        own_had,
+        xp.where(
+            hn_far > 0,
+            xp.take(s.had, xp.where(at_k1, own0, own1)),
+            xp.take(s.had, near + other),
+        ),
+    )
     seas_sd = xp.fmax(ABS_TO_SIGMA * had_near, BIN_SD_FLOOR * xp.sqrt(s.sv))
     seas_sd = xp.maximum(seas_sd, floor)
-    seasonal = daily & warm & (seas_sd > _TINY)
+    seasonal = used & warm & (seas_sd > _TINY)
     safe_sd = xp.where(seasonal, seas_sd, 1.0)
     z_seasonal = xp.where(seasonal, xp.abs(resid) / safe_sd, 0.0)
     # Where the daily profile explains most of the variance, it is the better
@@ -740,14 +802,15 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # reported; once a bin has been seen for a few weeks a frozen register
     # moves its share by a few percent a day, so it stays reported.
     zero_share = xp.take(s.pz, near)
-    hn_near = xp.take(s.hn, near)
+    # (The share of zero rates is one profile: readings on and off shift.)
+    hn_near = xp.minimum(hn_own + hn_other, 99)
     frozen_score = xp.zeros
     if xp.any(zero_run):
         # A bin seen too seldom says nothing yet about zeros at this hour.
         known = hn_near >= ZERO_SHARE_MIN
         frozen_score = xp.where(known, _run_score(xp, run, zero_share), 0.0)
         busy = _ramp(xp, season_expected / s.rq, FROZEN_BUSY, 4 * FROZEN_BUSY)
-        busy_hour = xp.not_(xp.isnan(s.rq)) & daily & warm
+        busy_hour = xp.not_(xp.isnan(s.rq)) & used & warm
         frozen_score = xp.where(busy_hour, xp.fmax(frozen_score, busy), frozen_score)
         frozen_score = xp.where(zero_run, frozen_score, 0.0)
     frozen = zero_run & (frozen_score > 0)
@@ -879,7 +942,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # The profile is clipped to its own band: the rolling median's band is
     # too narrow for a series that swings through its daily cycle.
     xs = xp.where(
-        flagged & daily & warm,
+        flagged & used & warm,
         xp.fmin(
             xp.fmax(value, expected - Z_QUIET * seas_sd), expected + Z_QUIET * seas_sd
         ),
@@ -921,16 +984,46 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     s.ca = xp.where(later, s.ca - al * s.ca, s.ca)
     s.ca = xp.where(reanchor, value - expected, s.ca)
     s.em = xp.where(reanchor, value, s.em)
-    xp.put(s.hn, near, unless_far(hn_near, xp.minimum(hn_near + 1, 99)))
+    # The level under the profiles learns what they do not explain, but only
+    # on shift and from a reading its own profile judges: a profile still
+    # forming (the first two days, a first rest day) or one seen once a week
+    # would move the level by its own error, and every profile with it (a
+    # first Sunday moved a plant's level by a quarter of its load in
+    # `riskwatch bench scenarios`). Off shift, the knots follow by learning.
+    ls = xp.where(first, x, s.ls)
+    err = xs - ls - learned_profile
+    s.ls = xp.where(xp.not_(off) & used & (hn_own > 0), ls + al * err, ls)
+    # A knot seen for the first time starts from the reading itself and the
+    # spread it was judged by; its neighbour, if seen, learns nothing from
+    # it (it would learn the difference from another profile or from none:
+    # a first rest day's knots took a workday's error for days).
+    fresh = hn_own == 0
+    xp.put(s.hn, near + own, unless_far(hn_own, xp.minimum(hn_own + 1, 99)))
+    hn_own = xp.minimum(hn_own + 1, 99)
     hn_near = xp.minimum(hn_near + 1, 99)
-    ap = xp.maximum(1.0 / hn_near, PROFILE_ALPHA)
-    err = xs - s.lv - profile
+    ap = xp.maximum(1.0 / hn_own, PROFILE_ALPHA)
+    # The other knot of the pair learns only if seen, and no faster than its
+    # own readings allow (a young knot must not drag one learned all week);
+    # where it is unseen the near knot stood alone and learns the whole error.
+    far_seen = hn_far > 0
+    ap_far = xp.fmin(ap, xp.maximum(1.0 / xp.maximum(hn_far, 1), PROFILE_ALPHA))
+    rate0 = xp.where(
+        w1 < 0.5, ap * xp.where(far_seen, 1.0 - w1, 1.0), ap_far * (1.0 - w1)
+    )
+    rate1 = xp.where(w1 >= 0.5, ap * xp.where(far_seen, w1, 1.0), ap_far * w1)
+    rate0 = xp.where(xp.not_(far_seen) & (w1 >= 0.5), 0.0, rate0)
+    rate1 = xp.where(xp.not_(far_seen) & (w1 < 0.5), 0.0, rate1)
     # The residual statistics are learned from the first reading, so that
-    # the profile's spread is known by the time the profile is used.
-    r = xs - season_expected
+    # the profile's spread is known by the time the profile is used; from
+    # the residual of the profile's own knots, like the knots themselves.
+    r = xs - (season_expected - profile + learned_profile)
     av = xp.maximum(1.0 / (n + 1), SEASON_VAR_ALPHA)
-    s.sv = xp.where(stuck_fired, s.sv, (1 - av) * s.sv + av * r * r)
-    dev = xp.where(daily, xp.fmin(xp.abs(r), 4.0 * seas_sd), xp.abs(r))
+    # Where the profile judges, the spreads (the knot's and the overall one)
+    # learn each residual clipped to SPREAD_CLIP of them, so one shift of 30
+    # spreads does not widen the band that should catch it for 15 minutes.
+    rc = xp.where(used, xp.fmin(xp.abs(r), SPREAD_CLIP * seas_sd), xp.abs(r))
+    s.sv = xp.where(stuck_fired, s.sv, (1 - av) * s.sv + av * rc * rc)
+    dev = rc
     dev = xp.where(stuck_fired, had_near, dev)
     r_day = r + xp.where(weekly, dow_day, 0.0)
     az = xp.maximum(1.0 / hn_near, SAME_ALPHA)
@@ -939,17 +1032,17 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # share of zero rates and the value (the window, the smallest rate).
     new_k0, new_k1, new_had, new_dow, new_pz, value_q = xp.q(
         [
-            hod_k0 + ap * (1.0 - w1) * err,
-            hod_k1 + ap * w1 * err,
-            had_near + ap * (dev - had_near),
+            xp.where(fresh, xp.where(w1 < 0.5, xs - ls, own_k0), own_k0 + rate0 * err),
+            xp.where(fresh, xp.where(w1 >= 0.5, xs - ls, own_k1), own_k1 + rate1 * err),
+            xp.where(fresh, had_near, had_near + ap * (dev - had_near)),
             dow_day + WEEK_ALPHA * (r_day - dow_day),
             zero_share + az * ((value == 0.0) - zero_share),
             value,
         ]
     )
-    xp.put(s.hod, k0, unless_far(hod_k0, new_k0))
-    xp.put(s.hod, k1, unless_far(hod_k1, new_k1))
-    xp.put(s.had, near, unless_far(had_near, new_had))
+    xp.put(s.hod, k0 + own, unless_far(own_k0, new_k0))
+    xp.put(s.hod, k1 + own, unless_far(own_k1, new_k1))
+    xp.put(s.had, near + own, unless_far(own_had, new_had))
     xp.put(s.dow, day, xp.where(daily & xp.not_(far), new_dow, dow_day))
     xp.put(s.pz, near, xp.where(counter & xp.not_(far), new_pz, zero_share))
     smallest = counter & (value > 0) & (xp.isnan(s.rq) | (value < s.rq))
@@ -970,7 +1063,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
 
 _RECORD = struct.Struct(
-    f"<{SLOT['run_start']}dq{FLOATS - SLOT['run_start'] - 1}d{DAY_BINS}B"
+    f"<{SLOT['run_start']}dq{FLOATS - SLOT['run_start'] - 1}d{PROFILE_KNOTS}B"
 )
 _RUN_START = SLOT["run_start"]
 _PROFILES = (
@@ -983,7 +1076,7 @@ _PROFILES = (
 
 
 def _one(
-    record: bytes, last_ts: int, metric: Metric, value: float, ts_ns: int
+    record: bytes, last_ts: int, metric: Metric, value: float, ts_ns: int, off: bool
 ) -> tuple[bytes, Scored]:
     """One series on Python floats."""
     fields = _RECORD.unpack(record)
@@ -1003,6 +1096,7 @@ def _one(
         _FLOOR[metric],
         value,
         ts_ns,
+        off,
     )
     packed = _RECORD.pack(
         *(getattr(s, name) for name in SCALARS),
@@ -1032,6 +1126,7 @@ def _wave(
     metrics: Sequence[Metric],
     values: Floats,
     ts_ns: Sequence[int],
+    off: Sequence[bool],
 ) -> tuple[list[bytes], list[Scored]]:
     """Many series on numpy arrays, one element per series."""
     block = gather(records)
@@ -1053,6 +1148,7 @@ def _wave(
             *_kinds(metrics),
             values,
             np.array(ts_ns, dtype=np.int64),
+            np.array(off, dtype=np.bool_),
         )
     for name, i in SLOT.items():
         column = getattr(s, name)
@@ -1074,6 +1170,7 @@ def step(
     metrics: Sequence[Metric],
     values: Sequence[float],
     ts_ns: Sequence[int],
+    off_shift: Sequence[bool],
 ) -> tuple[list[bytes | None], list[Scored]]:
     """Score then learn one reading of each of B *different* series.
 
@@ -1082,6 +1179,8 @@ def step(
             (:mod:`stream_jobs.detection.state`).
         last_ts: each series' last learned timestamp (ns), None for none.
         metrics, values, ts_ns: the readings (ns since the epoch).
+        off_shift: per reading, whether it was taken off shift (judged and
+            learned by the off-shift daily profile).
 
     Returns:
         Per reading, the series' new record (None where the value is not
@@ -1093,7 +1192,7 @@ def step(
     finite = np.isfinite(readings)
     if finite.all() and len(records) >= NUMPY_FROM:
         seen = [NO_TS if t is None else int(t) for t in last_ts]
-        new, results = _wave(list(records), seen, metrics, readings, ts_ns)
+        new, results = _wave(list(records), seen, metrics, readings, ts_ns, off_shift)
         return list(new), results
     size = len(records)
     out: list[bytes | None] = [None] * size
@@ -1107,7 +1206,12 @@ def step(
     if len(live) < NUMPY_FROM:
         for i, last in zip(live, seen, strict=True):
             out[i], scored[i] = _one(
-                records[i], last, metrics[i], float(readings[i]), int(ts_ns[i])
+                records[i],
+                last,
+                metrics[i],
+                float(readings[i]),
+                int(ts_ns[i]),
+                bool(off_shift[i]),
             )
     else:
         new, results = _wave(
@@ -1116,6 +1220,7 @@ def step(
             [metrics[i] for i in live],
             readings[live],
             [ts_ns[i] for i in live],
+            [off_shift[i] for i in live],
         )
         for i, record, result in zip(live, new, results, strict=True):
             out[i], scored[i] = record, result

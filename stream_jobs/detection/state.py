@@ -1,6 +1,6 @@
 """The fixed binary layout of a series state, and conversions to and from it.
 
-A series state is a small dict, ``{"v": 5, "last_ts": int | None, "x":
+A series state is a small dict, ``{"v": 6, "last_ts": int | None, "x":
 bytes}``: ``last_ts`` (ns since the epoch of the last reading learned, None
 before the first) stays a plain field because the worker reads it to drop
 redeliveries and sets it alone for a counter's first register reading;
@@ -9,11 +9,13 @@ redeliveries and sets it alone for a counter's first register reading;
 * ``FLOATS`` float64 slots: the scalar statistics (:data:`SCALARS`, in that
   order), then the rolling window (a ring of ``WINDOW`` values: the window
   holds min(n, WINDOW) of them and reading n goes to slot n % WINDOW), the daily
-  profile ``hod``, its spread ``had`` (``DAY_BINS`` knots each), the weekday
-  offsets ``dow`` (7) and the per-bin share of zero rates ``pz``
-  (``DAY_BINS``; zeros for a series that is not a counter, which reads the
-  same as no share at all);
-* ``DAY_BINS`` uint8 counts of readings per daily bin ``hn`` (capped at 99).
+  profiles ``hod`` and their spreads ``had`` (``PROFILE_KNOTS``: ``DAY_BINS``
+  knots learned from readings on shift, then ``DAY_BINS`` learned from
+  readings off shift), the weekday offsets ``dow`` (7) and the per-bin share
+  of zero rates ``pz`` (``DAY_BINS``; zeros for a series that is not a
+  counter, which reads the same as no share at all);
+* ``PROFILE_KNOTS`` uint8 counts of readings per knot ``hn`` (capped at 99),
+  on shift then off shift.
 
 Counts (``n``, ``run``, ...) are float64 holding whole numbers (exact far
 beyond any series' length); ``run_start`` is an int64 (ns) in its float64
@@ -22,8 +24,10 @@ slot's bytes; an absent value (``t0``, ``dt``, ``rq``, ``last_value``) is NaN
 :data:`NO_TS`. The record is a multiple of 8 bytes long (aligned float64
 views of a batch of records).
 
-States stored by version 4 and earlier (the JSON dict of every statistic)
-are converted by :func:`pack_legacy` on their next reading.
+States stored by version 5 (the record without the level under the profile
+``ls`` and without the off-shift profile) are converted by :func:`upgrade`,
+those stored by version 4 and earlier (the JSON dict of every statistic) by
+:func:`pack_legacy`, on their next reading (:func:`current`).
 """
 
 from __future__ import annotations
@@ -34,13 +38,17 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-STATE_VERSION: Final = 5
+STATE_VERSION: Final = 6
 # The last version whose state was the JSON dict of every statistic.
 LEGACY_VERSION: Final = 4
+# The binary record without ``ls`` and the off-shift profile.
+V5: Final = 5
 
 WINDOW: Final = 96
 DAY_BINS: Final = 48
 WEEK_DAYS: Final = 7
+# Two daily profiles: on shift (knots 0 to DAY_BINS - 1), off shift (the rest).
+PROFILE_KNOTS: Final = 2 * DAY_BINS
 
 SCALARS: Final = (
     "n",
@@ -65,6 +73,7 @@ SCALARS: Final = (
     "pa",
     "lr",
     "rq",
+    "ls",
 )
 SLOT: Final = {name: i for i, name in enumerate(SCALARS)}
 INT_SLOTS: Final = frozenset({"run_start"})
@@ -72,12 +81,18 @@ OPTIONAL: Final = frozenset({"last_value", "t0", "dt", "rq"})
 
 W0: Final = len(SCALARS)
 HOD0: Final = W0 + WINDOW
-HAD0: Final = HOD0 + DAY_BINS
-DOW0: Final = HAD0 + DAY_BINS
+HAD0: Final = HOD0 + PROFILE_KNOTS
+DOW0: Final = HAD0 + PROFILE_KNOTS
 PZ0: Final = DOW0 + WEEK_DAYS
 FLOATS: Final = PZ0 + DAY_BINS
 FLOAT_BYTES: Final = 8 * FLOATS
-RECORD_BYTES: Final = FLOAT_BYTES + DAY_BINS
+RECORD_BYTES: Final = FLOAT_BYTES + PROFILE_KNOTS
+
+# Version 5's record: the same scalars but ``ls`` (the last), one profile.
+_V5_SCALARS: Final = len(SCALARS) - 1
+_V5_HOD0: Final = _V5_SCALARS + WINDOW
+_V5_FLOATS: Final = _V5_HOD0 + 2 * DAY_BINS + WEEK_DAYS + DAY_BINS
+V5_RECORD_BYTES: Final = 8 * _V5_FLOATS + DAY_BINS
 NO_TS: Final = np.iinfo(np.int64).min
 
 if RECORD_BYTES % 8:  # pragma: no cover - a layout edit that breaks the views
@@ -91,7 +106,7 @@ def _fresh_record() -> bytes:
     for name in OPTIONAL:
         floats[SLOT[name]] = math.nan
     floats[SLOT["run_start"] : SLOT["run_start"] + 1].view("<i8")[0] = NO_TS
-    return floats.tobytes() + bytes(DAY_BINS)
+    return floats.tobytes() + bytes(PROFILE_KNOTS)
 
 
 FRESH_RECORD: Final = _fresh_record()
@@ -104,6 +119,38 @@ def new_state() -> SeriesState:
 
 def is_current(state: SeriesState) -> bool:
     return state.get("v") == STATE_VERSION and isinstance(state.get("x"), bytes)
+
+
+def upgrade(state: SeriesState) -> SeriesState:
+    """A version 5 state in the current layout: the level under the profile
+    ``ls`` starts at the level ``lv``, the on-shift profile is version 5's
+    daily profile (learned from every reading) and the off-shift profile is
+    empty (learned from the next readings off shift).
+
+    Raises:
+        ValueError: a record of the wrong length (not a state this code wrote).
+    """
+    record = state["x"]
+    if len(record) != V5_RECORD_BYTES:
+        raise ValueError(
+            f"state field x: {len(record)} bytes, not {V5_RECORD_BYTES} (version 5)"
+        )
+    old = np.frombuffer(record, dtype="<f8", count=_V5_FLOATS)
+    floats = np.zeros(FLOATS, dtype="<f8")
+    floats[:_V5_SCALARS] = old[:_V5_SCALARS]
+    floats[SLOT["ls"]] = old[SLOT["lv"]]
+    floats[W0 : W0 + WINDOW] = old[_V5_SCALARS:_V5_HOD0]
+    hod, had = _V5_HOD0, _V5_HOD0 + DAY_BINS
+    floats[HOD0 : HOD0 + DAY_BINS] = old[hod : hod + DAY_BINS]
+    floats[HAD0 : HAD0 + DAY_BINS] = old[had : had + DAY_BINS]
+    floats[DOW0:FLOATS] = old[had + DAY_BINS :]
+    counts = np.zeros(PROFILE_KNOTS, dtype=np.uint8)
+    counts[:DAY_BINS] = np.frombuffer(record, dtype=np.uint8, offset=8 * _V5_FLOATS)
+    return {
+        "v": STATE_VERSION,
+        "last_ts": state["last_ts"],
+        "x": floats.tobytes() + counts.tobytes(),
+    }
 
 
 def legacy_defaults() -> dict[str, Any]:
@@ -151,6 +198,7 @@ def pack_legacy(state: SeriesState) -> SeriesState:
         ValueError: a field of the wrong length (not a state this code wrote).
     """
     s = {**legacy_defaults(), **state}
+    s["ls"] = s["lv"]  # as upgrade() starts version 5's
     floats = np.zeros(FLOATS, dtype="<f8")
     for name in SCALARS:
         if name in INT_SLOTS:
@@ -177,7 +225,8 @@ def pack_legacy(state: SeriesState) -> SeriesState:
         floats[offset : offset + size] = values
     if len(s["hn"]) != DAY_BINS:
         raise ValueError(f"state field hn: {len(s['hn'])} values, not {DAY_BINS}")
-    counts = np.asarray(s["hn"], dtype=np.int64).clip(0, 255).astype(np.uint8)
+    counts = np.zeros(PROFILE_KNOTS, dtype=np.uint8)
+    counts[:DAY_BINS] = np.asarray(s["hn"], dtype=np.int64).clip(0, 255)
     return {
         "v": STATE_VERSION,
         "last_ts": s["last_ts"],
@@ -187,7 +236,11 @@ def pack_legacy(state: SeriesState) -> SeriesState:
 
 def current(state: SeriesState) -> SeriesState:
     """``state`` in the current layout (converted if an older version)."""
-    return state if is_current(state) else pack_legacy(state)
+    if is_current(state):
+        return state
+    if state.get("v") == V5 and isinstance(state.get("x"), bytes):
+        return upgrade(state)
+    return pack_legacy(state)
 
 
 def fields(state: SeriesState) -> dict[str, Any]:
@@ -211,10 +264,14 @@ def fields(state: SeriesState) -> dict[str, Any]:
     out["window"] = ring[:n] if n < WINDOW else ring[head:] + ring[:head]
     out["hod"] = floats[HOD0 : HOD0 + DAY_BINS].tolist()
     out["had"] = floats[HAD0 : HAD0 + DAY_BINS].tolist()
+    out["hod_off"] = floats[HOD0 + DAY_BINS : HOD0 + PROFILE_KNOTS].tolist()
+    out["had_off"] = floats[HAD0 + DAY_BINS : HAD0 + PROFILE_KNOTS].tolist()
     out["dow"] = floats[DOW0 : DOW0 + WEEK_DAYS].tolist()
     pz = floats[PZ0 : PZ0 + DAY_BINS].tolist()
     out["pz"] = pz if any(pz) else []
-    out["hn"] = np.frombuffer(record, dtype=np.uint8, offset=FLOAT_BYTES).tolist()
+    counts = np.frombuffer(record, dtype=np.uint8, offset=FLOAT_BYTES).tolist()
+    out["hn"] = counts[:DAY_BINS]
+    out["hn_off"] = counts[DAY_BINS:]
     return out
 
 

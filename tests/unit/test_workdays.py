@@ -78,6 +78,50 @@ def test_an_overnight_shift_started_before_a_holiday_runs_into_it():
     assert not nights.working_at(_at(HOLIDAY, 23))
 
 
+def _minute(day, hour, minute):
+    return datetime(
+        day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI
+    ).astimezone(UTC)
+
+
+def test_off_shift_is_no_shift_within_the_margin_of_an_hour():
+    # Mon-Fri 08:00-17:00: on shift from 07:00 to 18:00 of a workday.
+    works = _works()
+    friday = ORDINARY
+    saturday = date(2026, 12, 5)
+    assert works.off_shift_at(_minute(friday, 6, 55))
+    assert not works.off_shift_at(_minute(friday, 7, 0))
+    assert not works.off_shift_at(_minute(friday, 12, 0))
+    assert not works.off_shift_at(_minute(friday, 17, 59))
+    assert works.off_shift_at(_minute(friday, 18, 0))
+    assert works.off_shift_at(_minute(saturday, 7, 30))
+    assert works.off_shift_at(_minute(saturday, 12, 0))
+    # The calendar moves the shifts: off on National Day, on when a
+    # Saturday is worked in exchange.
+    assert works.off_shift_at(_at(HOLIDAY, 12))
+    assert not works.off_shift_at(_at(WORKED_SATURDAY, 12))
+
+
+def test_off_shift_follows_an_overnight_shift_into_the_next_day():
+    # Mon-Fri nights 22:00-06:00: Friday's runs into Saturday morning, and
+    # its hour of run-down with it; Sunday night starts no shift.
+    nights = _works(
+        working_hours=[{"days": [1, 2, 3, 4, 5], "start": "22:00", "end": "06:00"}]
+    )
+    saturday, sunday = date(2026, 12, 5), date(2026, 12, 6)
+    assert not nights.off_shift_at(_minute(saturday, 3, 0))
+    assert not nights.off_shift_at(_minute(saturday, 6, 59))
+    assert nights.off_shift_at(_minute(saturday, 7, 0))
+    assert nights.off_shift_at(_minute(sunday, 20, 59))
+    assert nights.off_shift_at(_minute(sunday, 23, 0))
+    # Monday's shift starts at 22:00: on from 21:00.
+    assert not nights.off_shift_at(_minute(date(2026, 12, 7), 21, 0))
+
+
+def test_a_site_without_working_hours_is_never_off_shift():
+    assert not _works(working_hours=[]).off_shift_at(_at(HOLIDAY, 3))
+
+
 def test_a_year_without_official_data_falls_back_to_weekdays_with_a_warning(caplog):
     _covered.cache_clear()
     far = date(2099, 10, 1)  # a Thursday

@@ -1,6 +1,7 @@
 """Scoring many series at once (numpy across the series) is scoring each
 alone: the same scores, findings and states, whatever the batches."""
 
+import base64
 import itertools
 import json
 import math
@@ -27,13 +28,17 @@ from stream_jobs.detectors import (
 T0_NS = 1_764_720_000 * 1_000_000_000
 S = 1_000_000_000
 FIXTURE = Path(__file__).with_name("data") / "detector_state_v4.json"
+# States the version 5 engine stored after series_v4_read's readings, with
+# its state_fields() of them.
+FIXTURE_V5 = Path(__file__).with_name("data") / "detector_state_v5.json"
 
 
 def mixed_series(seed, n):
     """A series of one of several shapes: a daily cycle with noise, coarse
     resolution, idle zeros, heavy tails; then flat spells, shifts, spikes,
     corrupted readings far beyond the series (1.7e308), gaps, a few missing
-    values and, for counters, a meter running backwards."""
+    values and, for counters, a meter running backwards. Off shift: never,
+    nights and weekends, or at random."""
     rng = np.random.default_rng(seed)
     metric = list(Metric)[rng.integers(0, len(Metric))]
     interval = int(rng.choice([60, 900, 3_600]))
@@ -65,14 +70,21 @@ def mixed_series(seed, n):
             values[first] = 1.7e308
     values[rng.integers(0, n, rng.integers(0, 3))] = math.nan
     values[rng.integers(0, n, rng.integers(0, 2))] = -abs(amp)
-    return metric, values.tolist(), (T0_NS + t * S).tolist()
+    hour = (t % 86_400) / 3_600
+    schedule = rng.integers(0, 3)
+    off = np.zeros(n, dtype=bool)
+    if schedule == 1:
+        off = (hour < 7) | (hour >= 19) | ((t // 86_400) % 7 >= 5)
+    elif schedule == 2:
+        off = rng.random(n) < 0.5
+    return metric, values.tolist(), (T0_NS + t * S).tolist(), off.tolist()
 
 
-def one_at_a_time(metric, values, times):
+def one_at_a_time(metric, values, times, off):
     series = new_state()
     results = []
-    for value, ts in zip(values, times, strict=True):
-        series, scored = score_value(series, metric, value, ts)
+    for value, ts, rest in zip(values, times, off, strict=True):
+        series, scored = score_value(series, metric, value, ts, rest)
         results.append(scored)
     return series, results
 
@@ -96,24 +108,26 @@ def test_scoring_in_batches_equals_scoring_one_reading_at_a_time(
     owners = rng.permutation(np.repeat(list(series), length)).tolist()
     position = dict.fromkeys(series, 0)
     readings = []
+    off_shift = []
     for key in owners:
-        metric, values, times = series[key]
+        metric, values, times, off = series[key]
         i = position[key]
         position[key] += 1
         readings.append((key, metric, values[i], times[i]))
+        off_shift.append(off[i])
     bounds = sorted({0, len(readings), *(c % (len(readings) + 1) for c in cuts)})
     states: dict[int, dict] = {}
     batched: dict[int, list] = {key: [] for key in series}
     for first, last in itertools.pairwise(bounds):
         part = readings[first:last]
         for (key, *_), (_, scored) in zip(
-            part, score_series(states, part), strict=True
+            part, score_series(states, part, off_shift[first:last]), strict=True
         ):
             batched[key].append(scored)
             assert 0.0 <= scored.score <= 1.0
             assert all(0.0 <= f.score <= 1.0 for f in scored.findings)
-    for key, (metric, values, times) in series.items():
-        alone, results = one_at_a_time(metric, values, times)
+    for key, (metric, values, times, off) in series.items():
+        alone, results = one_at_a_time(metric, values, times, off)
         assert batched[key] == results
         assert states[key] == alone
         assert table_codec.loads(table_codec.dumps(states[key])) == states[key]
@@ -123,31 +137,32 @@ def test_a_wave_large_enough_for_numpy_gives_each_series_its_own_result():
     fleet = [mixed_series(seed, 200) for seed in range(engine.NUMPY_FROM + 8)]
     states = [new_state() for _ in fleet]
     for i in range(200):
-        metrics = [metric for metric, _, _ in fleet]
+        metrics = [metric for metric, *_ in fleet]
         states, _ = score_batch(
             states,
             metrics,
-            [values[i] for _, values, _ in fleet],
-            [times[i] for _, _, times in fleet],
+            [values[i] for _, values, _, _ in fleet],
+            [times[i] for _, _, times, _ in fleet],
+            [off[i] for *_, off in fleet],
         )
-    for (metric, values, times), batched in zip(fleet, states, strict=True):
-        alone, _ = one_at_a_time(metric, values, times)
+    for (metric, values, times, off), batched in zip(fleet, states, strict=True):
+        alone, _ = one_at_a_time(metric, values, times, off)
         assert batched == alone
 
 
 def test_a_missing_value_in_a_wave_leaves_its_series_alone():
     fleet = [mixed_series(seed, 100) for seed in range(engine.NUMPY_FROM + 2)]
     states = []
-    for metric, values, times in fleet:
+    for metric, values, times, off in fleet:
         finite = [v if math.isfinite(v) else 0.0 for v in values]
-        states.append(one_at_a_time(metric, finite, times)[0])
+        states.append(one_at_a_time(metric, finite, times, off)[0])
     values = [1.0] * len(fleet)
     values[3] = math.nan
     new, scored = score_batch(
         states,
-        [metric for metric, _, _ in fleet],
+        [metric for metric, *_ in fleet],
         values,
-        [times[-1] + 60 * S for _, _, times in fleet],
+        [times[-1] + 60 * S for _, _, times, _ in fleet],
     )
     assert new[3] == states[3]
     assert [f.detector for f in scored[3].findings] == ["missing"]
@@ -238,3 +253,41 @@ def test_a_state_stored_by_version_4_is_converted_and_continues(name):
         assert scored_v4 == scored_converted
     assert state.is_current(from_v4)
     assert from_v4["v"] == STATE_VERSION
+
+
+@pytest.mark.parametrize("name", ["temperature_c", "water_m3"])
+def test_a_state_stored_by_version_5_is_converted_and_continues(name):
+    # Version 5's record had no level under the profile and one daily
+    # profile: converted, every statistic stays, the level under the profile
+    # starts at the level, the on-shift profile is version 5's and the
+    # off-shift one is empty; scoring from it is scoring from the stored state.
+    entry = json.loads(FIXTURE_V5.read_text())[name]
+    stored = {"v": 5, "last_ts": entry["last_ts"], "x": base64.b64decode(entry["x"])}
+    upgraded = state.upgrade(stored)
+    assert state.is_current(upgraded)
+    assert len(upgraded["x"]) == state.RECORD_BYTES
+    kept = state_fields(upgraded)
+    for key, value in entry["fields"].items():
+        if key != "v":
+            assert kept[key] == value, key
+    assert kept["ls"] == kept["lv"]
+    assert kept["hod_off"] == [0.0] * state.DAY_BINS
+    assert kept["had_off"] == [0.0] * state.DAY_BINS
+    assert kept["hn_off"] == [0] * state.DAY_BINS
+    metric = Metric(name)
+    values, times = series_v4_read(name)
+    ts = times[-1] + 900 * S
+    for value in (values[-1], 0.0, 3.0 * abs(values[-1]) + 1.0):
+        for off in (False, True):
+            from_v5, scored_v5 = score_value(stored, metric, value, ts, off)
+            from_upgraded, scored_upgraded = score_value(
+                upgraded, metric, value, ts, off
+            )
+            assert from_v5 == from_upgraded
+            assert scored_v5 == scored_upgraded
+    assert from_v5["v"] == STATE_VERSION
+
+
+def test_a_record_of_the_wrong_length_is_no_version_5_state():
+    with pytest.raises(ValueError, match="version 5"):
+        state.upgrade({"v": 5, "last_ts": None, "x": bytes(16)})

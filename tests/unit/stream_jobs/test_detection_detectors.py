@@ -197,8 +197,14 @@ def test_a_missing_daily_peak_is_reported_when_it_starts():
     values[day6] -= 10.0
     _, results = run(values, times_s=t)
     first = int(np.argmax(day6))
-    # One detector (the step) sees it at first: a third of the full score.
-    assert results[first].score == pytest.approx(1 / engine.CORROBORATION)
+    # Two detectors see it at once, the step and the daily profile (its level
+    # holds still under the cycle, so 10 below is 5 of its spreads): two
+    # thirds of the full score.
+    assert results[first].score == pytest.approx(2 / engine.CORROBORATION)
+    assert {f.detector for f in results[first].findings} >= {
+        "rate_of_change",
+        "seasonal",
+    }
     # Readings of the quiet days before score nothing.
     assert max(r.score for r in results[first - 96 : first]) == 0.0
     # And the sustained part is explained against the daily profile.

@@ -22,7 +22,9 @@ from stream_jobs.detection.novelty import (
 from stream_jobs.detectors import new_state, score_value
 
 STATE_BUDGET_BYTES = 4096
-# What a new component may add beside the production engine's ~2,230 bytes.
+# What a new component was allowed beside the production engine's ~2,230
+# bytes of STATE_VERSION 5 (the engine's own state is ~3,060 bytes since
+# version 6, see the budget test below).
 NEW_COMPONENT_BYTES = 1800
 # Small enough to work out by hand: windows of 2 points, 1 reference (the
 # previous window), records held against 2 blocks of 2 distances.
@@ -189,7 +191,25 @@ def test_the_state_has_a_fixed_size_within_budget_beside_the_riskwatch_state(par
             sizes.add(len(detector.to_bytes()))
     assert sizes == {state_bytes(detector.params)}
     assert state_bytes(detector.params) <= NEW_COMPONENT_BYTES
-    # The riskwatchNovelty candidate keeps both states for a series.
+    assert len(table_codec.dumps(riskwatch)) <= STATE_BUDGET_BYTES
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine's off-shift profile (STATE_VERSION 6) took its state to "
+    "~3,060 bytes, so the NAB candidates that keep both states (riskwatchNovelty "
+    "4.5 KB, riskwatchDaylong 4.7 KB) are over the 4 KB budget; one of them "
+    "taken to production would need a smaller state (e.g. float32 profiles)",
+)
+@pytest.mark.parametrize("params", [NoveltyParams(), DAYLONG])
+def test_the_candidates_keeping_both_states_fit_the_budget(params):
+    detector = WindowNovelty(params)
+    riskwatch = new_state()
+    for k in range(300):
+        detector.score(float(k % 7))
+        riskwatch, _ = score_value(
+            riskwatch, Metric.TEMPERATURE_C, float(k % 7), (k + 1) * 60 * 10**9
+        )
     combined = len(detector.to_bytes()) + len(table_codec.dumps(riskwatch))
     assert combined <= STATE_BUDGET_BYTES
 

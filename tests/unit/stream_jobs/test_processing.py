@@ -10,10 +10,11 @@ import pytest
 import riskwatch
 from alert_rules import RuleEngine, WarningRecord, WarningStatus, load_rules
 from riskwatch.contracts import Measurement, Metric, Observation, ReadingRecord
-from riskwatch.registry import load_registry
+from riskwatch.registry import Enterprise, load_registry
 from stream_jobs import state_codec as table_codec
-from stream_jobs.detectors import LEARNING_READINGS
+from stream_jobs.detectors import LEARNING_READINGS, state_fields
 from stream_jobs.processing import new_device_state, process_reading, silence
+from tests.unit.conftest import enterprise_entry
 
 S = 1_000_000_000
 T0_NS = 1_764_720_000 * S
@@ -341,3 +342,26 @@ def test_state_with_counters_and_silence_round_trips_through_the_table_codec(eng
     assert new_device_state() == table_codec.loads(
         table_codec.dumps(new_device_state())
     )
+
+
+def test_the_registered_shifts_choose_the_daily_profile_a_reading_teaches():
+    # E001 works Mon-Fri 08:00-17:00 Shanghai time (00:00-09:00 UTC). A
+    # reading at Saturday 12:00 local is off shift and teaches the off-shift
+    # profile; one at Monday 12:00 local, the on-shift profile. Without the
+    # enterprise (its hours unknown) every reading is on shift.
+    works = Enterprise.model_validate(
+        enterprise_entry(
+            working_hours=[{"days": [1, 2, 3, 4, 5], "start": "08:00", "end": "17:00"}]
+        )
+    )
+    saturday_noon = 1_797_048_000 * S  # 2026-12-12 04:00 UTC
+    monday_noon = saturday_noon + 2 * 86_400 * S
+    for ts, enterprise, off, on in (
+        (saturday_noon, works, 1, 0),
+        (monday_noon, works, 0, 1),
+        (saturday_noon, None, 0, 1),
+    ):
+        record = reading(ts, device="EM-01", enterprise="E001", power_kw=50.0)
+        state, _ = feed([record], FakeRules(), enterprise=enterprise)
+        fields = state_fields(state["series"]["power_kw"])
+        assert (sum(fields["hn_off"]), sum(fields["hn"])) == (off, on)

@@ -1,0 +1,108 @@
+"""The off-shift daily profile: nights and rest days judged by a profile of
+their own, learned once, so a weekend is neither a week-long anomaly nor the
+end of a site's baseline (``off_shift`` of :func:`score_batch`)."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from riskwatch.contracts import Metric
+from stream_jobs.detection import engine
+from stream_jobs.detectors import new_state, score_value
+
+MONDAY_NS = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
+STEP_S = 300
+DAY_S = 86_400
+PER_DAY = DAY_S // STEP_S
+SATURDAY_2 = 12 * PER_DAY  # the first reading of the second Saturday
+
+
+def plant(days, seed=0):
+    """A site that works Monday to Friday 08:00-17:00 (UTC) at 100 kW and
+    idles at 10 kW, its load ramping over half an hour, with 1 kW of noise;
+    off shift where no shift lies within an hour, as the registry says."""
+    t = np.arange(days * PER_DAY) * STEP_S
+    hour = (t % DAY_S) / 3600
+    workday = (t // DAY_S) % 7 < 5
+    working = workday & (hour >= 8) & (hour < 17)
+    load = np.convolve(working.astype(float), np.ones(6) / 6, mode="same")
+    values = 10 + 90 * load + np.random.default_rng(seed).normal(0, 1, t.size)
+    off = ~(workday & (hour >= 7) & (hour < 18))
+    return values, t, off
+
+
+def run(values, t, off):
+    series = new_state()
+    results = []
+    for value, seconds, rest in zip(values, t, off, strict=True):
+        ts = MONDAY_NS + int(seconds) * 1_000_000_000
+        series, scored = score_value(series, Metric.POWER_KW, float(value), ts, rest)
+        results.append(scored)
+    return results
+
+
+def deviation(result):
+    return max(
+        (f.score for f in result.findings if f.detector == "deviation"), default=0.0
+    )
+
+
+def longest_run(flags):
+    best = run_length = 0
+    for flag in flags:
+        run_length = run_length + 1 if flag else 0
+        best = max(best, run_length)
+    return best
+
+
+def test_nothing_is_reported_on_a_clean_working_week_after_the_learning_week():
+    # Week 1 is the learning period (the off-shift profile learns its first
+    # Saturday and Sunday); week 2, weekend included, reports nothing: no
+    # combined score, and no deviation held for 15 minutes (four readings,
+    # what slow-drift and consumption-jump ask for).
+    values, t, off = plant(14)
+    results = run(values, t, off)[7 * PER_DAY :]
+    assert max(r.score for r in results) == 0.0
+    assert longest_run(deviation(r) >= 0.5 for r in results) < 4
+
+
+def test_without_the_off_shift_profile_the_weekend_is_reported():
+    # The same readings, every one taken as on shift: the one daily profile
+    # has learned five workdays and last weekend, and expects Saturday's
+    # idle morning to ramp up as a workday's does: deviations held for 15
+    # minutes (slow-drift warnings), and on Monday a combined score the
+    # spike-or-drop rule takes (0.5) at the start-up.
+    values, t, off = plant(14)
+    results = run(values, t, np.zeros_like(off))
+    saturday = results[SATURDAY_2 : SATURDAY_2 + PER_DAY]
+    assert longest_run(deviation(r) >= 0.5 for r in saturday) >= 4
+    monday = results[7 * PER_DAY : 8 * PER_DAY]
+    assert max(r.score for r in monday) >= 0.5
+
+
+def test_a_level_shift_on_a_saturday_is_flagged_from_its_first_reading():
+    # Saturday of week 2, 10:00-12:00: the idle 10 kW reads 40 (30 of the
+    # off-shift profile's spreads of about 1 kW). The deviation scores in
+    # full from the first reading and holds: slow-drift's 15 minutes pass
+    # at the fourth reading.
+    values, t, off = plant(14)
+    start = SATURDAY_2 + 10 * 12
+    values[start : start + 24] += 30.0
+    results = run(values, t, off)
+    assert deviation(results[start - 1]) == 0.0
+    assert [deviation(r) for r in results[start : start + 4]] == [1.0] * 4
+    assert longest_run(deviation(r) >= 0.5 for r in results[start : start + 24]) >= 20
+    first = results[start].findings
+    expected = next(f.expected for f in first if f.detector == "deviation")
+    assert abs(expected - 10.0) < 2.0
+
+
+def test_the_off_shift_profile_is_not_used_before_its_knots_are_learned():
+    # The first Saturday is learned, not judged: no deviation from a profile
+    # (the seasonal detectors wait, as in a series' first two days), though
+    # the workday profile would call the whole day a drop.
+    values, t, off = plant(7)
+    results = run(values, t, off)
+    first_saturday = results[5 * PER_DAY + 8 * 12 : 5 * PER_DAY + 17 * 12]
+    assert all(deviation(r) == 0.0 for r in first_saturday[:6])
+    assert engine.OFF_PROFILE_MIN == 6
