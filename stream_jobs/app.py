@@ -445,6 +445,9 @@ class StreamWorker:
 
     async def _score(self, stream: faust.StreamT[bytes]) -> None:
         await self.registry.ready.wait()
+        await track_in_producer_metadata(
+            self.app, self.device_state.changelog_topic.get_topic_name()
+        )
         w = self.settings.worker
         async for values in stream.take(w.score_batch, within=w.score_wait_s):
             await self.score_batch(values)
@@ -1111,6 +1114,27 @@ class StreamWorker:
         for note in notes:
             self.counters["members"] += 1
             await self.groups.send(key=note.key, value=to_json_bytes(note))
+
+
+async def track_in_producer_metadata(app: faust.App, topic: str) -> None:
+    """Have the producer keep ``topic`` in its cluster metadata for good.
+
+    The device-state table picks each state's changelog partition with the
+    producer's partitioner (``use_partitioner``), which reads the producer's
+    metadata without asking for the topic. aiokafka's client fetches
+    metadata for every topic until something is sent, and from then on only
+    for the topics sent to, replacing what it knew: if a refresh for the
+    worker's other topics landed before the first changelog send, the
+    changelog was gone from the metadata, the partitioner's lookup returned
+    None, and the score agent crashed on the batch's table write before
+    that first send, at every restart of the agent (seen once in an
+    integration run under load: TypeError from aiokafka's ``_partition``,
+    readings no longer scored). Tracking the topic from the start keeps it
+    in every refresh.
+    """
+    producer = cast(Any, app.producer)._ensure_producer()
+    await producer.client.add_topic(topic)
+    log.debug("producer metadata tracks topic=%s", topic)
 
 
 async def hold_streams_for_seek(app: faust.App, **kwargs: object) -> None:

@@ -8,6 +8,7 @@ import logging
 
 from faust.types import TP
 
+from stream_jobs.app import track_in_producer_metadata
 from tests.unit.conftest import fake_worker
 
 READINGS_TP = TP("riskwatch.readings.v1", 2)
@@ -52,3 +53,24 @@ def test_a_fetch_returning_while_held_is_sought_back_not_delivered(tmp_path):
 
     assert asyncio.run(run()) == []
     assert seeks == [READINGS_TP]
+
+
+def test_the_device_state_changelog_is_tracked_in_the_producer_metadata(tmp_path):
+    """The partitioner of the device-state table reads the producer's
+    metadata; aiokafka refreshes only the topics it tracks once anything is
+    sent, so the changelog must be tracked before its first send."""
+
+    worker = fake_worker(tmp_path)
+    tracked = []
+
+    class Client:
+        async def add_topic(self, topic):
+            tracked.append(topic)
+
+    class Producer:
+        client = Client()
+
+    worker.app.producer._ensure_producer = Producer
+    name = f"{worker.app.conf.id}-device-state-changelog"
+    asyncio.run(track_in_producer_metadata(worker.app, name))
+    assert tracked == [name]
