@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from riskwatch.contracts import METRICS, Finding, Metric
+from riskwatch.contracts import METRICS, Finding, Metric, trusted_finding
 from stream_jobs.detection.state import (
     DAY_BINS,
     DOW0,
@@ -491,17 +491,17 @@ class _Explain:
 
             # Built without validation: every field is a number or text
             # this code made, each score a ramp in [0, 1] (the contract
-            # tests check them on random series), and validating them cost
-            # an eighth of a wave's time.
+            # tests check them on random series), and validating them, or
+            # even model_construct, cost an eighth of a wave's time.
             self.findings.setdefault(i, []).append(
-                Finding.model_construct(
-                    detector=detector,
-                    score=numbers[0],
-                    observed=numbers[1],
-                    expected=numbers[2],
-                    low=numbers[3],
-                    high=numbers[4],
-                    detail=detail(pick),
+                trusted_finding(
+                    detector,
+                    numbers[0],
+                    numbers[1],
+                    numbers[2],
+                    numbers[3],
+                    numbers[4],
+                    detail(pick),
                 )
             )
 

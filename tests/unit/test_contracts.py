@@ -11,16 +11,19 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from riskwatch.contracts import (
     EARLIEST_NS,
     NS_PER_S,
+    Finding,
     Metric,
     PayloadError,
     epoch_to_ns,
     parse_payload,
     parse_timestamp,
     parse_topic,
+    trusted_finding,
 )
 
 ROOT = "riskwatch/v1"
@@ -484,3 +487,22 @@ def test_payload_shaped_json_raises_only_payload_errors(document):
         parsed = result
         assert EARLIEST_NS <= parsed.ts <= NOW_NS + SKEW_S * NS_PER_S
         assert all(math.isfinite(m.value) for m in parsed.metrics)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("robust_z", 0.75, 31.5, 20.0, 18.0, 22.0, "31.5 is 5.1 spreads above"),
+        ("stuck", 1.0, None, None, None, None, ""),
+    ],
+)
+def test_a_trusted_finding_is_the_validated_model(values):
+    names = ("detector", "score", "observed", "expected", "low", "high", "detail")
+    validated = Finding(**dict(zip(names, values, strict=True)))
+    trusted = trusted_finding(*values)
+    assert trusted == validated
+    assert trusted.model_dump() == validated.model_dump()
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert Finding.model_validate_json(trusted.model_dump_json()) == validated
+    with pytest.raises(ValidationError):
+        trusted.score = 0.5  # frozen, like the validated one
