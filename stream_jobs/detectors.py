@@ -85,10 +85,15 @@ profile covers: a start-up keeps its shape across the change of profile) but
 learns nothing from it: the profiles learn from their own knots only, and a
 knot seen for the first time starts from the reading itself. Spreads learn
 residuals clipped to 4 spreads. Off shift, a profile is used only once its
-nearest knot has ``OFF_PROFILE_MIN`` readings (a day of 5-minute readings):
-a site's first rest day is learned, not judged, so the learning period of a
-site that rests is its first week. A series whose site registers no hours (and the NAB
-benchmark, the offline replay) is always on shift: one profile, as before.
+nearest knot holds two days of readings that agree (``OFF_PROFILE_DAYS``): a
+site's first rest days are learned, not judged, so the learning period of a
+site that rests is its first week, or its first two weeks where it rests one
+day a week. A knot of one day that the next day disagrees with (by more than
+four of its spreads) starts again from that day: a first Sunday of
+production under a shutdown order is not expected every Sunday after it.
+Nor does the overall spread learn off shift before the profile judges. A
+series whose site registers no hours (and the NAB benchmark, the offline
+replay) is always on shift: one profile, as before.
 
 Resolution: where a metric declares one (``MetricInfo.resolution`` in
 :mod:`riskwatch.contracts`: 1 %LEL for combustible gas, 1 ppm for toxic gas),

@@ -35,10 +35,11 @@ rest days of sites that rest, their first start-up after a rest day) before
 the second week, Monday 2026-11-09 to Sunday 2026-11-15, is scored: 7 days of
 231 devices (the default 60 enterprises), 1,617 device-days, a weekend
 included. (The daily profile settles in about three days of 5-minute
-readings; a site's off-shift profile learns its first rest day, see
-:mod:`stream_jobs.detectors`.) Events starting in the learning period,
-warnings opened in it, and warnings matching only an event that started in
-it are not counted either way.
+readings; a site's off-shift profile judges a half hour once it has two
+days of it that agree, see :mod:`stream_jobs.detectors`: a site resting on
+Sundays only has its scored Sunday judged by the level detectors.) Events
+starting in the learning period, warnings opened in it, and warnings
+matching only an event that started in it are not counted either way.
 """
 
 from __future__ import annotations

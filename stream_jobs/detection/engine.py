@@ -118,9 +118,16 @@ SEASON_VAR_ALPHA = 0.01
 DAILY_AFTER_S = 2 * DAY_S
 WEEKLY_AFTER_S = 14 * DAY_S
 WEEK_ALPHA = 0.01
-# Readings of a knot of the off-shift profile before it is used: a day of
-# 5-minute readings (a site's first rest day is learned, not judged).
-OFF_PROFILE_MIN = 6
+# Days of readings a knot of the off-shift profile must hold before it
+# judges: two that agree. A rest day seen once may have been anything (a
+# first Sunday of production under a shutdown order taught the profile to
+# expect production every Sunday: `riskwatch bench scenarios`). A knot of one
+# day that the next day disagrees with by more than Z_QUIET of its spreads
+# starts again from the new day, as if unseen: which day was usual is not
+# known. A knot's days are its readings times the share of its half hour
+# each reading covers (one a day at hourly readings).
+KNOT_S = DAY_S / DAY_BINS
+OFF_PROFILE_DAYS = 2.0
 # Residuals the spreads learn are clipped to this many spreads (see learn).
 SPREAD_CLIP = 4.0
 
@@ -672,10 +679,32 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     own0, own1, other0, other1 = k0 + own, k1 + own, k0 + other, k1 + other
     count_own0, count_own1 = xp.take(s.hn, own0), xp.take(s.hn, own1)
     count_other0, count_other1 = xp.take(s.hn, other0), xp.take(s.hn, other1)
+    own_k0, own_k1 = xp.take(s.hod, own0), xp.take(s.hod, own1)
+    # Off shift, a knot of one day the reading disagrees with is unseen from
+    # here on (see OFF_PROFILE_DAYS): it neither judges nor teaches.
+    per_reading = xp.where(xp.isnan(s.dt), KNOT_S, xp.fmin(s.dt, KNOT_S)) / KNOT_S
+    half = 0.5 * per_reading
+    sd_floor = BIN_SD_FLOOR * xp.sqrt(s.sv)
+    stored_own = xp.where(w1 >= 0.5, count_own1, count_own0)
+    for_k0 = (own_k0, count_own0, xp.take(s.had, own0))
+    for_k1 = (own_k1, count_own1, xp.take(s.had, own1))
+    count_own0, count_own1 = (
+        xp.where(
+            off
+            & (hn_k * per_reading >= 1.0 - half)
+            & (hn_k * per_reading < OFF_PROFILE_DAYS - half)
+            & (
+                xp.abs(value - s.ls - knot)
+                > Z_QUIET * xp.fmax(ABS_TO_SIGMA * spread, sd_floor)
+            ),
+            0,
+            hn_k,
+        )
+        for knot, hn_k, spread in (for_k0, for_k1)
+    )
     hn_own = xp.where(at_k1, count_own1, count_own0)
     hn_other = xp.where(at_k1, count_other1, count_other0)
     hn_far = xp.where(at_k1, count_own0, count_own1)
-    own_k0, own_k1 = xp.take(s.hod, own0), xp.take(s.hod, own1)
     seen_own0, seen_own1 = count_own0 > 0, count_own1 > 0
     # Learned from: this profile's own knots only, the one seen alone where
     # it has seen one (another profile's knot in the error taught a first
@@ -701,7 +730,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         xp.where(has0, judged0, judged1),
     )
     learned_profile = xp.where(seen_own0 | seen_own1, mine, profile)
-    used = daily & (xp.not_(off) | (hn_own >= OFF_PROFILE_MIN))
+    used = daily & (xp.not_(off) | (hn_own * per_reading >= OFF_PROFILE_DAYS - half))
     dow_day = xp.take(s.dow, day)
     season_expected = s.ls + profile + xp.where(weekly, dow_day, 0.0)
     expected = xp.where(used, season_expected, s.lv)
@@ -998,7 +1027,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # it (it would learn the difference from another profile or from none:
     # a first rest day's knots took a workday's error for days).
     fresh = hn_own == 0
-    xp.put(s.hn, near + own, unless_far(hn_own, xp.minimum(hn_own + 1, 99)))
+    xp.put(s.hn, near + own, unless_far(stored_own, xp.minimum(hn_own + 1, 99)))
     hn_own = xp.minimum(hn_own + 1, 99)
     hn_near = xp.minimum(hn_near + 1, 99)
     ap = xp.maximum(1.0 / hn_own, PROFILE_ALPHA)
@@ -1021,8 +1050,12 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # Where the profile judges, the spreads (the knot's and the overall one)
     # learn each residual clipped to SPREAD_CLIP of them, so one shift of 30
     # spreads does not widen the band that should catch it for 15 minutes.
+    # The overall spread does not learn off shift before the off-shift
+    # profile judges: a rest day's first residuals are against a workday's
+    # knots or one other day's, and widened every knot's floor.
     rc = xp.where(used, xp.fmin(xp.abs(r), SPREAD_CLIP * seas_sd), xp.abs(r))
-    s.sv = xp.where(stuck_fired, s.sv, (1 - av) * s.sv + av * rc * rc)
+    unjudged = stuck_fired | (off & xp.not_(used))
+    s.sv = xp.where(unjudged, s.sv, (1 - av) * s.sv + av * rc * rc)
     dev = rc
     dev = xp.where(stuck_fired, had_near, dev)
     r_day = r + xp.where(weekly, dow_day, 0.0)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import numpy as np
 
 from riskwatch.contracts import Metric
-from stream_jobs.detection import engine
 from stream_jobs.detectors import new_state, score_value
 
 MONDAY_NS = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp()) * 1_000_000_000
@@ -105,4 +104,53 @@ def test_the_off_shift_profile_is_not_used_before_its_knots_are_learned():
     results = run(values, t, off)
     first_saturday = results[5 * PER_DAY + 8 * 12 : 5 * PER_DAY + 17 * 12]
     assert all(deviation(r) == 0.0 for r in first_saturday[:6])
-    assert engine.OFF_PROFILE_MIN == 6
+    # Nor the first Sunday: its daytime knots hold one day (Saturday's), and
+    # a day seen once may have been anything.
+    first_sunday = results[6 * PER_DAY + 8 * 12 : 6 * PER_DAY + 17 * 12]
+    assert all(deviation(r) == 0.0 for r in first_sunday)
+
+
+def six_day_plant(weeks, busy_sundays=()):
+    """The plant of :func:`plant` working Monday to Saturday; it rests on
+    Sundays, except those of the weeks in ``busy_sundays`` (0 the first),
+    which it works as a workday (production the registry does not know of:
+    off shift)."""
+    values, t, off = plant(7 * weeks)
+    day = t // DAY_S
+    for week in range(weeks):
+        for weekday in (5, 6):
+            if weekday == 6 and week not in busy_sundays:
+                continue
+            same = day == 7 * week + weekday
+            monday = day == 7 * week
+            values[same] = values[monday]
+            if weekday == 5:
+                hour = (t[same] % DAY_S) / 3600
+                off[same] = ~((hour >= 7) & (hour < 18))
+    return values, t, off
+
+
+def test_a_rest_day_seen_once_does_not_judge_the_next():
+    # The first Sunday the site produced (a workday's load, off shift); the
+    # second it rests. Its daytime knots hold that one Sunday, so they do
+    # not judge: no deviation held for 15 minutes, no combined score.
+    values, t, off = six_day_plant(2, busy_sundays=(0,))
+    sunday = run(values, t, off)[13 * PER_DAY : 14 * PER_DAY]
+    assert longest_run(deviation(r) >= 0.5 for r in sunday) < 4
+    assert max(r.score for r in sunday) < 0.5
+
+
+def test_a_knot_the_next_day_disagrees_with_starts_again():
+    # A busy first Sunday, then three that rest: the second disagrees with
+    # the first and starts the knots again, the third agrees with it, and
+    # the fourth Sunday is judged by a resting Sunday's profile: its idle
+    # hours report nothing, and a shift of 30 kW there (10:00 to 12:00) is
+    # a deviation from its first reading. Averaged with the busy Sunday,
+    # the profile would expect 55 kW at noon.
+    values, t, off = six_day_plant(4, busy_sundays=(0,))
+    start = (3 * 7 + 6) * PER_DAY + 10 * 12
+    quiet = run(values, t, off)[(3 * 7 + 6) * PER_DAY : start]
+    assert longest_run(deviation(r) >= 0.5 for r in quiet) < 4
+    values[start : start + 24] += 30.0
+    shifted = run(values, t, off)[start : start + 24]
+    assert all(deviation(r) == 1.0 for r in shifted[:4])
