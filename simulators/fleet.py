@@ -23,6 +23,7 @@ inclusive.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,11 @@ COUNTER_EVENT_KINDS = ("counter_reset", "rollover")
 
 _HOUR = 3600.0
 _DAY = 86400.0
+# Process temperatures and pressures follow production as a first-order lag:
+# about two hours from start-up to 95 % of the set point, and never ahead of
+# production (a centred average had them rise an hour before a start-up,
+# unscheduled ones included).
+_PROCESS_TAU_S = 40 * 60.0
 # Register sizes: an electricity meter with 6 integer digits of kWh, water and
 # gas meters with 5 digits of m3. Readings wrap to 0 at these values.
 _CAPACITY = {Metric.ENERGY_KWH: 1e6, Metric.WATER_M3: 1e5, Metric.GAS_M3: 1e5}
@@ -459,6 +465,20 @@ def _smooth(signal: FloatArray, width: int) -> FloatArray:
     return out
 
 
+def _lag(signal: FloatArray, step_s: float, tau_s: float) -> FloatArray:
+    """First-order lag of ``signal`` (time constant ``tau_s``): a causal
+    response, from the first sample's value."""
+    alpha = 1.0 - math.exp(-step_s / tau_s)
+    out = np.empty_like(signal)
+    if signal.size == 0:
+        return out
+    level = float(signal[0])
+    for i, x in enumerate(signal.tolist()):
+        level += alpha * (x - level)
+        out[i] = level
+    return out
+
+
 def working_mask(enterprise: Enterprise, times: FloatArray) -> BoolArray:
     """True where one of the enterprise's shifts covers the time; the same
     answer as :meth:`Enterprise.working_at`, for a whole grid at once."""
@@ -548,7 +568,7 @@ class _Enterprise:
             plans[device_id] = device_plans
         prod = production.astype(np.float64)
         self.activity = np.clip(_smooth(prod, steps), 0.0, 1.0)
-        self.slow_activity = np.clip(_smooth(prod, 4 * steps), 0.0, 1.0)
+        self.slow_activity = np.clip(_lag(prod, self.step_s, _PROCESS_TAU_S), 0.0, 1.0)
         rng = self.rng("profile")
         low, high = _POWER_KW[ent.industry]
         self.power_kw = float(rng.uniform(low, high))

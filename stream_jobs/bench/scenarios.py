@@ -12,8 +12,8 @@ open are then matched to the ground truth:
   (and its metric, when the event has one; a dropout silences the whole
   device and has none) is opened between the event's first affected sample
   and its last one plus a grace period; production during a shutdown order
-  is an enterprise's event, detected by a warning on any of its power or
-  consumption metrics;
+  is an enterprise's event, detected by a warning on any metric production
+  drives (power, consumption, process temperature and pressure);
 * a warning that matches no event is a *false warning*. Counter resets and
   rollovers are normal meter behaviour, not events, so a warning raised by
   one is false.
@@ -184,10 +184,18 @@ class MatchResult:
 
 
 # Production during a shutdown order raises the enterprise's whole
-# consumption (the simulator drives every meter from one activity), so a
-# warning on any of its meters detects it.
+# consumption (the simulator drives every meter from one activity) and its
+# process temperatures and pressures (which follow it with a lag), so a
+# warning on any of them detects it.
 _PRODUCTION_METRICS = frozenset(
-    {Metric.POWER_KW, Metric.ENERGY_KWH, Metric.WATER_M3, Metric.GAS_M3}
+    {
+        Metric.POWER_KW,
+        Metric.ENERGY_KWH,
+        Metric.WATER_M3,
+        Metric.GAS_M3,
+        Metric.TEMPERATURE_C,
+        Metric.PRESSURE_MPA,
+    }
 )
 
 

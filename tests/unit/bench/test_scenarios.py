@@ -100,18 +100,22 @@ def test_grace_zero_misses_a_warning_after_the_end():
     assert (result.detected, result.false_warnings) == (0, 1)
 
 
-def test_production_in_a_shutdown_is_detected_on_any_meter_of_the_enterprise():
+def test_production_in_a_shutdown_is_detected_on_what_production_drives():
     production = TruthEvent(
         "shutdown_production", "e1", "EM-01", Metric.POWER_KW, T0, T0 + 2 * HOUR
     )
     warnings = [
         warning("WM-01", 0.5, metric=Metric.WATER_M3, rule="consumption-jump"),
         warning("TT-101", 0.5, metric=Metric.TEMPERATURE_C),
+        warning("PT-101", 0.5, metric=Metric.PRESSURE_MPA),
+        warning("GD-101", 0.5, metric=Metric.COMBUSTIBLE_GAS_LEL),
+        warning("LT-101", 0.5, metric=Metric.LEVEL_PCT),
     ]
     result = match_warnings([production], warnings, device_days=1.0)
     assert result.kinds["shutdown_production"].detected == 1
-    # The temperature warning is not about consumption: it is false.
-    assert result.false_warnings == 1
+    # The consumption and the process temperature and pressure follow
+    # production; a gas detector and a tank level do not: those are false.
+    assert result.false_warnings == 2
 
 
 def test_warning_before_the_event_starts_is_false():

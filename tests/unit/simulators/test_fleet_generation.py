@@ -310,7 +310,9 @@ def test_shutdown_production_runs_power_during_the_order(registry):
 
 def test_nothing_changes_before_a_labelled_event_starts(registry):
     # The production ramp follows the event's first sample; readings before
-    # it are those of the same fleet without the event.
+    # it are those of the same fleet without the event: the load, and the
+    # process temperature and pressure, which follow production with a lag
+    # and do not move before it starts.
     injection = Injection(
         "shutdown_production", "HC007", "EM-01", AT, 4 * 3600, Metric.POWER_KW
     )
@@ -318,11 +320,17 @@ def test_nothing_changes_before_a_labelled_event_starts(registry):
     without = _inject(registry, [])
     event = _event(with_event, "shutdown_production")
     a = _index(with_event, datetime.fromtimestamp(event.start_s, UTC))
-    for metric in (Metric.POWER_KW, Metric.ENERGY_KWH):
-        changed = _series(with_event, "HC007", "EM-01").values[metric]
-        base = _series(without, "HC007", "EM-01").values[metric]
+    for device, metric in (
+        ("EM-01", Metric.POWER_KW),
+        ("EM-01", Metric.ENERGY_KWH),
+        ("TT-101", Metric.TEMPERATURE_C),
+        ("PT-101", Metric.PRESSURE_MPA),
+    ):
+        changed = _series(with_event, "HC007", device).values[metric]
+        base = _series(without, "HC007", device).values[metric]
         assert np.array_equal(changed[:a], base[:a]), metric
-        assert not np.array_equal(changed[a : a + 6], base[a : a + 6]), metric
+        # and does within its first hour (one-minute readings).
+        assert not np.array_equal(changed[a : a + 60], base[a : a + 60]), metric
 
 
 def test_random_anomalies_are_all_labelled_kinds(registry):
