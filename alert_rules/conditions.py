@@ -30,10 +30,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+)
 
 from alert_rules._base import StrictModel, format_duration, parse_duration
-from riskwatch.contracts import NS_PER_S, Finding, FiniteFloat, Observation
+from riskwatch.contracts import (
+    NS_PER_S,
+    RULE_DETECTORS,
+    Detector,
+    Finding,
+    FiniteFloat,
+    Observation,
+)
 from riskwatch.registry import Enterprise
 
 ContextName = Literal[
@@ -236,11 +250,31 @@ class BelowIdle(_IdleBound):
         return self.below_idle
 
 
+def _detector_name(name: str) -> str:
+    """A detector a rule may name (:data:`~riskwatch.contracts.RULE_DETECTORS`):
+    any other name is a condition that can never hold, most likely a typo."""
+    if name in RULE_DETECTORS:
+        return name
+    known = ", ".join(sorted(RULE_DETECTORS))
+    if name == Detector.MISSING:
+        raise ValueError(
+            f"{name!r} findings always score 0 (a value that is not a number), "
+            f"so no score or fired condition holds on them; known detectors: {known}"
+        )
+    raise ValueError(f"unknown detector {name!r}; known detectors: {known}")
+
+
+DetectorName = Annotated[str, AfterValidator(_detector_name)]
+"""The name of a detector in a rule, refused unless the detectors report it."""
+
+
 class ScoreSpec(StrictModel):
-    """``at_least`` in (0, 1]; ``detectors`` empty means the combined score."""
+    """``at_least`` in (0, 1]; ``detectors`` empty means the combined score,
+    else names of :data:`~riskwatch.contracts.RULE_DETECTORS` (any other is
+    refused)."""
 
     at_least: float = Field(gt=0.0, le=1.0)
-    detectors: list[str] = Field(default_factory=list)
+    detectors: list[DetectorName] = Field(default_factory=list)
 
 
 class Score(_Condition):
@@ -278,13 +312,15 @@ class Score(_Condition):
 
 
 class Fired(_Condition):
-    """A detector named here reported a finding with a score above zero.
+    """A detector named here reported a finding with a score above zero
+    (names of :data:`~riskwatch.contracts.RULE_DETECTORS`; any other is
+    refused).
 
     On a silence or stale observation without such a finding: no evidence.
     """
 
     tag: ClassVar[str] = "fired"
-    fired: list[str] = Field(min_length=1)
+    fired: list[DetectorName] = Field(min_length=1)
 
     def test(self, ctx: Context) -> bool | None:
         if self.findings(ctx):

@@ -595,12 +595,44 @@ def to_json_bytes(model: BaseModel) -> bytes:
 # Scored readings: the input of the rules --------------------------------------
 
 
+class Detector(StrEnum):
+    """The name a detector gives its findings (:attr:`Finding.detector`).
+
+    The single list of them: the detectors (stream_jobs/detection/engine.py)
+    name their findings with these members, and rules name them in
+    ``score.detectors`` and ``fired``, where ``riskwatch rules check``
+    refuses any other name. A unit test scores series that make each of them
+    report and checks that no other name comes out. What each finds:
+    stream_jobs/detectors.py and docs/rules.md.
+
+    A silence, a stale metric and a clock offset are observations of their
+    own (``kind``, ``clock_offset_s``), not findings.
+    """
+
+    ROBUST_Z = "robust_z"
+    STUCK = "stuck"
+    EWMA = "ewma"
+    RATE_OF_CHANGE = "rate_of_change"
+    SEASONAL = "seasonal"
+    DEVIATION = "deviation"
+    LEVEL_SHIFT = "level_shift"
+    GAP = "gap"
+    COUNTER = "counter"
+    MISSING = "missing"  # a value that is not a number; always scores 0
+
+
+RULE_DETECTORS: Final = frozenset(Detector) - {Detector.MISSING}
+"""The detectors a rule may name: those whose findings can score above 0.
+A ``missing`` finding always scores 0, so no ``score`` or ``fired``
+condition could ever hold on it."""
+
+
 class Finding(BaseModel):
     """What one detector concluded about one reading, with its evidence."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    detector: str  # e.g. "robust_z", "stuck", "silent", "rate_of_change"
+    detector: str  # a Detector's value, e.g. "robust_z", "stuck"
     score: float = Field(ge=0.0, le=1.0)
     observed: float | None = None
     expected: float | None = None

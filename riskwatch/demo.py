@@ -10,9 +10,9 @@
    messages;
 4. once the worker has caught up: a summary that checks that the messages
    published in all (readings and malformed ones) = readings stored +
-   messages dead-lettered, counts warnings by level, and says
-   whether a warning fell inside each labelled anomaly window of the replayed
-   series.
+   messages dead-lettered, counts warnings by level (each once, at the most
+   severe level it reached), and says whether a warning fell inside each
+   labelled anomaly window of the replayed series.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 
+from alert_rules.rule import Level, most_severe
 from riskwatch.contracts import DeadLetter, Metric, telemetry_topic
 from riskwatch.errors import RiskwatchError
 from riskwatch.registry import Registry, load_registry
@@ -96,6 +97,8 @@ class DemoSummary:
     stored: int = 0
     dead_lettered: int = 0
     warnings_by_level: Counter[str] = field(default_factory=Counter)
+    """Each warning once, at the most severe level it reached
+    (:func:`warnings_by_level`)."""
     windows: list[tuple[datetime, datetime, bool]] = field(default_factory=list)
 
     @property
@@ -169,13 +172,7 @@ def run_demo(settings: Settings, plan: DemoPlan, echo: Echo) -> DemoSummary:
             asyncio.run(read_dead_letters(settings.kafka.bootstrap, dead_start))
         )
         warnings = list(receiver.warnings)
-    # Openings only: a level change is a later version of a warning already
-    # counted, with status open too.
-    summary.warnings_by_level = Counter(
-        w.get("level", "?")
-        for w in warnings
-        if w.get("status") == "open" and len(w.get("history") or ()) == 1
-    )
+    summary.warnings_by_level = warnings_by_level(warnings)
     summary.windows = [
         (start, end, _warned_within(warnings, start, end)) for start, end in windows
     ]
@@ -531,6 +528,36 @@ def _nab_time(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
+_LEVELS = {level.value: level for level in Level}
+
+
+def warnings_by_level(warnings: Iterable[dict[str, Any]]) -> Counter[str]:
+    """How many warnings reached each level: each warning (its ``id``) once,
+    at the most severe level any version of it was at (I, then II, III, IV),
+    so a warning that opened at II and escalated to I counts as I. A version
+    without a known level counts its warning as ``?`` unless another has one.
+
+    >>> warnings_by_level([
+    ...     {"id": "W1", "level": "II", "status": "open"},
+    ...     {"id": "W1", "level": "I", "status": "open"},
+    ...     {"id": "W1", "level": "II", "status": "resolved"},
+    ...     {"id": "W2", "level": "III", "status": "open"},
+    ... ])
+    Counter({'I': 1, 'III': 1})
+    """
+    reached: dict[str, Level | None] = {}
+    for warning in warnings:
+        ident = str(warning.get("id"))
+        stated = [warning.get("level")]
+        stated += [entry.get("level") for entry in warning.get("levels") or ()]
+        known = [_LEVELS[level] for level in stated if level in _LEVELS]
+        before = reached.get(ident)
+        if before is not None:
+            known.append(before)
+        reached[ident] = most_severe(known) if known else None
+    return Counter("?" if level is None else level.value for level in reached.values())
+
+
 def _warned_within(
     warnings: list[dict[str, Any]], start: datetime, end: datetime
 ) -> bool:
@@ -576,6 +603,8 @@ def _print_summary(summary: DemoSummary, echo: Echo) -> None:
     levels = ", ".join(
         f"{lvl}: {n}" for lvl, n in sorted(summary.warnings_by_level.items())
     )
+    if levels:
+        levels += " (each warning at the most severe level it reached)"
     echo(f"warnings by level      {levels or 'none'}")
     for start, end, hit in summary.windows:
         echo(
@@ -584,4 +613,10 @@ def _print_summary(summary: DemoSummary, echo: Echo) -> None:
         )
 
 
-__all__ = ["DemoPlan", "DemoSummary", "count_stored_messages", "run_demo"]
+__all__ = [
+    "DemoPlan",
+    "DemoSummary",
+    "count_stored_messages",
+    "run_demo",
+    "warnings_by_level",
+]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from riskwatch.contracts import METRICS, Finding, Metric, trusted_finding
+from riskwatch.contracts import METRICS, Detector, Finding, Metric, trusted_finding
 from stream_jobs.detection.state import (
     DAY_BINS,
     DOW0,
@@ -139,7 +139,7 @@ SPREAD_CLIP = 4.0
 # score (it would count twice with ``seasonal``).
 DEVIATION_QUIET = 1.5
 DEVIATION_FULL = 3.5
-NOT_COMBINED = frozenset({"deviation"})
+NOT_COMBINED = frozenset({Detector.DEVIATION})
 
 # gap ---------------------------------------------------------------------------
 GAP_FACTOR = 4.0  # a silence this many usual intervals long is a gap
@@ -478,7 +478,7 @@ class _Explain:
     def add(
         self,
         mask: Quantity,
-        detector: str,
+        detector: Detector,
         score: Quantity,
         detail: Callable[[Callable[[Any], Any]], str],
         observed: Quantity = None,
@@ -491,6 +491,7 @@ class _Explain:
         if not rows:
             return
         columns = [xp.column(x, rows) for x in (score, observed, expected, low, high)]
+        name = detector.value  # a plain str in the finding, as validated
         for i, *numbers in zip(rows, *columns, strict=True):
 
             def pick(x: Quantity, i: int = i) -> Quantity:
@@ -502,7 +503,7 @@ class _Explain:
             # even model_construct, cost an eighth of a wave's time.
             self.findings.setdefault(i, []).append(
                 trusted_finding(
-                    detector,
+                    name,
                     numbers[0],
                     numbers[1],
                     numbers[2],
@@ -585,7 +586,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     robust_fired = score > 0
     explain.add(
         robust_fired,
-        "robust_z",
+        Detector.ROBUST_Z,
         score,
         lambda p: (
             f"{'above' if p(value) > p(median) else 'below'} the rolling "
@@ -621,7 +622,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
 
     explain.add(
         stuck,
-        "stuck",
+        Detector.STUCK,
         stuck_score,
         lambda p: f"the same value for {held_for(p)}",
         value,
@@ -641,7 +642,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     ewma_fired = score > 0
     explain.add(
         ewma_fired,
-        "ewma",
+        Detector.EWMA,
         score,
         lambda p: f"{p(z_ewma):.1f} EWMA standard deviations from the EWMA mean",
         value,
@@ -744,7 +745,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     rate_fired = score > 0
     explain.add(
         rate_fired,
-        "rate_of_change",
+        Detector.RATE_OF_CHANGE,
         score,
         lambda p: f"a step of {p(z_step):.1f} usual steps since the last reading",
         diff,
@@ -799,16 +800,16 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # ``deviation`` is the same distance scored from a lower z, for rules
     # that ask for a moderate deviation that lasts.
     seasonal_fired = xp.zeros > 0
-    for name, quiet, full in (
-        ("seasonal", Z_QUIET, Z_FULL),
-        ("deviation", DEVIATION_QUIET, DEVIATION_FULL),
+    for detector, quiet, full in (
+        (Detector.SEASONAL, Z_QUIET, Z_FULL),
+        (Detector.DEVIATION, DEVIATION_QUIET, DEVIATION_FULL),
     ):
         score = xp.where(seasonal, _ramp(xp, z_seasonal, quiet, full), 0.0)
-        if name == "seasonal":
+        if detector is Detector.SEASONAL:
             seasonal_fired = score > 0
         explain.add(
             score > 0,
-            name,
+            detector,
             score,
             lambda p: (
                 f"{p(z_seasonal):.1f} standard deviations "
@@ -845,7 +846,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     frozen = zero_run & (frozen_score > 0)
     explain.add(
         frozen,
-        "stuck",
+        Detector.STUCK,
         frozen_score,
         lambda p: (
             f"the register has not moved for {held_for(p)}; at "
@@ -871,7 +872,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     shift_fired = score > 0
     explain.add(
         shift_fired,
-        "level_shift",
+        Detector.LEVEL_SHIFT,
         score,
         lambda p: (
             f"a sustained shift {'up' if p(cp) > p(cn) else 'down'}: "
@@ -897,7 +898,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         gap_score = xp.where(gap, _ramp(xp, logs, *_LOG_GAP), 0.0)
     explain.add(
         gap,
-        "gap",
+        Detector.GAP,
         gap_score,
         lambda p: (
             f"{p(dt_s):.0f} s since the previous reading, "
@@ -912,7 +913,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     backwards = counter & (value < 0)
     explain.add(
         backwards,
-        "counter",
+        Detector.COUNTER,
         1.0,
         lambda _: "a negative consumption rate: the meter went backwards",
         value,
@@ -1233,7 +1234,9 @@ def step(
     live = np.flatnonzero(finite).tolist()
     for i in np.flatnonzero(~finite).tolist():
         n = _RECORD.unpack_from(records[i])[SLOT["n"]]
-        missing = Finding(detector="missing", score=0.0, detail="not a number")
+        missing = Finding(
+            detector=Detector.MISSING.value, score=0.0, detail="not a number"
+        )
         scored[i] = Scored(0.0, n < LEARNING_READINGS, [missing])
     seen = [NO_TS if (t := last_ts[i]) is None else int(t) for i in live]
     if len(live) < NUMPY_FROM:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from alert_rules import RuleError, check_rules, load_rules
 from alert_rules._base import parse_duration
 from riskwatch.cli import cli
+from riskwatch.contracts import RULE_DETECTORS
 from riskwatch.errors import ConfigError
 
 GOOD = """\
@@ -253,7 +254,7 @@ def test_an_unreadable_file_says_why(tmp_path, monkeypatch):
         ("", None, None, "expected a mapping with a 'rules' list"),
         ("rules: []\n", None, "rules", "at least 1 item"),
         (
-            "rules:\n  - {id: x, title: t, level: I, when: {fired: [s]},"
+            "rules:\n  - {id: x, title: t, level: I, when: {fired: [stuck]},"
             " action: a, expected: e, colour: red}\n",
             "#0 (x)",
             None,
@@ -326,6 +327,112 @@ def test_error_cases(tmp_path, text, rule, field, fragment):
     first = problems[0]
     assert (first.file, first.rule, first.field) == (path, rule, field)
     assert fragment in first.message
+
+
+KNOWN_DETECTORS = (
+    "known detectors: counter, deviation, ewma, gap, level_shift, "
+    "rate_of_change, robust_z, seasonal, stuck"
+)
+
+
+@pytest.mark.parametrize(
+    ("condition", "field"),
+    [
+        (
+            "when: {score: {at_least: 0.5, detectors: [nosuch]}}",
+            "when.score.detectors.0",
+        ),
+        (
+            "when: {score: {at_least: 0.5, detectors: [robust_z, nosuch]}}",
+            "when.score.detectors.1",
+        ),
+        ("when: {fired: [nosuch]}", "when.fired.0"),
+        ("when: {all: [{silent: true}, {fired: [nosuch]}]}", "when.all.1.fired.0"),
+        (
+            "when: {any: [{score: {at_least: 0.5, detectors: [nosuch]}}]}",
+            "when.any.0.score.detectors.0",
+        ),
+        ("when: {not: {fired: [nosuch]}}", "when.not.fired.0"),
+        (
+            "when: {fired: [stuck]}\n            clear: {not: {fired: [nosuch]}}",
+            "clear.not.fired.0",
+        ),
+        (
+            "when: {fired: [stuck]}\n"
+            "            escalate: [{when: {fired: [nosuch]}, to: III}]",
+            "escalate.0.when.fired.0",
+        ),
+        (
+            "when: {fired: [stuck]}\n"
+            "            escalate: [{after: 1h, to: III, clear: {fired: [nosuch]}}]",
+            "escalate.0.clear.fired.0",
+        ),
+    ],
+)
+def test_an_unknown_detector_is_refused_where_it_is_named(tmp_path, condition, field):
+    path = _write(
+        tmp_path,
+        "typo.yaml",
+        f"""\
+        rules:
+          - id: typo
+            title: A detector misspelt
+            level: IV
+            {condition}
+            action: inspect
+            expected: a rule that can fire
+        """,
+    )
+    result = CliRunner().invoke(cli, ["rules", "check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "RuleError: 1 problem(s)" in result.output
+    assert (
+        f"{path}: rule #0 (typo) field {field}: unknown detector 'nosuch'; "
+        f"{KNOWN_DETECTORS}"
+    ) in result.output
+
+
+def test_a_detector_whose_findings_never_score_is_refused(tmp_path):
+    path = _write(
+        tmp_path,
+        "missing.yaml",
+        """\
+        rules:
+          - id: nan
+            title: Not a number
+            level: IV
+            when: {fired: [missing]}
+            action: inspect
+            expected: numbers
+        """,
+    )
+    problems = check_rules(tmp_path).problems
+    assert [(p.file, p.rule, p.field) for p in problems] == [
+        (path, "#0 (nan)", "when.fired.0")
+    ]
+    assert "'missing' findings always score 0" in problems[0].message
+    assert problems[0].message.endswith(KNOWN_DETECTORS)
+
+
+def test_every_detector_a_rule_may_name_is_accepted(tmp_path):
+    names = ", ".join(sorted(RULE_DETECTORS))
+    _write(
+        tmp_path,
+        "all.yaml",
+        f"""\
+        rules:
+          - id: every-detector
+            title: Any detector
+            level: IV
+            when: {{score: {{at_least: 0.5, detectors: [{names}]}}}}
+            clear: {{not: {{fired: [{names}]}}}}
+            action: inspect
+            expected: nothing unusual
+        """,
+    )
+    check = check_rules(tmp_path)
+    assert check.problems == []
+    assert [rule.id for rule in check.rules] == ["every-detector"]
 
 
 def test_an_empty_or_missing_directory_is_a_problem(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskwatch.contracts import Metric
+from riskwatch.contracts import Detector, Metric
 from stream_jobs import state_codec as table_codec
 from stream_jobs.detectors import (
     LEARNING_READINGS,
@@ -94,6 +94,29 @@ def test_a_missing_value_is_reported_not_learned(bad):
     assert [f.detector for f in scored.findings] == ["missing"]
 
 
+def test_the_detectors_report_exactly_the_names_of_the_contract():
+    # The names rules may use come from riskwatch.contracts.Detector; a
+    # detector reporting under another name could never fire a rule, and a
+    # name no detector reports would let a rule check pass that never fires.
+    reported: set[str] = set()
+
+    def note(results):
+        reported.update(f.detector for r in results for f in r.findings)
+
+    # A daily cycle with a shift, spikes and a flat spell: the level, step,
+    # profile and flat-value detectors.
+    note(run(*busy_series(3_000))[1])
+    # A silence of 60 usual intervals.
+    times = [*(np.arange(100) * 60), 99 * 60 + 3_600]
+    note(run(np.random.default_rng(1).normal(20, 0.5, 101), times)[1])
+    # A meter running backwards.
+    rates = [*np.random.default_rng(1).normal(3, 0.1, 100), -1.0]
+    note(run(rates, np.arange(101) * 60, metric=Metric.ENERGY_KWH)[1])
+    # A value that is not a number.
+    note([score_value(new_state(), Metric.TEMPERATURE_C, math.nan, T0_NS)[1]])
+    assert reported == {detector.value for detector in Detector}
+
+
 def test_learning_period_is_neutral_for_every_detector():
     # Wild values, irregular gaps, flat runs: nothing before LEARNING_READINGS.
     rng = np.random.default_rng(2)
@@ -148,6 +171,7 @@ def test_scores_stay_in_the_unit_interval(values, gaps, metric):
     for scored in results:
         assert 0.0 <= scored.score <= 1.0
         assert all(0.0 <= f.score <= 1.0 for f in scored.findings)
+        assert all(f.detector in set(Detector) for f in scored.findings)
         if scored.score > 0:
             # Every non-zero score comes with its explanation.
             assert any(f.score > 0 for f in scored.findings)
