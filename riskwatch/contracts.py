@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -438,6 +439,81 @@ def parse_status(raw: bytes) -> bytes | None:
     )
 
 
+class _KeyGivenTwice(Exception):
+    """A JSON object of the body gives one key twice."""
+
+
+class _TwiceObject(dict[str, Any]):
+    """A JSON object that gives a key twice; ``key`` is the first such."""
+
+    key: str
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise _KeyGivenTwice
+    return obj
+
+
+def _object_marked(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _TwiceObject(obj)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            marked.key = key
+            break
+        seen.add(key)
+    return marked
+
+
+# A JSON reader keeps the last of a key given twice, so a message saying
+# "value": 1.2 and then "value": 99 would be taken as 99 without a word; the
+# pydantic parser does so too and cannot be told otherwise. The standard
+# library's decoder hands each object's pairs over before they become a dict.
+_JSON_ONCE = json.JSONDecoder(object_pairs_hook=_object_once)
+_JSON_MARKED = json.JSONDecoder(object_pairs_hook=_object_marked)
+
+
+def _key_given_twice(text: str) -> str | None:
+    """The dotted path of the first key a JSON object of ``text`` gives
+    twice (``metrics.0.value``), None when there is none or ``text`` is not
+    JSON the standard library reads (the validation that follows says why).
+
+    >>> _key_given_twice('{"ts": 1, "metrics": [{"value": 1.2, "value": 99}]}')
+    'metrics.0.value'
+    >>> _key_given_twice('{"ts": 1}') is None
+    True
+    """
+    try:
+        _JSON_ONCE.decode(text)
+    except _KeyGivenTwice:
+        pass
+    except (ValueError, RecursionError):
+        # Not JSON (or too large a number, too deep a nesting for the
+        # standard library): the pydantic parser words the reason.
+        return None
+    else:
+        return None
+    # Only a refused message is read a second time, to find the path.
+    stack: list[tuple[object, list[str]]] = [(_JSON_MARKED.decode(text), [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _TwiceObject):
+            return ".".join([*path, node.key])
+        if isinstance(node, dict):
+            items = list(node.items())
+        elif isinstance(node, list):
+            items = [(str(i), item) for i, item in enumerate(node)]
+        else:
+            continue
+        stack.extend((item, [*path, key]) for key, item in reversed(items))
+    return None  # not reached: the first reading found a key given twice
+
+
 def parse_payload(
     raw: bytes,
     *,
@@ -457,6 +533,9 @@ def parse_payload(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError("payload", f"not UTF-8 (byte {exc.start})") from None
+    given_twice = _key_given_twice(text)
+    if given_twice is not None:
+        raise PayloadError(given_twice, "given twice")
     try:
         payload = TelemetryPayload.model_validate_json(text)
     except ValidationError as exc:

@@ -262,6 +262,16 @@ REJECTED = [
     ("seq beyond 64 bits", _body(ts=T_S, seq=2**64), "seq",
      "less than or equal to 9223372036854775807"),
     ("seq of 24 digits", _body(ts=T_S, seq=10**23), "seq", "less than or equal"),
+    ("value given twice", f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa",'
+     '"value":1.2,"value":99,"unit":"MPa"}]}', "metrics.0.value", "given twice"),
+    ("metric given twice", f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa",'
+     '"metric":"power_kw","value":1,"unit":"kW"}]}', "metrics.0.metric",
+     "given twice"),
+    ("ts given twice", f'{{"ts":{T_S},"metrics":{json.dumps(POWER)},"ts":{T_S}}}',
+     "ts", "given twice"),
+    ("key given twice in an extra field", f'{{"ts":{T_S},"metrics":'
+     f'{json.dumps(POWER)},"x":[{{"a":1}},{{"b":{{"c":1,"c":1}}}}]}}', "x.1.b.c",
+     "given twice"),
 ]  # fmt: skip
 
 
@@ -275,6 +285,32 @@ def test_rejections_name_the_field_and_reason(raw, field, reason):
     assert caught.value.field == field
     assert reason in caught.value.reason
     assert str(caught.value) == f"{field}: {caught.value.reason}"
+
+
+def test_a_key_given_twice_is_refused_whichever_value_is_valid():
+    # A JSON reader keeps the last: these were once stored as 99.0 and power_kw.
+    for raw in (
+        f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa","value":1.2,'
+        '"value":99,"unit":"MPa"}]}',
+        f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa","value":"x",'
+        '"value":1.2,"unit":"MPa"}]}',
+    ):
+        with pytest.raises(PayloadError) as caught:
+            _parse(raw.encode())
+        assert str(caught.value) == "metrics.0.value: given twice"
+
+
+def test_a_key_given_twice_is_named_before_other_problems():
+    raw = '{"ts":"yesterday","metrics":[{"metric":"humidity","unit":"%",'
+    raw += '"unit":"%","value":1}]}'
+    with pytest.raises(PayloadError) as caught:
+        _parse(raw.encode())
+    assert str(caught.value) == "metrics.0.unit: given twice"
+
+
+def test_the_same_key_in_different_objects_is_no_repeat():
+    raw = _body(ts=T_S, metrics=[_metric(1), _metric(2, "level_pct", "%")])
+    assert [m.value for m in _parse(raw).metrics] == [1.0, 2.0]
 
 
 def test_the_first_offending_metric_is_named():

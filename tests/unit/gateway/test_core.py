@@ -160,6 +160,13 @@ BAD = [
     ),
     ("not utf-8", b'{"ts": "\xff\xfe"}', "payload", "not UTF-8"),
     ("not json", b"{ts: 1}", "payload", "invalid JSON"),
+    (
+        "value given twice",
+        b'{"ts": 1764725000, "metrics": '
+        b'[{"metric": "pressure_mpa", "value": 1.2, "value": 99, "unit": "MPa"}]}',
+        "metrics.0.value",
+        "given twice",
+    ),
 ]
 
 
