@@ -16,14 +16,16 @@ Wire formats:
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
+import json
 import math
 import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -173,6 +175,26 @@ class PayloadError(ValueError):
         self.reason = reason
 
 
+def json_shown(value: object) -> str:
+    """A value received in JSON as a reason names it: null, true, false, an
+    object, an array, or the string (quoted) or number itself, cut at 40
+    characters.
+
+    >>> [json_shown(v) for v in (None, True, False, {}, [1], "1", 1.5)]
+    ['null', 'true', 'false', 'an object', 'an array', "'1'", '1.5']
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 # Timestamps ----------------------------------------------------------------
 
 
@@ -214,7 +236,7 @@ def parse_timestamp(value: object) -> int:
     elif isinstance(value, int | float) and not isinstance(value, bool):
         ns = _number_to_ns(value)
     else:
-        raise ValueError(f"expected ISO 8601 or epoch time, got {value!r}")
+        raise ValueError(f"expected ISO 8601 or epoch time, got {json_shown(value)}")
     if ns < EARLIEST_NS:
         raise ValueError(f"timestamp {value!r} is before 2000-01-01")
     if ns > LATEST_NS:
@@ -257,13 +279,13 @@ _NUMBER_TEXT = re.compile(
 
 def _finite_number(value: object) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {json_shown(value)}")
     if isinstance(value, str):
         if not _NUMBER_TEXT.fullmatch(value.strip()):
             raise ValueError(f"expected a number, got {value!r}")
         value = float(value.strip())
     if not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {type(value).__name__}")
+        raise ValueError(f"expected a number, got {json_shown(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -323,7 +345,9 @@ class TelemetryPayload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ts: Annotated[int, BeforeValidator(parse_timestamp)]
-    seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    # Strict: an integer only. Lax, pydantic took "seq": true as 1 and "1"
+    # as 1, and forwarded both as readings.
+    seq: int | None = Field(default=None, strict=True, ge=0, le=INT64_MAX)
     metrics: list[MetricValue] = Field(min_length=1, max_length=64)
 
     @field_validator("metrics")
@@ -372,9 +396,14 @@ def range_error(item: MetricValue) -> PayloadError | None:
         return None
     return PayloadError(
         f"metrics.{item.metric.value}",
-        f"value {item.value:g} is outside what a {item.metric.value} sensor can "
+        f"value {item.value:g} is outside what {_a(item.metric.value)} sensor can "
         f"report ({physical_range(item.metric)})",
     )
+
+
+def _a(word: str) -> str:
+    """``word`` after its indefinite article: an energy_kwh, a power_kw."""
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 @dataclass(frozen=True)
@@ -438,6 +467,91 @@ def parse_status(raw: bytes) -> bytes | None:
     )
 
 
+class _KeyGivenTwice(Exception):
+    """A JSON object of the body gives one key twice."""
+
+
+class _TwiceObject(dict[str, Any]):
+    """A JSON object that gives a key twice; ``key`` is the first such."""
+
+    key: str
+
+
+def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise _KeyGivenTwice
+    return obj
+
+
+def _object_marked(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _TwiceObject(obj)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            marked.key = key
+            break
+        seen.add(key)
+    return marked
+
+
+# A JSON reader keeps the last of a key given twice, so a message saying
+# "value": 1.2 and then "value": 99 would be taken as 99 without a word; the
+# pydantic parser does so too and cannot be told otherwise. The standard
+# library's decoder hands each object's pairs over before they become a dict.
+_JSON_ONCE = json.JSONDecoder(object_pairs_hook=_object_once)
+_JSON_MARKED = json.JSONDecoder(object_pairs_hook=_object_marked)
+
+
+def _key_given_twice(text: str) -> str | None:
+    """The dotted path of the first key a JSON object of ``text`` gives
+    twice (``metrics.0.value``), None when there is none or ``text`` is not
+    JSON the standard library reads (the validation that follows says why).
+
+    >>> _key_given_twice('{"ts": 1, "metrics": [{"value": 1.2, "value": 99}]}')
+    'metrics.0.value'
+    >>> _key_given_twice('{"ts": 1}') is None
+    True
+    """
+    try:
+        _JSON_ONCE.decode(text)
+    except _KeyGivenTwice:
+        pass
+    except (ValueError, RecursionError):
+        # Not JSON (or too large a number, too deep a nesting for the
+        # standard library): the pydantic parser words the reason.
+        return None
+    else:
+        return None
+    # Only a refused message is read a second time, to find the path.
+    stack: list[tuple[object, list[str]]] = [(_JSON_MARKED.decode(text), [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _TwiceObject):
+            return ".".join([*path, node.key])
+        if isinstance(node, dict):
+            items = list(node.items())
+        elif isinstance(node, list):
+            items = [(str(i), item) for i, item in enumerate(node)]
+        else:
+            continue
+        stack.extend((item, [*path, key]) for key, item in reversed(items))
+    return None  # not reached: the first reading found a key given twice
+
+
+# What a pydantic type error expected, in JSON's words (pydantic says "a
+# valid integer" and names no value).
+_EXPECTED: Final = {
+    "int_type": "an integer",
+    "string_type": "a string",
+    "list_type": "an array",
+    "model_type": "an object",
+}
+
+
 def parse_payload(
     raw: bytes,
     *,
@@ -453,10 +567,20 @@ def parse_payload(
     """
     if len(raw) > max_bytes:
         raise PayloadError("payload", f"{len(raw)} bytes exceeds the {max_bytes} limit")
+    if raw.startswith(codecs.BOM_UTF8):
+        # JSON sent over a network carries none (RFC 8259, section 8.1); the
+        # parser would say only "expected value at line 1 column 1".
+        raise PayloadError(
+            "payload",
+            "starts with a UTF-8 byte-order mark (EF BB BF); send the JSON without it",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError("payload", f"not UTF-8 (byte {exc.start})") from None
+    given_twice = _key_given_twice(text)
+    if given_twice is not None:
+        raise PayloadError(given_twice, "given twice")
     try:
         payload = TelemetryPayload.model_validate_json(text)
     except ValidationError as exc:
@@ -468,10 +592,13 @@ def parse_payload(
         elif err["type"] == "missing":
             message = "required field is missing"
         elif err["type"] == "enum":
-            got = err.get("input")
-            message = f"unknown metric {got!r}; known: " + ", ".join(
+            got = json_shown(err.get("input"))
+            message = f"unknown metric {got}; known: " + ", ".join(
                 m.value for m in Metric
             )
+        elif err["type"] in _EXPECTED:
+            message = f"expected {_EXPECTED[err['type']]}, got "
+            message += json_shown(err.get("input"))
         raise PayloadError(field, message) from None
     if payload.ts > now_ns + round(max_skew_s * NS_PER_S):
         ahead = (payload.ts - now_ns) / NS_PER_S
@@ -511,7 +638,8 @@ class ReadingRecord(BaseModel):
     enterprise: str
     device: str
     ts_ns: Int64
-    seq: Annotated[int, Field(ge=0, le=INT64_MAX)] | None = None
+    # Strict as the payload's: the gateway writes an integer or nothing.
+    seq: Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)] | None = None
     metrics: list[Measurement]
     received_ns: Int64
     retained: bool = False

@@ -307,6 +307,8 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
     bar = body(b"pressure_mpa", b"1", b"bar")
     no_ts = b'{"metrics": [{"metric": "pressure_mpa", "value": 1, "unit": "MPa"}]}'
     ok = body(b"pressure_mpa", b"1", b"MPa")
+    # A JSON reader would keep the last value (99) without a word.
+    twice = body(b"pressure_mpa", b'1.2, "value": 99', b"MPa")
     bad = [
         ("metrics.0.value", "finite", nan % ts),
         ("metrics.0.value", "finite", inf % ts),
@@ -318,6 +320,7 @@ def test_every_rejection_is_dead_lettered_and_good_readings_around_it_kept(pipel
         # Larger than a Kafka record may be: its dead letter keeps the start.
         ("payload", "exceeds the 65536 limit", b"{" + b" " * 2_000_000 + b"}"),
         ("payload", "not UTF-8", b"\xff\xfe\xfd"),
+        ("metrics.0.value", "given twice", twice % ts),
     ]
     # Interleave: good, bad, good, bad, ...
     stream = []

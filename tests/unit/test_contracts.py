@@ -18,11 +18,14 @@ from riskwatch.contracts import (
     NS_PER_S,
     Finding,
     Metric,
+    MetricValue,
     PayloadError,
+    ReadingRecord,
     epoch_to_ns,
     parse_payload,
     parse_timestamp,
     parse_topic,
+    range_error,
     trusted_finding,
 )
 
@@ -220,13 +223,28 @@ REJECTED = [
     ("value not a number", _body(ts=T_S, metrics=[_metric("high")]),
      "metrics.0.value", "expected a number"),
     ("value boolean", _body(ts=T_S, metrics=[_metric(True)]),
-     "metrics.0.value", "expected a number"),
+     "metrics.0.value", "expected a number, got true"),
+    ("value null", _body(ts=T_S, metrics=[_metric(None)]),
+     "metrics.0.value", "expected a number, got null"),
+    ("value object", _body(ts=T_S, metrics=[_metric({"v": 1})]),
+     "metrics.0.value", "expected a number, got an object"),
+    ("value array", _body(ts=T_S, metrics=[_metric([1])]),
+     "metrics.0.value", "expected a number, got an array"),
+    ("unit null", _body(ts=T_S, metrics=[_metric(unit=None)]),
+     "metrics.0.unit", "expected a string, got null"),
+    ("metric null", _body(ts=T_S, metrics=[_metric(metric=None)]),
+     "metrics.0.metric", "unknown metric null; known: power_kw"),
+    ("metrics an object", _body(ts=T_S, metrics={}), "metrics",
+     "expected an array, got an object"),
+    ("metric item a number", _body(ts=T_S, metrics=[1]), "metrics.0",
+     "expected an object, got 1"),
     ("ts NaN literal", f'{{"ts":NaN,"metrics":{json.dumps(POWER)}}}', "ts", "finite"),
     ("ts Infinity literal", f'{{"ts":Infinity,"metrics":{json.dumps(POWER)}}}',
      "ts", "finite"),
     ("ts Infinity string", _body(ts="Infinity"), "ts", "finite"),
-    ("ts boolean", _body(ts=True), "ts", "expected ISO 8601 or epoch time"),
-    ("ts null", _body(ts=None), "ts", "expected ISO 8601 or epoch time"),
+    ("ts boolean", _body(ts=True), "ts", "expected ISO 8601 or epoch time, got true"),
+    ("ts null", _body(ts=None), "ts", "expected ISO 8601 or epoch time, got null"),
+    ("ts object", _body(ts={}), "ts", "expected ISO 8601 or epoch time, got an object"),
     ("ts not a time", _body(ts="yesterday"), "ts", "expected ISO 8601 or epoch"),
     ("unknown metric", _body(ts=T_S, metrics=[_metric(metric="humidity_pct")]),
      "metrics.0.metric", "unknown metric 'humidity_pct'; known: power_kw"),
@@ -248,7 +266,9 @@ REJECTED = [
      "in the future"),
     ("non-UTF-8", b'{"ts": "\xff\xfe"}', "payload", "not UTF-8 (byte 8)"),
     ("invalid JSON", f'{{"ts":{T_S},"metrics":[', "payload", "invalid JSON"),
-    ("not an object", "[1, 2]", "payload", "object"),
+    ("not an object", "[1, 2]", "payload", "expected an object, got an array"),
+    ("byte-order mark", b"\xef\xbb\xbf" + _body(ts=T_S), "payload",
+     "starts with a UTF-8 byte-order mark"),
     ("empty body", b"", "payload", "invalid JSON"),
     ("empty metrics", _body(ts=T_S, metrics=[]), "metrics", "at least 1 item"),
     ("duplicate metric", _body(ts=T_S, metrics=[_metric(1), _metric(2)]),
@@ -258,10 +278,26 @@ REJECTED = [
     ("extra metric field", _body(ts=T_S, metrics=[{**_metric(), "q": 1}]),
      "metrics.0.q", "Extra inputs are not permitted"),
     ("negative seq", _body(ts=T_S, seq=-1), "seq", "greater than or equal to 0"),
-    ("fractional seq", _body(ts=T_S, seq=1.5), "seq", "integer"),
+    ("fractional seq", _body(ts=T_S, seq=1.5), "seq", "expected an integer, got 1.5"),
+    ("seq true", _body(ts=T_S, seq=True), "seq", "expected an integer, got true"),
+    ("seq false", _body(ts=T_S, seq=False), "seq", "expected an integer, got false"),
+    ("seq string", _body(ts=T_S, seq="1"), "seq", "expected an integer, got '1'"),
+    ("seq with a fraction of 0", _body(ts=T_S, seq=1.0), "seq",
+     "expected an integer, got 1.0"),
+    ("seq array", _body(ts=T_S, seq=[1]), "seq", "expected an integer, got an array"),
     ("seq beyond 64 bits", _body(ts=T_S, seq=2**64), "seq",
      "less than or equal to 9223372036854775807"),
     ("seq of 24 digits", _body(ts=T_S, seq=10**23), "seq", "less than or equal"),
+    ("value given twice", f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa",'
+     '"value":1.2,"value":99,"unit":"MPa"}]}', "metrics.0.value", "given twice"),
+    ("metric given twice", f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa",'
+     '"metric":"power_kw","value":1,"unit":"kW"}]}', "metrics.0.metric",
+     "given twice"),
+    ("ts given twice", f'{{"ts":{T_S},"metrics":{json.dumps(POWER)},"ts":{T_S}}}',
+     "ts", "given twice"),
+    ("key given twice in an extra field", f'{{"ts":{T_S},"metrics":'
+     f'{json.dumps(POWER)},"x":[{{"a":1}},{{"b":{{"c":1,"c":1}}}}]}}', "x.1.b.c",
+     "given twice"),
 ]  # fmt: skip
 
 
@@ -275,6 +311,87 @@ def test_rejections_name_the_field_and_reason(raw, field, reason):
     assert caught.value.field == field
     assert reason in caught.value.reason
     assert str(caught.value) == f"{field}: {caught.value.reason}"
+
+
+def test_a_key_given_twice_is_refused_whichever_value_is_valid():
+    # A JSON reader keeps the last: these were once stored as 99.0 and power_kw.
+    for raw in (
+        f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa","value":1.2,'
+        '"value":99,"unit":"MPa"}]}',
+        f'{{"ts":{T_S},"metrics":[{{"metric":"pressure_mpa","value":"x",'
+        '"value":1.2,"unit":"MPa"}]}',
+    ):
+        with pytest.raises(PayloadError) as caught:
+            _parse(raw.encode())
+        assert str(caught.value) == "metrics.0.value: given twice"
+
+
+def test_a_key_given_twice_is_named_before_other_problems():
+    raw = '{"ts":"yesterday","metrics":[{"metric":"humidity","unit":"%",'
+    raw += '"unit":"%","value":1}]}'
+    with pytest.raises(PayloadError) as caught:
+        _parse(raw.encode())
+    assert str(caught.value) == "metrics.0.unit: given twice"
+
+
+def test_the_same_key_in_different_objects_is_no_repeat():
+    raw = _body(ts=T_S, metrics=[_metric(1), _metric(2, "level_pct", "%")])
+    assert [m.value for m in _parse(raw).metrics] == [1.0, 2.0]
+
+
+NOT_JSON_WORDS = ("NoneType", "None", "True", "False", "dict", "list", "bool")
+
+
+ODD_JSON = [None, True, False, {}, [], [1], {"a": None}]
+
+
+@pytest.mark.parametrize(
+    ("where", "odd"),
+    [
+        (where, odd)
+        for where in ("ts", "seq", "metric", "value", "unit", "item")
+        for odd in ODD_JSON
+        if (where, odd) != ("seq", None)  # no seq: accepted
+    ],
+)
+def test_reasons_name_json_values_in_json_words(where, odd):
+    if where in ("ts", "seq"):
+        raw = _body(**{"ts": T_S, where: odd})
+    elif where == "item":
+        raw = _body(ts=T_S, metrics=[odd])
+    else:
+        raw = _body(ts=T_S, metrics=[{**_metric(), where: odd}])
+    with pytest.raises(PayloadError) as caught:
+        _parse(raw)
+    words = caught.value.reason.replace(",", " ").replace(";", " ").split()
+    assert not set(words) & set(NOT_JSON_WORDS), caught.value.reason
+
+
+def test_the_range_reason_says_an_before_a_vowel():
+    energy = MetricValue(metric="energy_kwh", value=-1, unit="kWh")
+    gas = MetricValue(metric="gas_m3", value=-1, unit="m3")
+    assert range_error(energy).reason == (
+        "value -1 is outside what an energy_kwh sensor can report (at least 0 kWh)"
+    )
+    assert range_error(gas).reason == (
+        "value -1 is outside what a gas_m3 sensor can report (at least 0 m3)"
+    )
+
+
+def test_seq_null_is_no_seq():
+    assert _parse(_body(ts=T_S, seq=None)).seq is None
+
+
+@pytest.mark.parametrize("seq", [True, "1", 1.0])
+def test_the_readings_record_takes_only_an_integer_seq(seq):
+    fields = {"enterprise": "E", "device": "D", "ts_ns": T_NS, "received_ns": T_NS}
+    with pytest.raises(ValidationError):
+        ReadingRecord(**fields, metrics=[], seq=seq)
+    record = ReadingRecord(**fields, metrics=[], seq=7)
+    assert ReadingRecord.model_validate_json(record.model_dump_json()) == record
+    written = record.model_dump_json().replace('"seq":7', f'"seq":{json.dumps(seq)}')
+    with pytest.raises(ValidationError):
+        ReadingRecord.model_validate_json(written)
 
 
 def test_the_first_offending_metric_is_named():

@@ -160,6 +160,21 @@ BAD = [
     ),
     ("not utf-8", b'{"ts": "\xff\xfe"}', "payload", "not UTF-8"),
     ("not json", b"{ts: 1}", "payload", "invalid JSON"),
+    (
+        "value given twice",
+        b'{"ts": 1764725000, "metrics": '
+        b'[{"metric": "pressure_mpa", "value": 1.2, "value": 99, "unit": "MPa"}]}',
+        "metrics.0.value",
+        "given twice",
+    ),
+    ("seq true", _good(seq=True), "seq", "expected an integer, got true"),
+    ("seq a string", _good(seq="1"), "seq", "expected an integer, got '1'"),
+    (
+        "byte-order mark",
+        b"\xef\xbb\xbf" + json.dumps(_good()).encode(),
+        "payload",
+        "starts with a UTF-8 byte-order mark",
+    ),
 ]
 
 
@@ -445,8 +460,10 @@ def test_an_impossible_value_is_dead_lettered_naming_the_metric_and_range(
     [letter] = h.dead_letters()
     assert h.topics() == [DEAD_LETTER]
     assert letter.field == f"metrics.{metric}"
+    article = "an" if metric[0] in "aeiou" else "a"
     assert letter.reason == (
-        f"value {shown} is outside what a {metric} sensor can report ({allowed})"
+        f"value {shown} is outside what {article} {metric} sensor can report "
+        f"({allowed})"
     )
     assert json.loads(letter.payload())["metrics"][0]["value"] == value
     assert h.acked == [3]
