@@ -31,13 +31,14 @@ finding ``detector``      what it sees                                warm-up
                           readings), in EWMA standard deviations
 ``rate_of_change``        a step between readings far larger than     60 readings
                           the usual step (of the residual from the
-                          daily profile once it is learned)
+                          daily profile once it is learned and
+                          explains most of the variance)
 ``seasonal``              distance from the daily profile (48 knots,  2 days and
                           piecewise linear, per-knot spread; on and   60 readings
                           off shift apart, see "Shifts") plus a       (14 days;
                           day-of-week offset after two weeks          off shift:
-                                                                      a day per
-                                                                      knot)
+                                                                      two days
+                                                                      per knot)
 ``level_shift``           two-sided CUSUM of the standardised         60 readings
                           residual (k 0.5, h 20): a sustained shift
                           or drift; after an alarm it measures from

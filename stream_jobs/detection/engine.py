@@ -738,7 +738,11 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     resid = value - expected
     step_s = xp.where(dt_s > 0, dt_s, 0.0)
     step_sd = xp.maximum(ABS_TO_SIGMA * s.dm, floor)
-    diff = xp.where(has_last, xp.where(used, resid - s.lr, value - last), 0.0)
+    # Only where the profile explains most of the variance: on a series
+    # whose cycle is not daily (a tank filled every few hours) the
+    # profile's residual swings with the cycle, and its steps hide a spike.
+    stepped = used & (s.sv < SEASONAL_EXPLAINS * s.lvv)
+    diff = xp.where(has_last, xp.where(stepped, resid - s.lr, value - last), 0.0)
     z_step, score = _far(xp, diff, step_sd, warm)
     live = warm & (step_sd > _TINY)
     evidence = xp.where(live, xp.fmax(evidence, z_step / (2 * Z_QUIET)), evidence)

@@ -63,6 +63,25 @@ def test_a_step_between_readings_is_a_rate_of_change():
     assert finding.observed == pytest.approx(5.0)
 
 
+def test_a_spike_on_a_cycle_that_is_not_daily_is_a_rate_of_change():
+    # A tank filled and drawn down every 13 hours (25 % either way, noise
+    # 0.3), 5-minute readings, 4 days: the daily profile explains little of
+    # it, so a step is measured on the readings, not on the profile's
+    # residuals (which swing with the cycle). A jump of 21 at one reading
+    # scores in full, past the 0.75 spike-or-drop's rate_of_change alone
+    # asks (measured on the residuals, 0.65).
+    n = 4 * 288
+    t = np.arange(n) * 300
+    rng = np.random.default_rng(7)
+    level = 50 + 25 * np.sin(2 * np.pi * t / 46_800) + rng.normal(0, 0.3, n)
+    spike = n - 100
+    level[spike] += 21.0
+    _, results = run(level, times_s=t, metric=Metric.LEVEL_PCT)
+    finding = next(f for f in results[spike].findings if f.detector == "rate_of_change")
+    assert finding.score >= 0.75
+    assert finding.observed == pytest.approx(level[spike] - level[spike - 1])
+
+
 # Level shift -------------------------------------------------------------------
 
 
