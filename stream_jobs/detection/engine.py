@@ -686,7 +686,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     per_reading = xp.where(xp.isnan(s.dt), KNOT_S, xp.fmin(s.dt, KNOT_S)) / KNOT_S
     half = 0.5 * per_reading
     sd_floor = BIN_SD_FLOOR * xp.sqrt(s.sv)
-    stored_own = xp.where(w1 >= 0.5, count_own1, count_own0)
+    stored_own = xp.where(at_k1, count_own1, count_own0)
     for_k0 = (own_k0, count_own0, xp.take(s.had, own0))
     for_k1 = (own_k1, count_own1, xp.take(s.had, own1))
     count_own0, count_own1 = (
@@ -773,7 +773,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
             xp.take(s.had, near + other),
         ),
     )
-    seas_sd = xp.fmax(ABS_TO_SIGMA * had_near, BIN_SD_FLOOR * xp.sqrt(s.sv))
+    seas_sd = xp.fmax(ABS_TO_SIGMA * had_near, sd_floor)
     seas_sd = xp.maximum(seas_sd, floor)
     seasonal = used & warm & (seas_sd > _TINY)
     safe_sd = xp.where(seasonal, seas_sd, 1.0)
