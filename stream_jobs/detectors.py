@@ -147,14 +147,14 @@ stored by version 5 (2,200 bytes, one profile) and by version 4 and earlier
 version 5 profile becomes the on-shift one; the off-shift one starts empty);
 :func:`state_fields` shows any state by name.
 
-Throughput (``riskwatch bench detectors``, one core, 10,000 devices, the
-table codec's round trip per reading): 60,000 to 97,000 readings/s in
-batches of 1,000 on the shared development machine (depending on what else
-runs; version 5, one profile, gave 102,000 to 137,000 beside it), 11,000 to
-12,000 one reading at a time (issue 4 asks for 100,000). The bench's series
-are two days old when timed, so their profiles have just taken over and
-report three times as many findings (level_shift, deviation) as version 5's,
-whose explanations are most of the cost.
+Throughput (``riskwatch bench detectors``, one core, 10,000 devices a week
+old, the table codec's round trip per reading, batches of 1,000): 119,845
+and 120,491 readings/s in two runs on the shared development machine
+(166,895 and 170,723 without the codec), 12,100 to 13,000 one reading at a
+time; issue 4 asks for 100,000. Devices two days old (``--warmup 600``),
+whose daily profiles have just taken over, have twice the findings (0.32 per
+reading against 0.16), whose explanations are most of the cost: 98,273 and
+114,996. Figures there vary by up to 20 % between runs.
 """
 
 from __future__ import annotations

@@ -266,8 +266,11 @@ def scenarios(
 @click.option(
     "--warmup",
     type=click.IntRange(min=0),
-    default=600,
-    help="Untimed readings the template series learn before the timing.",
+    default=2016,
+    help=(
+        "Untimed readings the template series learn before the timing "
+        "(2016: a week of 5-minute readings)."
+    ),
 )
 @click.option(
     "--batch",

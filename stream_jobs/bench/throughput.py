@@ -18,9 +18,14 @@ detector state measured here is the bulk.
 
 Devices are not started from nothing: the detectors' learning period is
 cheap and would flatter the figure. A few template series are warmed up
-(``warmup`` readings each, not timed) and every device starts from a copy of
-one of them, then continues that template's series (daily cycle plus noise,
-5-minute readings). Rules, counters and Kafka are left out.
+(``warmup`` readings each, not timed; by default a week, as the fleets of
+``riskwatch bench scenarios`` learn, past the daily profile's two days of
+learning) and every device starts from a copy of one of them, then continues
+that template's series (daily cycle plus noise, 5-minute readings). Rules,
+counters and Kafka are left out. Explaining a reading is most of what a
+finding costs, so each result says how many findings the readings had: a
+fleet still learning its daily profile (``warmup`` 600, two days) has about
+twice a learned one's.
 
 Each path runs ``repeat`` times over the same readings and the fastest run
 is reported: the machine is shared, and the slower runs measure the others'
@@ -71,6 +76,7 @@ class ThroughputResult:
     elapsed_s: float
     state_bytes_mean: float
     state_bytes_max: int
+    findings: int  # the detectors' findings over the readings timed
 
     @property
     def per_second(self) -> float:
@@ -91,7 +97,7 @@ def measure_throughput(
     devices: int,
     readings_per_device: int,
     *,
-    warmup: int = 600,
+    warmup: int = 2016,
     batch: int = 1_000,
     repeat: int = 3,
     progress: Progress | None = None,
@@ -176,13 +182,14 @@ class _Fleet:
         for _ in range(self.repeat):
             stored = [self.templates[d % _TEMPLATES] for d in range(self.devices)]
             states = [state_codec.loads(text) for text in stored]
+            findings = 0
             started = time.perf_counter()
             for step in range(self.readings_per_device):
                 ts_ns = (_T0_S + (self.warmup + step) * _STEP_S) * _NS
                 values = [
                     self.columns[d % _TEMPLATES][step] for d in range(self.devices)
                 ]
-                self._step(path, states, stored, values, ts_ns, round_trip)
+                findings += self._step(path, states, stored, values, ts_ns, round_trip)
             best = min(best, time.perf_counter() - started)
         sizes = [
             len(text)
@@ -198,6 +205,7 @@ class _Fleet:
             elapsed_s=best,
             state_bytes_mean=statistics.fmean(sizes),
             state_bytes_max=max(sizes),
+            findings=findings,
         )
 
     def _step(
@@ -208,9 +216,11 @@ class _Fleet:
         values: list[float],
         ts_ns: int,
         round_trip: bool,
-    ) -> None:
-        """One reading of every device, one at a time or in batches."""
+    ) -> int:
+        """One reading of every device, one at a time or in batches; the
+        findings they had."""
         size = 1 if path == "reading" else self.batch
+        findings = 0
         for first in range(0, len(values), size):
             last = min(first + size, len(values))
             given = (
@@ -219,9 +229,10 @@ class _Fleet:
                 else states[first:last]
             )
             if size == 1:
-                new = [score_value(given[0], _METRIC, values[first], ts_ns)[0]]
+                one, result = score_value(given[0], _METRIC, values[first], ts_ns)
+                new, scored = [one], [result]
             else:
-                new, _ = score_batch(
+                new, scored = score_batch(
                     given,
                     [_METRIC] * len(given),
                     values[first:last],
@@ -231,6 +242,8 @@ class _Fleet:
                 stored[first:last] = [state_codec.dumps(s) for s in new]
             else:
                 states[first:last] = new
+            findings += sum(len(result.findings) for result in scored)
+        return findings
 
 
 def format_throughput(results: list[ThroughputResult], target: float) -> str:
@@ -238,13 +251,14 @@ def format_throughput(results: list[ThroughputResult], target: float) -> str:
     path with the table round trip)."""
     lines = [
         f"{'path':<8} {'table':<6} {'devices':>8} {'readings':>9} {'elapsed_s':>9} "
-        f"{'readings/s':>10} {'state_B_mean':>12} {'state_B_max':>11}",
+        f"{'readings/s':>10} {'state_B_mean':>12} {'state_B_max':>11} "
+        f"{'findings/reading':>16}",
     ]
     for r in results:
         lines.append(
             f"{r.path:<8} {r.table:<6} {r.devices:>8} {r.readings:>9} "
             f"{r.elapsed_s:>9.2f} {r.per_second:>10.0f} {r.state_bytes_mean:>12.0f} "
-            f"{r.state_bytes_max:>11}"
+            f"{r.state_bytes_max:>11} {r.findings / r.readings:>16.3f}"
         )
     judged = [r for r in results if (r.path, r.table) == ("batch", "table")]
     best = judged[0].per_second if judged else math.nan

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
@@ -245,6 +246,10 @@ def _q_array(x: Floats) -> Floats:
     return out
 
 
+def _same(x: Quantity, j: int) -> Quantity:
+    return x
+
+
 class _Executor:
     """The primitives the detectors are written in: on Python floats (one
     series) or on numpy arrays (one element per series of a wave)."""
@@ -302,8 +307,8 @@ class _Floats(_Executor):
         return [0] if mask else []
 
     @staticmethod
-    def at(x: Quantity, i: int) -> Quantity:
-        return x
+    def picker(rows: list[int]) -> Callable[[Quantity, int], Quantity]:
+        return _same
 
     @staticmethod
     def column(x: Quantity, rows: list[int]) -> list[Any]:
@@ -378,9 +383,22 @@ class _Arrays(_Executor):
         rows: list[int] = np.flatnonzero(mask).tolist()
         return rows
 
-    @staticmethod
-    def at(x: Quantity, i: int) -> Quantity:
-        return x[i].item()
+    def picker(self, rows: list[int]) -> Callable[[Quantity, int], Quantity]:
+        """``pick(x, j)``: ``x`` at ``rows[j]`` as a Python number, each
+        array's column at ``rows`` taken once (most findings of a wave come
+        from a few detectors, and ``x[i].item()`` per finding and quantity
+        was most of their cost)."""
+        taken: dict[int, list[Any]] = {}
+
+        def pick(x: Quantity, j: int) -> Quantity:
+            # (The quantities live while the finding's detail is written, so
+            # their ids stay theirs.)
+            column = taken.get(id(x))
+            if column is None:
+                column = taken[id(x)] = self.column(x, rows)
+            return column[j]
+
+        return pick
 
     @staticmethod
     def column(x: Quantity, rows: list[int]) -> list[Any]:
@@ -492,10 +510,11 @@ class _Explain:
             return
         columns = [xp.column(x, rows) for x in (score, observed, expected, low, high)]
         name = detector.value  # a plain str in the finding, as validated
-        for i, *numbers in zip(rows, *columns, strict=True):
+        at = xp.picker(rows)
+        for j, (i, *numbers) in enumerate(zip(rows, *columns, strict=True)):
 
-            def pick(x: Quantity, i: int = i) -> Quantity:
-                return xp.at(x, i)
+            def pick(x: Quantity, j: int = j) -> Quantity:
+                return at(x, j)
 
             # Built without validation: every field is a number or text
             # this code made, each score a ramp in [0, 1] (the contract
@@ -1148,6 +1167,10 @@ def _one(
     return packed, Scored(combined, learning, findings.get(0, []))
 
 
+_new_scored: Callable[[tuple[float, bool, list[Finding]]], Scored] = partial(
+    tuple.__new__, Scored
+)
+
 # Per metric: 1 if a counter (scored as a rate), 2 if zero is a normal value.
 _KIND = {m: (m in COUNTERS) + 2 * (m in ZERO_IS_NORMAL) for m in Metric}
 
@@ -1193,12 +1216,18 @@ def _wave(
         if name == "run_start":
             column = np.asarray(column, dtype=np.int64).view("<f8")
         floats[:, i] = column
-    scored = [
-        Scored(score, learn, findings.get(i) or [])
-        for i, (score, learn) in enumerate(
-            zip(combined.tolist(), learning.tolist(), strict=True)
+    # (tuple.__new__ by map: a third of the cost of calling Scored per row.)
+    scored = list(
+        map(
+            _new_scored,
+            zip(
+                combined.tolist(),
+                learning.tolist(),
+                [findings.get(i) or [] for i in range(len(records))],
+                strict=True,
+            ),
         )
-    ]
+    )
     return scatter(block), scored
 
 

@@ -26,6 +26,16 @@ def test_every_path_scores_every_reading_and_reports_state_size():
     assert "batch path with the table round trip" in table
 
 
+def test_every_path_counts_the_same_findings():
+    # Past the learning period (60 readings) a young daily cycle gives the
+    # detectors findings; each path scores the same readings the same way.
+    results = measure_throughput(20, 3, warmup=100, batch=13, repeat=1)
+    counts = {result.findings for result in results}
+    assert len(counts) == 1
+    assert counts.pop() > 0
+    assert "findings/reading" in format_throughput(results, target=100_000)
+
+
 @pytest.mark.parametrize(
     ("args", "name"),
     [
