@@ -110,7 +110,11 @@ views (a value the profile expects is no surprise, however far from the last
 hours' median). A reading scores only when its evidence reaches 1 (some
 detector at its alarm level). The reading's evidence, log(1 + e), is then
 compared with the series' own running 99.5th percentile of it, so one
-threshold suits series of any noise; the excess maps to [0, 1]. That is
+threshold suits series of any noise; the excess maps to [0, 1]. The
+percentile starts again when the daily profile takes over (day 2): what
+was usual before it, a start-up or stop at every edge of a shift, is not
+usual after it, and the estimate falls too slowly to forget it by itself
+(about 0.03 a day in log units). That is
 scaled by corroboration: one detector alone earns a third, three independent
 views agreeing earn it all (on the NAB subset, single-detector reports were
 mostly false).

@@ -986,6 +986,14 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
         s.gq,
     )
     s.gn = xp.where(judged, xp.minimum(s.gn + 1, 10_000), s.gn)
+    # The daily profile taking over changes what is usual: the first two
+    # days' evidence (each start-up and stop a surprise without a profile)
+    # held the estimate up for weeks, as it falls by QUANTILE_RATE * (1 - q)
+    # a reading (a plant's 40 kW spike at noon went unreported for a week).
+    # It starts again from the profile's first EVIDENCE_MIN judged readings.
+    restart = daily & (age - step_s < DAILY_AFTER_S)
+    s.gq = xp.where(restart, 0.0, s.gq)
+    s.gn = xp.where(restart, 0, s.gn)
     s.pa = pa + 1
     s.pk = xp.where(s.pa >= REFRACTORY_READINGS, 0.0, pk)
 

@@ -154,3 +154,18 @@ def test_a_knot_the_next_day_disagrees_with_starts_again():
     values[start : start + 24] += 30.0
     shifted = run(values, t, off)[start : start + 24]
     assert all(deviation(r) == 1.0 for r in shifted[:4])
+
+
+def test_a_spike_after_the_first_two_days_is_reported():
+    # The first two days have no daily profile: every start-up and stop is
+    # a surprise, and the series' usual evidence climbs with them. Once the
+    # profile judges (day 2), a 20 kW spike at noon (20 noise sigmas, a
+    # fifth of the load) is reported as the spike-or-drop rule asks (0.5),
+    # and the noon readings around it are not.
+    for day in (2, 3, 4):
+        values, t, off = plant(day + 1)
+        noon = day * PER_DAY + 12 * 12
+        values[noon] += 20.0
+        results = run(values, t, off)
+        assert results[noon].score >= 0.5, day
+        assert max(r.score for r in results[noon - 12 : noon]) == 0.0, day
