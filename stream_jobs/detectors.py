@@ -1,6 +1,6 @@
 """Streaming anomaly detectors for one series, as pure functions of state.
 
-A series' state is a small dict (``{"v": 6, "last_ts": ..., "x": bytes}``,
+A series' state is a small dict (``{"v": 7, "last_ts": ..., "x": bytes}``,
 see "State" below) that the Faust worker keeps per (device, metric) in a
 changelog-backed table. Scoring a reading uses only that reading and earlier
 ones (causal), never a label, and the same input gives the same output (no
@@ -32,7 +32,10 @@ finding ``detector``      what it sees                                warm-up
 ``rate_of_change``        a step between readings far larger than     60 readings
                           the usual step (of the residual from the
                           daily profile once it is learned and
-                          explains most of the variance)
+                          explains most of the variance; then also
+                          the usual step at the nearest knot, so a
+                          daily edge sharper than the knots is no
+                          surprise)
 ``seasonal``              distance from the daily profile (48 knots,  2 days and
                           piecewise linear, per-knot spread; on and   60 readings
                           off shift apart, see "Shifts") plus a       (14 days;
@@ -136,29 +139,33 @@ such value would otherwise leave the variances infinite and every later
 spike unscored. A change of scale that lasts is learned once it fills half
 the window.
 
-State (:mod:`stream_jobs.detection.state`): a fixed binary record of 3,024
+State (:mod:`stream_jobs.detection.state`): a fixed binary record of 3,792
 bytes (the scalar statistics, the rolling window as a ring, the on- and
-off-shift profiles and their spreads, 96 knots each, the weekday offsets and
-the 48-knot share of zero rates as float64, the per-knot counts as bytes;
-the window and the profiles kept to 7 significant digits) with ``last_ts``
-beside it, which the worker reads to drop redeliveries. A wave gathers its
-records into one array and scatters them back as bytes, so no state is
-parsed or formatted per reading. The table stores it with msgpack
-(:mod:`stream_jobs.state_codec`): about 3,060 bytes per series, exactly
-round-tripped (4 KB allowed). States
-stored by version 5 (2,200 bytes, one profile) and by version 4 and earlier
-(a JSON dict of every statistic) are converted on their next reading (a
-version 5 profile becomes the on-shift one; the off-shift one starts empty);
-:func:`state_fields` shows any state by name.
+off-shift profiles, their spreads and their knots' usual steps, 96 knots
+each, the weekday offsets and the 48-knot share of zero rates as float64,
+the per-knot counts as bytes; the window and the profiles kept to 7
+significant digits) with ``last_ts`` beside it, which the worker reads to
+drop redeliveries. A wave gathers its records into one array and scatters
+them back as bytes, so no state is parsed or formatted per reading. The
+table stores it with msgpack (:mod:`stream_jobs.state_codec`): 3,818 bytes
+per series, exactly round-tripped (4 KB allowed). States stored by version
+6 (3,024 bytes, no usual step per knot), by version 5 (2,200 bytes, one
+profile) and by version 4 and earlier (a JSON dict of every statistic) are
+converted on their next reading (a version 6 state's knots learn their
+usual steps from then on; a version 5 profile becomes the on-shift one,
+the off-shift one starts empty); :func:`state_fields` shows any state by
+name.
 
 Throughput (``riskwatch bench detectors``, one core, 10,000 devices a week
-old, the table codec's round trip per reading, batches of 1,000): 119,845
-and 120,491 readings/s in two runs on the shared development machine
-(166,895 and 170,723 without the codec), 12,100 to 13,000 one reading at a
-time; issue 4 asks for 100,000. Devices two days old (``--warmup 600``),
-whose daily profiles have just taken over, have twice the findings (0.32 per
-reading against 0.16), whose explanations are most of the cost: 98,273 and
-114,996. Figures there vary by up to 20 % between runs.
+old, the table codec's round trip per reading, batches of 1,000): 136,326
+readings/s on the shared development machine (192,320 without the codec),
+11,600 to 12,300 one reading at a time; issue 4 asks for 100,000. Version
+6's 3,050-byte states measured 142,879 in the same session (119,845 and
+120,491 in an earlier, busier one): each reading's record is a quarter
+larger. Devices two days old (``--warmup 600``), whose daily profiles have
+just taken over, have twice the findings (0.32 per reading against 0.16),
+whose explanations are most of the cost. Figures vary by up to 20 % between
+runs.
 """
 
 from __future__ import annotations

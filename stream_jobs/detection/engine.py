@@ -30,6 +30,7 @@ from stream_jobs.detection.state import (
     FLOAT_BYTES,
     FLOATS,
     HAD0,
+    HDS0,
     HOD0,
     NO_TS,
     PROFILE_KNOTS,
@@ -482,6 +483,7 @@ class _State:
     had: Quantity
     dow: Quantity
     pz: Quantity
+    hds: Quantity
     hn: Quantity
 
 
@@ -761,6 +763,11 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # whose cycle is not daily (a tank filled every few hours) the
     # profile's residual swings with the cycle, and its steps hide a spike.
     stepped = used & (s.sv < SEASONAL_EXPLAINS * s.lvv)
+    # A step this time of day is used to (a square wave's daily edge falls
+    # between two knots, so the residual jumps there every day) is measured
+    # against the usual residual step at the nearest knot.
+    own_hds = xp.take(s.hds, near + own)
+    step_sd = xp.where(stepped, xp.fmax(step_sd, ABS_TO_SIGMA * own_hds), step_sd)
     diff = xp.where(has_last, xp.where(stepped, resid - s.lr, value - last), 0.0)
     z_step, score = _far(xp, diff, step_sd, warm)
     live = warm & (step_sd > _TINY)
@@ -1092,22 +1099,32 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     dev = xp.where(stuck_fired, had_near, dev)
     r_day = r + xp.where(weekly, dow_day, 0.0)
     az = xp.maximum(1.0 / hn_near, SAME_ALPHA)
+    # The knot's usual step learns the residual's step, clipped as the
+    # spreads are (the edge of a square wave, between two knots, is within
+    # four of the knot's spreads; a spike on a calm knot is not).
+    r_step = xp.fmin(
+        xp.abs(resid - s.lr), SPREAD_CLIP * xp.fmax(seas_sd, xp.fmax(step_sd, floor))
+    )
     # Everything stored to 7 significant digits (to bound the state), in one
     # call: the two knots, the bin's spread, the weekday offset, the bin's
-    # share of zero rates and the value (the window, the smallest rate).
-    new_k0, new_k1, new_had, new_dow, new_pz, value_q = xp.q(
+    # share of zero rates, the knot's usual step and the value (the window,
+    # the smallest rate).
+    new_k0, new_k1, new_had, new_dow, new_pz, new_hds, value_q = xp.q(
         [
             xp.where(fresh, xp.where(w1 < 0.5, xs - ls, own_k0), own_k0 + rate0 * err),
             xp.where(fresh, xp.where(w1 >= 0.5, xs - ls, own_k1), own_k1 + rate1 * err),
             xp.where(fresh, had_near, had_near + ap * (dev - had_near)),
             dow_day + WEEK_ALPHA * (r_day - dow_day),
             zero_share + az * ((value == 0.0) - zero_share),
+            own_hds + ap * (r_step - own_hds),
             value,
         ]
     )
     xp.put(s.hod, k0 + own, unless_far(own_k0, new_k0))
     xp.put(s.hod, k1 + own, unless_far(own_k1, new_k1))
     xp.put(s.had, near + own, unless_far(own_had, new_had))
+    learn_step = used & has_last & xp.not_(far)
+    xp.put(s.hds, near + own, xp.where(learn_step, new_hds, own_hds))
     xp.put(s.dow, day, xp.where(daily & xp.not_(far), new_dow, dow_day))
     xp.put(s.pz, near, xp.where(counter & xp.not_(far), new_pz, zero_share))
     smallest = counter & (value > 0) & (xp.isnan(s.rq) | (value < s.rq))
@@ -1136,7 +1153,8 @@ _PROFILES = (
     ("hod", HOD0, HAD0),
     ("had", HAD0, DOW0),
     ("dow", DOW0, PZ0),
-    ("pz", PZ0, FLOATS),
+    ("pz", PZ0, HDS0),
+    ("hds", HDS0, FLOATS),
 )
 
 
@@ -1170,6 +1188,7 @@ def _one(
         *s.had,
         *s.dow,
         *s.pz,
+        *s.hds,
         *s.hn,
     )
     return packed, Scored(combined, learning, findings.get(0, []))

@@ -1,6 +1,6 @@
 """The fixed binary layout of a series state, and conversions to and from it.
 
-A series state is a small dict, ``{"v": 6, "last_ts": int | None, "x":
+A series state is a small dict, ``{"v": 7, "last_ts": int | None, "x":
 bytes}``: ``last_ts`` (ns since the epoch of the last reading learned, None
 before the first) stays a plain field because the worker reads it to drop
 redeliveries and sets it alone for a counter's first register reading;
@@ -11,9 +11,11 @@ redeliveries and sets it alone for a counter's first register reading;
   holds min(n, WINDOW) of them and reading n goes to slot n % WINDOW), the daily
   profiles ``hod`` and their spreads ``had`` (``PROFILE_KNOTS``: ``DAY_BINS``
   knots learned from readings on shift, then ``DAY_BINS`` learned from
-  readings off shift), the weekday offsets ``dow`` (7) and the per-bin share
+  readings off shift), the weekday offsets ``dow`` (7), the per-bin share
   of zero rates ``pz`` (``DAY_BINS``; zeros for a series that is not a
-  counter, which reads the same as no share at all);
+  counter, which reads the same as no share at all) and the usual step of
+  the residual from the profile per knot ``hds`` (``PROFILE_KNOTS``, on shift
+  then off shift; 0 where not learned yet);
 * ``PROFILE_KNOTS`` uint8 counts of readings per knot ``hn`` (capped at 99),
   on shift then off shift.
 
@@ -24,9 +26,10 @@ slot's bytes; an absent value (``t0``, ``dt``, ``rq``, ``last_value``) is NaN
 :data:`NO_TS`. The record is a multiple of 8 bytes long (aligned float64
 views of a batch of records).
 
-States stored by version 5 (the record without the level under the profile
-``ls`` and without the off-shift profile) are converted by :func:`upgrade`,
-those stored by version 4 and earlier (the JSON dict of every statistic) by
+States stored by version 6 (the record without ``hds``) are converted by
+:func:`upgrade_v6`, those stored by version 5 (without ``hds``, the level
+under the profile ``ls`` and the off-shift profile) by :func:`upgrade`, those
+stored by version 4 and earlier (the JSON dict of every statistic) by
 :func:`pack_legacy`, on their next reading (:func:`current`).
 """
 
@@ -38,11 +41,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-STATE_VERSION: Final = 6
+STATE_VERSION: Final = 7
 # The last version whose state was the JSON dict of every statistic.
 LEGACY_VERSION: Final = 4
 # The binary record without ``ls`` and the off-shift profile.
 V5: Final = 5
+# The binary record without the knots' usual steps ``hds``.
+V6: Final = 6
 
 WINDOW: Final = 96
 DAY_BINS: Final = 48
@@ -84,9 +89,14 @@ HOD0: Final = W0 + WINDOW
 HAD0: Final = HOD0 + PROFILE_KNOTS
 DOW0: Final = HAD0 + PROFILE_KNOTS
 PZ0: Final = DOW0 + WEEK_DAYS
-FLOATS: Final = PZ0 + DAY_BINS
+HDS0: Final = PZ0 + DAY_BINS
+FLOATS: Final = HDS0 + PROFILE_KNOTS
 FLOAT_BYTES: Final = 8 * FLOATS
 RECORD_BYTES: Final = FLOAT_BYTES + PROFILE_KNOTS
+
+# Version 6's record: this one without ``hds``.
+V6_FLOAT_BYTES: Final = 8 * HDS0
+V6_RECORD_BYTES: Final = V6_FLOAT_BYTES + PROFILE_KNOTS
 
 # Version 5's record: the same scalars but ``ls`` (the last), one profile.
 _V5_SCALARS: Final = len(SCALARS) - 1
@@ -130,11 +140,7 @@ def upgrade(state: SeriesState) -> SeriesState:
     Raises:
         ValueError: a record of the wrong length (not a state this code wrote).
     """
-    record = state["x"]
-    if len(record) != V5_RECORD_BYTES:
-        raise ValueError(
-            f"state field x: {len(record)} bytes, not {V5_RECORD_BYTES} (version 5)"
-        )
+    record = _stored_record(state, V5_RECORD_BYTES, V5)
     old = np.frombuffer(record, dtype="<f8", count=_V5_FLOATS)
     floats = np.zeros(FLOATS, dtype="<f8")
     floats[:_V5_SCALARS] = old[:_V5_SCALARS]
@@ -143,7 +149,7 @@ def upgrade(state: SeriesState) -> SeriesState:
     hod, had = _V5_HOD0, _V5_HOD0 + DAY_BINS
     floats[HOD0 : HOD0 + DAY_BINS] = old[hod : hod + DAY_BINS]
     floats[HAD0 : HAD0 + DAY_BINS] = old[had : had + DAY_BINS]
-    floats[DOW0:FLOATS] = old[had + DAY_BINS :]
+    floats[DOW0 : PZ0 + DAY_BINS] = old[had + DAY_BINS :]
     counts = np.zeros(PROFILE_KNOTS, dtype=np.uint8)
     counts[:DAY_BINS] = np.frombuffer(record, dtype=np.uint8, offset=8 * _V5_FLOATS)
     return {
@@ -151,6 +157,32 @@ def upgrade(state: SeriesState) -> SeriesState:
         "last_ts": state["last_ts"],
         "x": floats.tobytes() + counts.tobytes(),
     }
+
+
+def upgrade_v6(state: SeriesState) -> SeriesState:
+    """A version 6 state in the current layout: every statistic kept, the
+    knots' usual steps not learned yet (0: the overall usual step judges
+    until they are).
+
+    Raises:
+        ValueError: a record of the wrong length (not a state this code wrote).
+    """
+    record = _stored_record(state, V6_RECORD_BYTES, V6)
+    steps = bytes(8 * PROFILE_KNOTS)
+    return {
+        "v": STATE_VERSION,
+        "last_ts": state["last_ts"],
+        "x": record[:V6_FLOAT_BYTES] + steps + record[V6_FLOAT_BYTES:],
+    }
+
+
+def _stored_record(state: SeriesState, size: int, version: int) -> bytes:
+    record: bytes = state["x"]
+    if len(record) != size:
+        raise ValueError(
+            f"state field x: {len(record)} bytes, not {size} (version {version})"
+        )
+    return record
 
 
 def legacy_defaults() -> dict[str, Any]:
@@ -238,6 +270,8 @@ def current(state: SeriesState) -> SeriesState:
     """``state`` in the current layout (converted if an older version)."""
     if is_current(state):
         return state
+    if state.get("v") == V6 and isinstance(state.get("x"), bytes):
+        return upgrade_v6(state)
     if state.get("v") == V5 and isinstance(state.get("x"), bytes):
         return upgrade(state)
     return pack_legacy(state)
@@ -272,6 +306,8 @@ def fields(state: SeriesState) -> dict[str, Any]:
     counts = np.frombuffer(record, dtype=np.uint8, offset=FLOAT_BYTES).tolist()
     out["hn"] = counts[:DAY_BINS]
     out["hn_off"] = counts[DAY_BINS:]
+    out["hds"] = floats[HDS0 : HDS0 + DAY_BINS].tolist()
+    out["hds_off"] = floats[HDS0 + DAY_BINS : FLOATS].tolist()
     return out
 
 

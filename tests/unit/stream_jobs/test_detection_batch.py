@@ -31,6 +31,9 @@ FIXTURE = Path(__file__).with_name("data") / "detector_state_v4.json"
 # States the version 5 engine stored after series_v4_read's readings, with
 # its state_fields() of them.
 FIXTURE_V5 = Path(__file__).with_name("data") / "detector_state_v5.json"
+# Stored by version 6 from series_v4_read's readings, off shift before 07:00
+# and from 19:00 (UTC).
+FIXTURE_V6 = Path(__file__).with_name("data") / "detector_state_v6.json"
 
 
 def mixed_series(seed, n):
@@ -255,37 +258,70 @@ def test_a_state_stored_by_version_4_is_converted_and_continues(name):
     assert from_v4["v"] == STATE_VERSION
 
 
-@pytest.mark.parametrize("name", ["temperature_c", "water_m3"])
-def test_a_state_stored_by_version_5_is_converted_and_continues(name):
-    # Version 5's record had no level under the profile and one daily
-    # profile: converted, every statistic stays, the level under the profile
-    # starts at the level, the on-shift profile is version 5's and the
-    # off-shift one is empty; scoring from it is scoring from the stored state.
-    entry = json.loads(FIXTURE_V5.read_text())[name]
-    stored = {"v": 5, "last_ts": entry["last_ts"], "x": base64.b64decode(entry["x"])}
-    upgraded = state.upgrade(stored)
+def converted(fixture, version, upgrade, name):
+    # A stored record of the fixture, its converted form and the converted
+    # statistics, every one the fixture lists kept.
+    entry = json.loads(fixture.read_text())[name]
+    stored = {"v": version, "last_ts": entry["last_ts"]}
+    stored["x"] = base64.b64decode(entry["x"])
+    upgraded = upgrade(stored)
     assert state.is_current(upgraded)
     assert len(upgraded["x"]) == state.RECORD_BYTES
     kept = state_fields(upgraded)
     for key, value in entry["fields"].items():
         if key != "v":
             assert kept[key] == value, key
-    assert kept["ls"] == kept["lv"]
-    assert kept["hod_off"] == [0.0] * state.DAY_BINS
-    assert kept["had_off"] == [0.0] * state.DAY_BINS
-    assert kept["hn_off"] == [0] * state.DAY_BINS
+    return stored, upgraded, kept
+
+
+def assert_scored_as_stored(stored, upgraded, name):
+    # Scoring from a stored state is scoring from its converted form, on
+    # shift and off, for an ordinary value, a zero and a jump.
     metric = Metric(name)
     values, times = series_v4_read(name)
     ts = times[-1] + 900 * S
     for value in (values[-1], 0.0, 3.0 * abs(values[-1]) + 1.0):
         for off in (False, True):
-            from_v5, scored_v5 = score_value(stored, metric, value, ts, off)
+            from_stored, scored_stored = score_value(stored, metric, value, ts, off)
             from_upgraded, scored_upgraded = score_value(
                 upgraded, metric, value, ts, off
             )
-            assert from_v5 == from_upgraded
-            assert scored_v5 == scored_upgraded
-    assert from_v5["v"] == STATE_VERSION
+            assert from_stored == from_upgraded
+            assert scored_stored == scored_upgraded
+            assert from_stored["v"] == STATE_VERSION
+
+
+@pytest.mark.parametrize("name", ["temperature_c", "water_m3"])
+def test_a_state_stored_by_version_5_is_converted_and_continues(name):
+    # Version 5's record had no level under the profile and one daily
+    # profile: converted, every statistic stays, the level under the profile
+    # starts at the level, the on-shift profile is version 5's and the
+    # off-shift one is empty; scoring from it is scoring from the stored state.
+    stored, upgraded, kept = converted(FIXTURE_V5, 5, state.upgrade, name)
+    assert kept["ls"] == kept["lv"]
+    assert kept["hod_off"] == [0.0] * state.DAY_BINS
+    assert kept["had_off"] == [0.0] * state.DAY_BINS
+    assert kept["hn_off"] == [0] * state.DAY_BINS
+    assert_scored_as_stored(stored, upgraded, name)
+
+
+@pytest.mark.parametrize("name", ["temperature_c", "water_m3"])
+def test_a_state_stored_by_version_6_is_converted_and_continues(name):
+    # Version 6's record had no usual step per knot: converted, every
+    # statistic stays and no knot has a usual step yet; scoring from it is
+    # scoring from the stored state.
+    stored, upgraded, kept = converted(FIXTURE_V6, 6, state.upgrade_v6, name)
+    assert kept["hds"] == kept["hds_off"] == [0.0] * state.DAY_BINS
+    assert_scored_as_stored(stored, upgraded, name)
+    # An ordinary reading teaches its nearest knot a usual step.
+    values, times = series_v4_read(name)
+    ordinary, _ = score_value(stored, Metric(name), values[-1], times[-1] + 900 * S)
+    assert sum(v > 0 for v in state_fields(ordinary)["hds"]) == 1
+
+
+def test_a_record_of_the_wrong_length_is_no_version_6_state():
+    with pytest.raises(ValueError, match="version 6"):
+        state.upgrade_v6({"v": 6, "last_ts": None, "x": bytes(16)})
 
 
 def test_a_record_of_the_wrong_length_is_no_version_5_state():

@@ -443,3 +443,22 @@ def test_a_frozen_register_leaves_the_spread_of_the_hours_it_froze_through():
     assert [state_fields(after)["had"][k] for k in knots] == [
         state_fields(before)["had"][k] for k in knots
     ]
+
+
+def test_a_daily_edge_inside_one_reading_is_no_surprise_once_learned():
+    # A square wave: 20 at night, 70 from 09:00 to 18:00, each edge within
+    # one 5-minute reading, so it falls between two knots of the profile
+    # and the residual jumps there every day. Once the profile has seen
+    # the edges (day 3 on), neither edge is reported, and a step of the
+    # same size at another hour still is.
+    t = np.arange(8 * DAY_S // 300) * 300
+    hour = (t % DAY_S) / 3600
+    values = np.where((hour >= 9) & (hour < 18), 70.0, 20.0)
+    values = values + np.random.default_rng(4).normal(0, 1, t.size)
+    odd = 6 * DAY_S // 300 + 3 * 12  # day 6, 03:00
+    values[odd : odd + 12] += 50.0
+    _, results = run(values, times_s=t)
+    later = t >= 3 * DAY_S
+    edges = later & ((hour == 9) | (hour == 18))
+    assert max(r.score for r, e in zip(results, edges, strict=True) if e) == 0.0
+    assert results[odd].score >= 0.5
