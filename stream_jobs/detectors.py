@@ -158,8 +158,9 @@ name.
 
 Throughput (``riskwatch bench detectors``, one core, 10,000 devices a week
 old, the table codec's round trip per reading, batches of 1,000): 136,326
-readings/s on the shared development machine (192,320 without the codec),
-11,600 to 12,300 one reading at a time; issue 4 asks for 100,000. Version
+and 123,845 readings/s in two runs on the shared development machine
+(192,320 and 169,885 without the codec), 11,400 to 12,300 one reading at a
+time; issue 4 asks for 100,000. Version
 6's 3,050-byte states measured 142,879 in the same session (119,845 and
 120,491 in an earlier, busier one): each reading's record is a quarter
 larger. Devices two days old (``--warmup 600``), whose daily profiles have
