@@ -1102,9 +1102,7 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     # The knot's usual step learns the residual's step, clipped as the
     # spreads are (the edge of a square wave, between two knots, is within
     # four of the knot's spreads; a spike on a calm knot is not).
-    r_step = xp.fmin(
-        xp.abs(resid - s.lr), SPREAD_CLIP * xp.fmax(seas_sd, xp.fmax(step_sd, floor))
-    )
+    r_step = xp.fmin(xp.abs(resid - s.lr), SPREAD_CLIP * xp.fmax(seas_sd, step_sd))
     # Everything stored to 7 significant digits (to bound the state), in one
     # call: the two knots, the bin's spread, the weekday offset, the bin's
     # share of zero rates, the knot's usual step and the value (the window,
@@ -1123,8 +1121,8 @@ def _detect(  # noqa: PLR0915 - the detectors in order, as documented
     xp.put(s.hod, k0 + own, unless_far(own_k0, new_k0))
     xp.put(s.hod, k1 + own, unless_far(own_k1, new_k1))
     xp.put(s.had, near + own, unless_far(own_had, new_had))
-    learn_step = used & has_last & xp.not_(far)
-    xp.put(s.hds, near + own, xp.where(learn_step, new_hds, own_hds))
+    stepped_here = xp.where(used & has_last, new_hds, own_hds)
+    xp.put(s.hds, near + own, unless_far(own_hds, stepped_here))
     xp.put(s.dow, day, xp.where(daily & xp.not_(far), new_dow, dow_day))
     xp.put(s.pz, near, xp.where(counter & xp.not_(far), new_pz, zero_share))
     smallest = counter & (value > 0) & (xp.isnan(s.rq) | (value < s.rq))
